@@ -1,0 +1,39 @@
+"""The engine: worlds, actions, the fixed-time-step loop, input, window, recording and replay.
+
+It knows nothing of neural networks; `worldmodel` and `splat` plug in through the world registry.
+"""
+
+from engine.action import ACTION_DIM, ACTION_NAMES, KEYS, NOOP, Action, ActionError, encode_actions
+from engine.world import (
+    Observation,
+    ObservationError,
+    World,
+    WorldNotFoundError,
+    available_worlds,
+    make_world,
+    register_world,
+    validate_observation,
+)
+
+# Built-in worlds are registered lazily by 'module:attr' so importing the engine stays cheap.
+register_world("plane", "engine.plane:PlaneWorld", "a checkered plane under a sky (tiny synthetic world, no GL)")
+register_world("replay", "engine.replay:ReplayWorld", "plays back a recording directory (config: path)")
+register_world("arena", "engine.arena:ArenaWorld", "the procedural ground-truth 3D arena (moderngl)")
+
+__all__ = [
+    "ACTION_DIM",
+    "ACTION_NAMES",
+    "KEYS",
+    "NOOP",
+    "Action",
+    "ActionError",
+    "Observation",
+    "ObservationError",
+    "World",
+    "WorldNotFoundError",
+    "available_worlds",
+    "encode_actions",
+    "make_world",
+    "register_world",
+    "validate_observation",
+]

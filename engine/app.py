@@ -1,0 +1,89 @@
+"""Run a world in the window or headless: the shared runner behind `play.py` and `engine.replay`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.game import Frontend, Game, HeadlessFrontend, LoopConfig, run_stats_dict
+from engine.input import InputAccumulator, Keymap
+from engine.script import ActionSource
+from engine.world import World
+
+
+def open_frontend(headless: bool, keymap: Keymap, title: str, size: tuple[int, int], filter: str,
+                  log=print) -> tuple[Frontend, bool]:
+    """A window if asked for and possible, else the headless frontend. Returns (frontend, is_headless)."""
+    if headless:
+        return HeadlessFrontend(), True
+    from engine.window import DisplayError, WindowFrontend
+
+    try:
+        return WindowFrontend(keymap, title=title, size=size, filter=filter), False
+    except DisplayError as e:
+        log(f"no window: {e}. Running headless instead.")
+        return HeadlessFrontend(), True
+
+
+def run_world(
+    world: World,
+    world_name: str,
+    headless: bool = False,
+    ticks: int | None = None,
+    realtime: bool = True,
+    tick_rate: float = 20.0,
+    max_catchup: int = 4,
+    source: ActionSource | None = None,
+    seed: int = 0,
+    record_dir: Path | None = None,
+    keymap: Keymap | None = None,
+    size: tuple[int, int] = (640, 640),
+    filter: str = "nearest",
+    video: bool = True,
+    model_hash: str | None = None,
+    summary_json: Path | None = None,
+    log=print,
+) -> int:
+    """Run `world` until quit / `ticks` / the source ends; print a summary. Returns an exit code."""
+    keymap = keymap or Keymap.load()
+    frontend, is_headless = open_frontend(headless, keymap, f"dreamwalk — {world_name}", size, filter, log)
+    if is_headless and ticks is None and source is None:
+        ticks = 200
+        log(f"headless with no --ticks: running {ticks} ticks")
+    config = LoopConfig(
+        tick_rate=tick_rate,
+        max_catchup=max_catchup,
+        realtime=realtime if is_headless else True,
+        max_ticks=ticks,
+        seed=seed,
+        record_dir=record_dir,
+        video=video,
+        model_hash=model_hash,
+    )
+    game = Game(world, frontend, config, input=InputAccumulator.for_keymap(keymap), source=source,
+                world_name=world_name, log=log)
+    t0 = time.perf_counter()
+    try:
+        stats = game.run()
+    except KeyboardInterrupt:
+        log("interrupted")
+        stats = game.stats
+    finally:
+        frontend.close()
+        world.close()
+    wall = time.perf_counter() - t0
+    summary = run_stats_dict(stats) | {"world": world_name, "headless": is_headless, "wall_s": round(wall, 3),
+                                        "mean_ticks_per_s": round(stats.ticks / max(wall, 1e-9), 2)}
+    log(json.dumps(summary))
+    if summary_json is not None:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print an error for a person (no traceback) and return an exit code."""
+    print(f"error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,373 @@
+"""The fixed-time-step game loop that drives any World: clock → input → step → record → present.
+
+`Game.frame()` is the whole loop body, in that fixed order. Pause, single-step, reset and recording
+are state on the `Game`, changed by commands from the frontend (a window or nothing at all). The
+frontend only gathers input and shows frames; it never steps the world.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from engine.action import Action
+from engine.clock import FixedStep
+from engine.input import WORLD_COMMANDS, InputAccumulator
+from engine.recording import RecordingMeta, RecordingWriter
+from engine.script import ActionSource
+from engine.world import Observation, World, validate_observation
+
+
+@dataclass
+class LoopConfig:
+    """How the loop runs; fixed for a run."""
+
+    tick_rate: float = 20.0
+    max_catchup: int = 4  # ticks run per displayed frame at most before the backlog is dropped
+    realtime: bool = True  # False: run ticks as fast as possible (headless)
+    max_ticks: int | None = None  # stop after this many ticks (None: until quit)
+    seed: int = 0
+    record_dir: Path | None = None  # record from the start into this directory
+    recordings_root: Path = Path("recordings")  # where F5 puts new recordings
+    screenshots_root: Path = Path("screenshots")
+    video: bool = True
+    model_hash: str | None = None
+
+
+class _Ema:
+    """Exponential moving average, for HUD figures that should not flicker."""
+
+    def __init__(self, alpha: float = 0.1) -> None:
+        self.alpha, self.value = alpha, None
+
+    def add(self, x: float) -> None:
+        self.value = x if self.value is None else self.value + self.alpha * (x - self.value)
+
+    def __call__(self) -> float:
+        return float("nan") if self.value is None else self.value
+
+
+@dataclass
+class LoopStats:
+    """What the HUD shows and a run reports."""
+
+    ticks: int = 0
+    frames: int = 0
+    dropped: int = 0
+    ticks_per_s: float = 0.0
+    fps: float = 0.0
+    step_ms: float = float("nan")
+    present_ms: float = float("nan")
+    latency_ms: float = float("nan")  # earliest input of a tick -> the frame showing that tick presented
+    wall_s: float = 0.0
+
+
+@dataclass
+class Hud:
+    """Everything a frontend needs to draw the overlay."""
+
+    world: str
+    stats: LoopStats
+    paused: bool
+    recording: bool
+    message: str = ""
+    world_text: str = ""
+    show_help: bool = False
+
+
+class Frontend(Protocol):
+    """A window, or nothing (headless). It gathers input and shows frames."""
+
+    def poll(self, inp: InputAccumulator, now: float) -> list[str]:
+        """Feed input events into `inp`; return the commands issued since the last poll."""
+        ...
+
+    def present(self, obs: Observation, hud: Hud) -> None:
+        """Show the latest frame."""
+        ...
+
+    def screenshot(self, path: Path) -> list[Path]:
+        """Save what is shown; return the files written."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HeadlessFrontend:
+    """No window: no input, nothing shown. Screenshots save the raw frame."""
+
+    def __init__(self) -> None:
+        self.last: Observation | None = None
+
+    def poll(self, inp: InputAccumulator, now: float) -> list[str]:
+        return []
+
+    def present(self, obs: Observation, hud: Hud) -> None:
+        self.last = obs
+
+    def screenshot(self, path: Path) -> list[Path]:
+        if self.last is None:
+            return []
+        save_png(self.last.rgb, path)
+        return [path]
+
+    def close(self) -> None:
+        pass
+
+
+def save_png(rgb: np.ndarray, path: Path) -> None:
+    """Write [H, W, 3] uint8 as PNG (through pygame, already a dependency)."""
+    import pygame
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    surface = pygame.image.frombuffer(np.ascontiguousarray(rgb).tobytes(), (rgb.shape[1], rgb.shape[0]), "RGB")
+    pygame.image.save(surface, str(path))
+
+
+class Game:
+    """One run of a world: owns the loop state (pause, recording, stats); see `frame()`."""
+
+    def __init__(
+        self,
+        world: World,
+        frontend: Frontend,
+        config: LoopConfig,
+        input: InputAccumulator | None = None,
+        source: ActionSource | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+        world_name: str | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.world, self.frontend, self.config = world, frontend, config
+        self.input = input or InputAccumulator()
+        self.source = source
+        self.clock, self.sleep, self.log = clock, sleep, log
+        self.world_name = world_name or world.name
+        self.fixed = FixedStep(config.tick_rate, config.max_catchup)
+        self.stats = LoopStats()
+        self.running = True
+        self.paused = False
+        self.step_once = False
+        self.show_help = False
+        self.message = ""
+        self._message_until = 0.0
+        self.recorder: RecordingWriter | None = None
+        self.episode_seed = config.seed
+        self.episode_actions: list[Action] = []  # since the last reset: lets a mid-episode recording be verified
+        self._step_ms, self._present_ms, self._latency = _Ema(), _Ema(), _Ema()
+        self._pending_input: float | None = None  # earliest input not yet shown on screen
+        self._last_present = -1e9
+        self._t_start = clock()
+        self._rate_window: list[float] = []  # tick times in the last second
+        self._frame_times: list[float] = []  # present times in the last second
+        self.obs = self._reset(config.seed)
+        if config.record_dir is not None:
+            self.start_recording(config.record_dir)
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> LoopStats:
+        """Run frames until quit, `max_ticks`, or the action source runs out."""
+        try:
+            while self.running:
+                self.frame()
+        finally:
+            self.stop_recording()
+        self.stats.wall_s = self.clock() - self._t_start
+        return self.stats
+
+    def frame(self) -> None:
+        """One displayed frame: clock → input → step (0..max_catchup ticks) → record → present."""
+        now = self.clock()
+        commands = self.frontend.poll(self.input, now)
+        for command in commands:
+            self.command(command)
+        ran = 0
+        for _ in range(self._ticks_due(now)):
+            if not self.running:
+                break
+            self.tick()  # steps the world and records the step
+            ran += 1
+        # Between ticks the frame has not changed: present only what is new (or the HUD, 4x a second).
+        if ran or commands or now - self._last_present >= 0.25:
+            self._present()
+        if self.config.realtime and self.running:
+            self._pace()
+
+    def _pace(self) -> None:
+        """Sleep until the next tick is due or the frontend wants to poll input again, whichever is first."""
+        now = self.clock()
+        wait = 1.0 / 60.0 if self.paused else self.fixed.time_to_next(now)
+        poll_hz = getattr(self.frontend, "max_fps", None)
+        if poll_hz:
+            wait = min(wait, 1.0 / poll_hz)
+        if wait > 0:
+            self.sleep(wait)
+
+    def _ticks_due(self, now: float) -> int:
+        if self.paused:
+            due = 1 if self.step_once else 0
+            self.step_once = False
+            return due
+        if not self.config.realtime:
+            return 1
+        due = self.fixed.advance(now)
+        self.stats.dropped = self.fixed.dropped
+        return due
+
+    def tick(self) -> None:
+        """Take the tick's action, step the world, record the step."""
+        if self.config.max_ticks is not None and self.stats.ticks >= self.config.max_ticks:
+            self.running = False
+            return
+        action, first_input = self.input.take()
+        if self.source is not None:
+            scripted = self.source.next(self.obs)
+            if scripted is None:
+                self.log(f"the {self.source.name} finished after {self.stats.ticks} ticks")
+                self.running = False
+                return
+            action = scripted
+        t0 = self.clock()
+        obs = validate_observation(self.world.step(action), self.world_name, self.obs.tick + 1)
+        t1 = self.clock()
+        self._step_ms.add((t1 - t0) * 1e3)
+        self.obs = obs
+        self.episode_actions.append(action)
+        if self.recorder is not None:
+            self.recorder.write(obs, action)
+        if first_input is not None and self._pending_input is None:
+            self._pending_input = first_input
+        self.stats.ticks += 1
+        self._rate_window.append(t1)
+
+    def _present(self) -> None:
+        t0 = self.clock()
+        self._last_present = t0
+        if t0 > self._message_until:
+            self.message = ""
+        self._update_rates(t0)
+        self.frontend.present(self.obs, self.hud())
+        t1 = self.clock()
+        self._present_ms.add((t1 - t0) * 1e3)
+        if self._pending_input is not None:
+            self._latency.add((t1 - self._pending_input) * 1e3)
+            self._pending_input = None
+        self.stats.frames += 1
+        self.stats.step_ms, self.stats.present_ms, self.stats.latency_ms = self._step_ms(), self._present_ms(), self._latency()
+
+    def _update_rates(self, now: float) -> None:
+        # Ticks in the last second, so the HUD reads as a rate, not a lifetime average.
+        cutoff = now - 1.0
+        while self._rate_window and self._rate_window[0] < cutoff:
+            self._rate_window.pop(0)
+        span = min(1.0, max(now - self._t_start, 1e-6))
+        self.stats.ticks_per_s = len(self._rate_window) / span
+        self._frame_times.append(now)
+        while self._frame_times and self._frame_times[0] < cutoff:
+            self._frame_times.pop(0)
+        self.stats.fps = len(self._frame_times) / span
+
+    def hud(self) -> Hud:
+        return Hud(
+            world=self.world_name,
+            stats=self.stats,
+            paused=self.paused,
+            recording=self.recorder is not None,
+            message=self.message,
+            world_text=str(self.obs.info.get("hud", "")),
+            show_help=self.show_help,
+        )
+
+    # -- commands (state changes, never steps of their own) -------------------------------------------
+
+    def command(self, name: str) -> None:
+        """Apply a frontend command: pause, step, reset, help, screenshot, record, quit, or a world command."""
+        if name == "quit":
+            self.running = False
+        elif name == "pause":
+            self.paused = not self.paused
+            self.fixed.pause()
+            self.say("paused (P resumes, . steps one tick)" if self.paused else "resumed")
+        elif name == "step":
+            if self.paused:
+                self.step_once = True
+            else:
+                self.say("single-step works while paused (P)")
+        elif name == "reset":
+            self.obs = self._reset(self.episode_seed)
+            self.say(f"reset (seed {self.episode_seed})")
+        elif name == "help":
+            self.show_help = not self.show_help
+        elif name == "screenshot":
+            stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{self.stats.ticks:06d}"
+            files = self.frontend.screenshot(self.config.screenshots_root / f"screenshot-{stamp}.png")
+            self.say(f"saved {', '.join(map(str, files))}" if files else "nothing to save yet")
+        elif name == "record":
+            if self.recorder is None:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                self.start_recording(self.config.recordings_root / f"{self.world_name}-{stamp}")
+            else:
+                self.stop_recording()
+        elif name in WORLD_COMMANDS:
+            handler = getattr(self.world, "command", None)
+            reply = handler(name) if callable(handler) else None
+            self.say(reply or f"{self.world_name} has no '{name}' command")
+        elif name in ("filter", "hud", "release_mouse"):
+            pass  # handled by the window itself
+        else:
+            raise ValueError(f"unknown command {name!r}")
+
+    def say(self, text: str, seconds: float = 3.0) -> None:
+        """Show a short message on the HUD (and in the log)."""
+        self.message = text
+        self._message_until = self.clock() + seconds
+        self.log(text)
+
+    def _reset(self, seed: int) -> Observation:
+        self.episode_seed = seed
+        self.episode_actions = []
+        if self.source is not None:
+            self.source.reset(seed)
+        obs = validate_observation(self.world.reset(seed), self.world_name, 0)
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.write(obs, None, reset=True, seed=seed)
+        return obs
+
+    def start_recording(self, path: Path) -> None:
+        """Record from the current observation on (mid-episode starts store the actions since reset)."""
+        meta = RecordingMeta(
+            world=self.world_name,
+            world_config=dict(self.world.config),
+            seed=self.episode_seed,
+            tick_rate=self.config.tick_rate,
+            deterministic=bool(getattr(self.world, "deterministic", False)),
+            model_hash=self.config.model_hash,
+        )
+        at_reset = not self.episode_actions
+        prefix = None if at_reset else (self.episode_seed, list(self.episode_actions))
+        self.recorder = RecordingWriter(path, meta, video=self.config.video, prefix=prefix)
+        self.recorder.write(self.obs, None, reset=at_reset, seed=self.episode_seed if at_reset else None)
+        self.say(f"recording to {path}")
+
+    def stop_recording(self) -> None:
+        if self.recorder is not None:
+            rec, self.recorder = self.recorder, None
+            rec.close()
+            self.say(f"recording saved: {rec.path} ({rec.steps} steps). Replay: python -m engine.replay {rec.path}")
+
+
+def run_stats_dict(stats: LoopStats) -> dict[str, Any]:
+    """JSON-friendly summary of a run."""
+    out = {}
+    for k, v in stats.__dict__.items():
+        out[k] = None if isinstance(v, float) and not np.isfinite(v) else (round(v, 3) if isinstance(v, float) else v)
+    return out
+
+
+__all__ = ["Game", "LoopConfig", "LoopStats", "Hud", "Frontend", "HeadlessFrontend", "save_png"]

@@ -1,0 +1,188 @@
+"""Key bindings (from YAML) and the per-tick input accumulator.
+
+Input arrives as events at any time between ticks; a tick consumes everything gathered since the last
+one. A key pressed and released inside one tick still counts as held for that tick, and mouse motion
+is summed over the tick rather than taking the last event.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.action import KEYS, Action
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_KEYMAP = ASSETS / "keymap.yaml"
+
+LOOK_KEYS = ("turn_left", "turn_right", "look_up", "look_down")
+# Commands the engine itself handles.
+ENGINE_COMMANDS = ("release_mouse", "pause", "step", "reset", "help", "screenshot", "record", "filter", "hud")
+# Commands forwarded to the world (`World.command(name)`), used by worlds that support them.
+WORLD_COMMANDS = ("memory", "view", "save_memory")
+SECTIONS = ("actions", "look_keys", "commands", "look")
+LOOK_SETTINGS = {"mouse_sensitivity": float, "invert_y": bool, "key_turn_speed": float}
+
+
+class KeymapError(ValueError):
+    """A keymap file with an unknown key name, binding or setting."""
+
+
+def key_code(name: str) -> int:
+    """pygame key code for a pygame key name ('w', 'left shift', 'f1', 'escape', ...)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "pygame.init() has not been called": names resolve without it
+        return pygame.key.key_code(name)
+
+
+@dataclass
+class Keymap:
+    """Bindings: pygame key code -> binding name, per section, plus look settings."""
+
+    actions: dict[int, str] = field(default_factory=dict)
+    look_keys: dict[int, str] = field(default_factory=dict)
+    commands: dict[int, str] = field(default_factory=dict)
+    names: dict[str, list[str]] = field(default_factory=dict)  # binding -> key names, for the help overlay
+    mouse_sensitivity: float = 0.15  # degrees per pixel
+    invert_y: bool = False
+    key_turn_speed: float = 6.0  # degrees per tick while a look key is held
+    source: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Keymap":
+        """The default bindings from assets/keymap.yaml, overridden entry by entry by `path` if given."""
+        data = _read(DEFAULT_KEYMAP)
+        sources = [str(DEFAULT_KEYMAP)]
+        if path is not None:
+            override = _read(Path(path))
+            for section, values in override.items():
+                data.setdefault(section, {}).update(values)
+            sources.append(str(path))
+        return cls.from_dict(data, source=" + ".join(sources))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "Keymap":
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise KeymapError(f"{source}: unknown section(s) {sorted(unknown)}; expected {list(SECTIONS)}")
+        km = cls(source=source)
+        valid = {"actions": KEYS, "look_keys": LOOK_KEYS, "commands": ENGINE_COMMANDS + WORLD_COMMANDS}
+        for section, allowed in valid.items():
+            table: dict[int, str] = getattr(km, section)
+            for binding, keys in (data.get(section) or {}).items():
+                if binding not in allowed:
+                    raise KeymapError(f"{source}: unknown binding {section}.{binding!r}; valid: {list(allowed)}")
+                keys = [keys] if isinstance(keys, str) else keys
+                if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                    raise KeymapError(f"{source}: {section}.{binding} must be a key name or a list of key names")
+                km.names[binding] = list(keys)
+                for name in keys:
+                    try:
+                        code = key_code(name)
+                    except ValueError:
+                        raise KeymapError(
+                            f"{source}: {section}.{binding}: unknown key name {name!r}. Use pygame's names, "
+                            "e.g. 'w', 'space', 'left shift', 'up', 'f1', 'escape', 'page up'"
+                        ) from None
+                    for other in ("actions", "look_keys", "commands"):
+                        clash = getattr(km, other).get(code)
+                        if clash is not None and (other, clash) != (section, binding):
+                            raise KeymapError(f"{source}: key {name!r} is bound to both {clash!r} and {binding!r}")
+                    table[code] = binding
+        for setting, value in (data.get("look") or {}).items():
+            if setting not in LOOK_SETTINGS:
+                raise KeymapError(f"{source}: unknown look setting {setting!r}; valid: {list(LOOK_SETTINGS)}")
+            kind = LOOK_SETTINGS[setting]
+            if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind):
+                raise KeymapError(f"{source}: look.{setting} must be {kind.__name__}, got {value!r}")
+            setattr(km, setting, value)
+        return km
+
+    def help_lines(self) -> list[str]:
+        """Human-readable bindings for the F1 overlay."""
+        lines = []
+        for binding, keys in self.names.items():
+            lines.append(f"{binding.replace('_', ' '):>14}: {', '.join(keys)}")
+        lines.append(f"{'mouse':>14}: look ({self.mouse_sensitivity:g} deg/px{', inverted' if self.invert_y else ''})")
+        return lines
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise KeymapError(f"keymap file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise KeymapError(f"keymap file {path} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) or v is None for v in data.values()):
+        raise KeymapError(f"keymap file {path} must map sections {list(SECTIONS)} to mappings")
+    return {k: dict(v or {}) for k, v in data.items()}
+
+
+class InputAccumulator:
+    """Gathers input between ticks; `take()` turns it into one `Action` and starts the next tick."""
+
+    def __init__(self, mouse_sensitivity: float = 0.15, invert_y: bool = False, key_turn_speed: float = 6.0) -> None:
+        self.mouse_sensitivity = mouse_sensitivity
+        self.invert_y = invert_y
+        self.key_turn_speed = key_turn_speed
+        self.held: set[str] = set()  # bindings down right now
+        self._tapped: set[str] = set()  # bindings pressed at any moment during this tick
+        self._yaw = 0.0
+        self._pitch = 0.0
+        self._first_event: float | None = None  # time of the tick's earliest input, for latency
+
+    @classmethod
+    def for_keymap(cls, km: Keymap) -> "InputAccumulator":
+        return cls(km.mouse_sensitivity, km.invert_y, km.key_turn_speed)
+
+    def _mark(self, t: float | None) -> None:
+        if t is not None and self._first_event is None:
+            self._first_event = t
+
+    def press(self, binding: str, t: float | None = None) -> None:
+        self.held.add(binding)
+        self._tapped.add(binding)
+        self._mark(t)
+
+    def release(self, binding: str, t: float | None = None) -> None:
+        self.held.discard(binding)
+        self._mark(t)
+
+    def mouse(self, dx: float, dy: float, t: float | None = None) -> None:
+        """Mouse motion in pixels (dx right, dy down)."""
+        self._yaw += dx * self.mouse_sensitivity
+        self._pitch += (dy if self.invert_y else -dy) * self.mouse_sensitivity
+        self._mark(t)
+
+    def release_all(self) -> None:
+        """Forget held keys (focus lost: the key-up events will never come)."""
+        self.held.clear()
+
+    def take(self) -> tuple[Action, float | None]:
+        """The action for the tick that is about to run, and the time of its earliest input event."""
+        active = self.held | self._tapped
+        yaw, pitch = self._yaw, self._pitch
+        turn = self.key_turn_speed
+        yaw += turn * (("turn_right" in active) - ("turn_left" in active))
+        pitch += turn * (("look_up" in active) - ("look_down" in active))
+        first = self._first_event
+        self._tapped.clear()
+        self._yaw = self._pitch = 0.0
+        self._first_event = None
+        # Held keys keep producing input each tick; count that as "input" only for fresh events.
+        action = Action(**{k: k in active for k in KEYS}, yaw=max(-360.0, min(360.0, yaw)),
+                        pitch=max(-360.0, min(360.0, pitch)))
+        return action, first

@@ -1,0 +1,437 @@
+"""Crash-safe session recordings and their reader.
+
+A recording is a directory:
+
+    meta.yaml           world name + config, seed, tick rate, resolution, versions, status
+    ticks.jsonl         one JSON line per recorded step, written and flushed as it happens
+    frames/000000.npz   lossless chunks of `chunk_ticks` steps: rgb [T,H,W,3] uint8, and when the world
+                        gives them depth [T,H,W] float32 and dynamic_mask [T,H,W] bool (zlib-compressed)
+    video.mp4           h264 for people (fragmented MP4, so it stays playable after a crash)
+
+Why npz chunks for the lossless store: they are exact for float depth as well as RGB, load with
+`allow_pickle=False` (no code runs on read), give random access by chunk, and are committed with an
+atomic rename, so a SIGKILL loses at most the chunk being filled (one second at 20 ticks/s) and never
+leaves a half-written file under a final name. The mp4 is only for watching: h264 in yuv420p is lossy.
+
+Row `i` of a recording holds the observation at that step and the action that led to it (None for the
+observation returned by a reset; `reset: true` marks the start of each episode, with its seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import yaml
+
+from engine.action import ACTION_NAMES, Action
+from engine.world import Observation
+
+FORMAT_VERSION = 1
+META_FILE = "meta.yaml"
+TICKS_FILE = "ticks.jsonl"
+FRAMES_DIR = "frames"
+VIDEO_FILE = "video.mp4"
+PREFIX_FILE = "prefix_actions.npy"
+
+
+class RecordingError(RuntimeError):
+    """A recording directory that is missing, truncated beyond use, or malformed."""
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the pieces that can change what a recording contains."""
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("pygame", "moderngl", "torch"):
+        try:
+            import importlib.metadata as md
+
+            versions[mod] = md.version(mod)
+        except Exception:
+            pass
+    return versions
+
+
+@dataclass
+class RecordingMeta:
+    """What `meta.yaml` holds."""
+
+    world: str
+    world_config: dict[str, Any]
+    seed: int
+    tick_rate: float
+    resolution: list[int] = field(default_factory=list)  # [H, W], filled from the first frame
+    chunk_ticks: int = 20
+    has_depth: bool = False
+    has_dynamic_mask: bool = False
+    action_names: list[str] = field(default_factory=lambda: list(ACTION_NAMES))
+    deterministic: bool = False
+    model_hash: str | None = None
+    created: str = ""
+    software: dict[str, str] = field(default_factory=software_versions)
+    status: str = "recording"  # "recording" until close() rewrites it as "complete"
+    steps: int = 0
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "RecordingMeta":
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError as e:
+            raise RecordingError(f"{path.parent} is not a recording: it has no {META_FILE}") from e
+        except yaml.YAMLError as e:
+            raise RecordingError(f"{path} is not valid YAML ({e}); the recording's frames may still be readable") from e
+        if not isinstance(data, dict):
+            raise RecordingError(f"{path} should hold a mapping, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise RecordingError(f"{path}: unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+        missing = {"world", "world_config", "seed", "tick_rate"} - set(data)
+        if missing:
+            raise RecordingError(f"{path}: missing key(s) {sorted(missing)}")
+        return cls(**data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.__dict__, sort_keys=False)
+
+
+@dataclass
+class StepRecord:
+    """One recorded step: the observation and the action that produced it."""
+
+    index: int  # row in the recording (0..len-1)
+    episode: int
+    reset: bool  # True for the first observation of an episode
+    seed: int | None  # the reset seed, on reset rows
+    time: float  # seconds since the recording started (wall clock, informational)
+    action: Action | None
+    obs: Observation
+
+
+class RecordingWriter:
+    """Writes a session; `write` is cheap (compression and video run on a background thread).
+
+    Usage:
+        with RecordingWriter(path, meta) as rec:
+            rec.write(obs, action=None, reset=True, seed=seed)
+            rec.write(world.step(a), a)
+    """
+
+    def __init__(self, path: str | Path, meta: RecordingMeta, video: bool = True, video_min_size: int = 256,
+                 prefix: tuple[int, list[Action]] | None = None) -> None:
+        """`prefix`: (reset seed, actions since that reset) when recording starts mid-episode, so that
+        `replay --verify` can rebuild the world's state at the first row."""
+        self.path = Path(path)
+        if self.path.exists() and any(self.path.iterdir()):
+            raise RecordingError(f"refusing to record into {self.path}: it is not empty (choose a new directory)")
+        (self.path / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+        self.meta = meta
+        self.meta.created = self.meta.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._video_enabled = video
+        self._video_min_size = video_min_size
+        self._ticks = open(self.path / TICKS_FILE, "a", buffering=1)  # line-buffered: each row reaches the OS
+        self._buf: list[tuple[Observation, Action | None]] = []
+        self._index = 0
+        self._episode = -1
+        self._chunk = 0
+        self._t0 = time.perf_counter()
+        self._write_ms: list[float] = []
+        # Bounded queue: if the disk or the compressor falls behind, `write` waits rather than
+        # letting unsaved frames pile up in memory (which a crash would lose).
+        self._jobs: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._work, name="recording-writer", daemon=True)
+        self._worker.start()
+        self._video = None
+        self._closed = False
+        self._has_prefix = prefix is not None
+        if prefix is not None:
+            self.meta.extra["prefix_seed"] = int(prefix[0])
+            self.meta.extra["prefix_steps"] = len(prefix[1])
+            # float64, not the float32 training encoding: replay must feed back the exact look deltas.
+            arr = np.array([[float(getattr(a, n)) for n in ACTION_NAMES] for a in prefix[1]], np.float64)
+            arr = arr.reshape(-1, len(ACTION_NAMES))
+            with open(self.path / (PREFIX_FILE + ".tmp"), "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+            os.replace(self.path / (PREFIX_FILE + ".tmp"), self.path / PREFIX_FILE)
+        _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+
+    # -- foreground ------------------------------------------------------------------------------
+
+    def write(self, obs: Observation, action: Action | None = None, reset: bool = False, seed: int | None = None) -> None:
+        """Append one step. `reset=True` starts an episode (then `action` is None and `seed` is given)."""
+        if self._closed:
+            raise RecordingError("write() after close()")
+        if self._error is not None:
+            raise RecordingError(f"the recording writer failed: {self._error}") from self._error
+        if reset or (self._episode < 0 and self._has_prefix):
+            self._episode += 1
+        elif self._episode < 0:
+            raise RecordingError("the first row of a recording must be a reset observation (reset=True), "
+                                 "or the writer needs the episode's prefix of actions")
+        if not self.meta.resolution:
+            self.meta.resolution = [int(obs.rgb.shape[0]), int(obs.rgb.shape[1])]
+            self.meta.has_depth = obs.depth is not None
+            self.meta.has_dynamic_mask = obs.dynamic_mask is not None
+            _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+        elif list(obs.rgb.shape[:2]) != self.meta.resolution:
+            raise RecordingError(f"frame size {obs.rgb.shape[:2]} differs from the recording's {self.meta.resolution}")
+        row = {
+            "i": self._index,
+            "tick": int(obs.tick),
+            "episode": self._episode,
+            "reset": bool(reset),
+            "seed": seed if reset else None,
+            "time": round(time.perf_counter() - self._t0, 6),
+            "action": action.to_json() if action is not None else None,
+            "cam_to_world": obs.cam_to_world.tolist() if obs.cam_to_world is not None else None,
+            "K": obs.K.tolist() if obs.K is not None else None,
+            "info": obs.info,
+        }
+        self._buf.append((obs, action))
+        self._index += 1
+        if len(self._buf) >= self.meta.chunk_ticks:
+            self._flush_chunk()
+        # The JSONL row goes out after its frame is queued, so a row never points at a chunk that
+        # was never going to be written.
+        self._ticks.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+    def _flush_chunk(self) -> None:
+        if not self._buf:
+            return
+        start = time.perf_counter()
+        frames = self._buf
+        self._buf = []
+        self._jobs.put((self._chunk, frames))
+        self._chunk += 1
+        self._write_ms.append((time.perf_counter() - start) * 1e3)
+
+    def close(self) -> None:
+        """Flush the last chunk, finish the video and mark the recording complete."""
+        if self._closed:
+            return
+        self._closed = True
+        self._flush_chunk()
+        self._jobs.put(None)
+        self._worker.join()
+        self._ticks.close()
+        self.meta.status = "complete"
+        self.meta.steps = self._index
+        _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+        if self._error is not None:
+            raise RecordingError(f"the recording writer failed: {self._error}") from self._error
+
+    @property
+    def steps(self) -> int:
+        return self._index
+
+    def __enter__(self) -> "RecordingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- background ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    break
+                chunk, frames = job
+                self._write_chunk(chunk, frames)
+                if self._video_enabled:
+                    self._append_video(frames)
+        except BaseException as e:  # surfaced on the next write()/close()
+            self._error = e
+            # Keep draining so the foreground never blocks on a full queue.
+            while self._jobs.get() is not None:
+                pass
+        finally:
+            if self._video is not None:
+                try:
+                    self._video.close()
+                except Exception:
+                    pass
+
+    def _write_chunk(self, chunk: int, frames: list[tuple[Observation, Action | None]]) -> None:
+        arrays: dict[str, np.ndarray] = {"rgb": np.stack([o.rgb for o, _ in frames])}
+        if self.meta.has_depth:
+            arrays["depth"] = np.stack([o.depth for o, _ in frames]).astype(np.float32)
+        if self.meta.has_dynamic_mask:
+            arrays["dynamic_mask"] = np.stack([o.dynamic_mask for o, _ in frames]).astype(bool)
+        final = self.path / FRAMES_DIR / f"{chunk:06d}.npz"
+        tmp = final.with_name(final.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def _append_video(self, frames: list[tuple[Observation, Action | None]]) -> None:
+        h, w = frames[0][0].rgb.shape[:2]
+        # Small model-resolution frames are upscaled (nearest) so the video is watchable.
+        scale = max(1, -(-self._video_min_size // max(h, w)))
+        if self._video is None:
+            import imageio_ffmpeg
+
+            self._video = imageio_ffmpeg.write_frames(
+                str(self.path / VIDEO_FILE),
+                (w * scale, h * scale),
+                fps=self.meta.tick_rate,
+                codec="libx264",
+                pix_fmt_out="yuv420p",
+                quality=None,
+                macro_block_size=1,
+                ffmpeg_log_level="error",
+                # Fragmented MP4: every fragment is self-contained, so a killed session still plays.
+                output_params=["-crf", "18", "-movflags", "+frag_keyframe+empty_moov+default_base_moof"],
+            )
+            self._video.send(None)
+        for obs, _ in frames:
+            img = obs.rgb if scale == 1 else obs.rgb.repeat(scale, 0).repeat(scale, 1)
+            self._video.send(np.ascontiguousarray(img))
+
+
+class Recording:
+    """Read access to a recording directory, complete or cut short by a crash.
+
+    `len(rec)` counts the steps whose frames were saved; `rec[i]` and iteration give `StepRecord`s.
+    A recording cut short is readable up to its last saved chunk (`rec.truncated` tells).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise RecordingError(f"no recording at {self.path}: not a directory")
+        self.meta = RecordingMeta.load(self.path / META_FILE)
+        self.rows = self._read_rows()
+        self._chunk_cache: tuple[int, dict[str, np.ndarray]] | None = None
+        chunks = self._saved_chunks()
+        # Only rows whose chunk is on disk are readable.
+        n_frames = 0
+        for c in range(len(chunks) + 1):
+            if c not in chunks:
+                break
+            n_frames = min(len(self.rows), (c + 1) * self.meta.chunk_ticks)
+        self._len = n_frames
+        self.truncated = self.meta.status != "complete" or self._len < len(self.rows)
+        if self._len == 0 and self.rows:
+            raise RecordingError(
+                f"{self.path}: {len(self.rows)} steps were logged but no frame chunk was saved "
+                "(the session ended before its first second was written)"
+            )
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        path = self.path / TICKS_FILE
+        if not path.exists():
+            raise RecordingError(f"{self.path} has no {TICKS_FILE}: not a recording, or it was deleted")
+        rows = []
+        with open(path) as f:
+            for n, line in enumerate(f):
+                if not line.endswith("\n"):
+                    break  # the last line was cut by a crash: drop it, keep the rest
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise RecordingError(f"{path}:{n + 1} is not valid JSON ({e})") from e
+        return rows
+
+    def _saved_chunks(self) -> set[int]:
+        out = set()
+        for p in (self.path / FRAMES_DIR).glob("*.npz"):
+            try:
+                out.add(int(p.stem))
+            except ValueError:
+                pass
+        return out
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _chunk(self, c: int) -> dict[str, np.ndarray]:
+        if self._chunk_cache is None or self._chunk_cache[0] != c:
+            path = self.path / FRAMES_DIR / f"{c:06d}.npz"
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    data = {k: z[k] for k in z.files}
+            except Exception as e:
+                raise RecordingError(f"frame chunk {path} is unreadable ({e}); the recording is damaged there") from e
+            self._chunk_cache = (c, data)
+        return self._chunk_cache[1]
+
+    def __getitem__(self, i: int) -> StepRecord:
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"step {i} out of range for a recording of {self._len} steps")
+        row = self.rows[i]
+        c, j = divmod(i, self.meta.chunk_ticks)
+        data = self._chunk(c)
+        obs = Observation(
+            rgb=data["rgb"][j],
+            depth=data["depth"][j] if "depth" in data else None,
+            cam_to_world=np.array(row["cam_to_world"], np.float64) if row["cam_to_world"] is not None else None,
+            K=np.array(row["K"], np.float64) if row["K"] is not None else None,
+            tick=int(row["tick"]),
+            info=row.get("info") or {},
+            dynamic_mask=data["dynamic_mask"][j] if "dynamic_mask" in data else None,
+        )
+        action = Action.from_json(row["action"]) if row["action"] is not None else None
+        return StepRecord(
+            index=i,
+            episode=int(row["episode"]),
+            reset=bool(row["reset"]),
+            seed=row.get("seed"),
+            time=float(row["time"]),
+            action=action,
+            obs=obs,
+        )
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        for i in range(self._len):
+            yield self[i]
+
+    @property
+    def prefix(self) -> tuple[int, list[Action]] | None:
+        """(reset seed, actions from that reset to the first row) for recordings started mid-episode."""
+        if "prefix_seed" not in self.meta.extra:
+            return None
+        try:
+            arr = np.load(self.path / PREFIX_FILE, allow_pickle=False)
+        except Exception as e:
+            raise RecordingError(f"{self.path / PREFIX_FILE} is missing or unreadable ({e})") from e
+        return int(self.meta.extra["prefix_seed"]), [Action.from_array(a) for a in arr]
+
+    def actions_array(self) -> np.ndarray:
+        """float32 [N, ACTION_DIM]; reset rows are zeros (see `resets_array`)."""
+        out = np.zeros((self._len, len(ACTION_NAMES)), np.float32)
+        for i in range(self._len):
+            a = self.rows[i]["action"]
+            if a is not None:
+                out[i] = Action.from_json(a).to_array()
+        return out
+
+    def resets_array(self) -> np.ndarray:
+        """bool [N]: True where an episode starts."""
+        return np.array([bool(self.rows[i]["reset"]) for i in range(self._len)], bool)

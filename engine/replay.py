@@ -1,0 +1,191 @@
+"""Play a recording back, or verify it by re-simulating its actions on the world that made it.
+
+    python -m engine.replay DIR                 # in the window (headless when there is no display)
+    python -m engine.replay DIR --headless      # print a summary
+    python -m engine.replay DIR --verify        # re-simulate; exit 0 only when the frames match
+
+`--verify` rebuilds the recorded world from meta.yaml (name + config), resets it with the recorded seeds
+and steps the recorded actions. Deterministic worlds must match bit for bit (RGB, and depth when
+recorded); for others the PSNR is reported and must reach `--min-psnr`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.action import Action
+from engine.recording import Recording, RecordingError
+from engine.world import Observation, World, make_world
+
+
+class ReplayWorld(World):
+    """A recording as a World: `step` ignores its action and returns the next recorded observation."""
+
+    name = "replay"
+    deterministic = True
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self.recording = Recording(path)
+        self.position = 0
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def reset(self, seed: int = 0) -> Observation:
+        self.position = 0
+        return self._current()
+
+    def step(self, action: Action) -> Observation:
+        if self.position + 1 < len(self.recording):
+            self.position += 1
+        obs = self._current()
+        obs.info = dict(obs.info, hud=f"replay {self.position + 1}/{len(self.recording)}")
+        return obs
+
+    def _current(self) -> Observation:
+        return self.recording[self.position].obs
+
+    @property
+    def finished(self) -> bool:
+        return self.position + 1 >= len(self.recording)
+
+
+class RecordedActions:
+    """The recorded actions as an action source (so a replay in the window shows the same HUD input)."""
+
+    name = "replay"
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording, self.i = recording, 0
+
+    def reset(self, seed: int) -> None:
+        self.i = 0
+
+    def next(self, obs: Observation) -> Action | None:
+        self.i += 1
+        if self.i >= len(self.recording):
+            return None
+        return self.recording[self.i].action or Action()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two uint8 images (inf when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+@dataclass
+class VerifyResult:
+    steps: int
+    identical_rgb: int
+    identical_depth: int | None
+    min_psnr: float
+    mean_psnr: float
+    max_pose_error_m: float
+    first_mismatch: int | None
+    matched: bool
+    deterministic: bool
+    truncated: bool
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        for k in ("min_psnr", "mean_psnr"):
+            d[k] = None if math.isinf(d[k]) else round(d[k], 3)
+        return d
+
+
+def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = None) -> VerifyResult:
+    """Re-simulate `recording` on a fresh copy of its world and compare every saved frame."""
+    meta = recording.meta
+    world = world or make_world(meta.world, **meta.world_config)
+    psnrs: list[float] = []
+    same_rgb = same_depth = 0
+    pose_err = 0.0
+    first_bad: int | None = None
+    try:
+        obs: Observation | None = None
+        for i in range(len(recording)):
+            rec = recording[i]
+            if rec.reset:
+                obs = world.reset(int(rec.seed))
+            elif i == 0:
+                prefix = recording.prefix
+                if prefix is None:
+                    raise RecordingError(f"{recording.path}: the first row is not a reset and no prefix was saved")
+                obs = world.reset(prefix[0])
+                for a in prefix[1]:
+                    obs = world.step(a)
+            else:
+                obs = world.step(rec.action or Action())
+            p = psnr(obs.rgb, rec.obs.rgb)
+            psnrs.append(p)
+            rgb_ok = bool(np.array_equal(obs.rgb, rec.obs.rgb))
+            same_rgb += rgb_ok
+            depth_ok = True
+            if rec.obs.depth is not None and obs.depth is not None:
+                depth_ok = bool(np.array_equal(obs.depth, rec.obs.depth))
+                same_depth += depth_ok
+            if rec.obs.cam_to_world is not None and obs.cam_to_world is not None:
+                pose_err = max(pose_err, float(np.linalg.norm(obs.cam_to_world[:3, 3] - rec.obs.cam_to_world[:3, 3])))
+            ok = (rgb_ok and depth_ok) if meta.deterministic else p >= min_psnr
+            if not ok and first_bad is None:
+                first_bad = i
+    finally:
+        world.close()
+    finite = [p for p in psnrs if math.isfinite(p)]
+    return VerifyResult(
+        steps=len(recording),
+        identical_rgb=same_rgb,
+        identical_depth=same_depth if meta.has_depth else None,
+        min_psnr=min(psnrs) if psnrs else math.inf,
+        mean_psnr=(sum(finite) / len(finite)) if finite else math.inf,
+        max_pose_error_m=pose_err,
+        first_mismatch=first_bad,
+        matched=first_bad is None and len(recording) > 0,
+        deterministic=meta.deterministic,
+        truncated=recording.truncated,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("recording", type=Path, help="a recording directory")
+    parser.add_argument("--headless", action="store_true", help="no window: print a summary")
+    parser.add_argument("--verify", action="store_true", help="re-simulate the actions and compare the frames")
+    parser.add_argument("--min-psnr", type=float, default=30.0, help="match threshold for non-deterministic worlds")
+    parser.add_argument("--realtime", action="store_true", help="headless: pace at the recorded tick rate")
+    args = parser.parse_args(argv)
+    try:
+        rec = Recording(args.recording)
+    except RecordingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if rec.truncated:
+        print(f"note: {args.recording} was cut short (status {rec.meta.status!r}); "
+              f"{len(rec)} of {len(rec.rows)} logged steps have saved frames", file=sys.stderr)
+    if args.verify:
+        result = verify(rec, args.min_psnr)
+        print(json.dumps(result.to_json(), indent=2))
+        verdict = "MATCH" if result.matched else f"MISMATCH (first at step {result.first_mismatch})"
+        print(f"{verdict}: {result.identical_rgb}/{result.steps} frames identical, min PSNR {result.min_psnr:.2f} dB")
+        return 0 if result.matched else 1
+    from engine.app import run_world  # the same runner as play.py, with the recording as the world
+
+    world = ReplayWorld(str(args.recording))
+    return run_world(world, world_name=f"replay:{rec.meta.world}", headless=args.headless, ticks=len(rec) - 1,
+                     realtime=args.realtime or not args.headless, tick_rate=rec.meta.tick_rate,
+                     source=RecordedActions(rec), seed=0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

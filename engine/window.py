@@ -1,0 +1,280 @@
+"""The desktop window: pygame for the window and input, moderngl to draw frames and the HUD.
+
+The world's frame is uploaded as a texture and drawn on a quad inside an aspect-preserving
+(letterboxed) viewport; the HUD and the help overlay are text rendered by pygame into RGBA textures
+and alpha-blended on top. The mouse is captured for look (SDL's relative mode: hidden cursor + grab);
+Esc releases it and a second Esc quits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.game import Hud, save_png
+from engine.input import InputAccumulator, Keymap
+from engine.world import Observation
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # no sound; silences ALSA complaints on servers
+
+import pygame  # noqa: E402
+
+_VERTEX = """
+#version 330
+in vec2 in_pos;
+out vec2 uv;
+void main() {
+    // Texture rows are uploaded top row first, so v runs downwards on screen.
+    uv = vec2(in_pos.x * 0.5 + 0.5, 0.5 - in_pos.y * 0.5);
+    gl_Position = vec4(in_pos, 0.0, 1.0);
+}
+"""
+_FRAGMENT = """
+#version 330
+uniform sampler2D tex;
+in vec2 uv;
+out vec4 color;
+void main() { color = texture(tex, uv); }
+"""
+
+
+class DisplayError(RuntimeError):
+    """No display to open a window on (or it refused an OpenGL context)."""
+
+
+def display_available() -> tuple[bool, str]:
+    """Whether a window can plausibly open here, and why not."""
+    driver = os.environ.get("SDL_VIDEODRIVER", "")
+    if driver in ("dummy",):
+        return False, "SDL_VIDEODRIVER=dummy has no OpenGL windows"
+    if driver == "offscreen":
+        return True, ""
+    if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        import sys
+
+        if sys.platform.startswith("linux"):
+            return False, "no DISPLAY or WAYLAND_DISPLAY is set (no desktop session)"
+    return True, ""
+
+
+class WindowFrontend:
+    """A resizable OpenGL window showing the world's frames with a HUD."""
+
+    def __init__(self, keymap: Keymap, title: str = "dreamwalk", size: tuple[int, int] = (640, 640),
+                 filter: str = "nearest", max_fps: float = 60.0, capture_mouse: bool = True) -> None:
+        ok, why = display_available()
+        if not ok:
+            raise DisplayError(why)
+        self.keymap = keymap
+        self.max_fps = max_fps
+        pygame.display.init()
+        pygame.font.init()
+        pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MAJOR_VERSION, 3)
+        pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MINOR_VERSION, 3)
+        pygame.display.gl_set_attribute(pygame.GL_CONTEXT_PROFILE_MASK, pygame.GL_CONTEXT_PROFILE_CORE)
+        flags = pygame.OPENGL | pygame.DOUBLEBUF | pygame.RESIZABLE
+        try:
+            try:
+                pygame.display.set_mode(size, flags, vsync=1)
+            except pygame.error:
+                pygame.display.set_mode(size, flags)  # no vsync on this driver (Xvfb, offscreen)
+        except pygame.error as e:
+            pygame.display.quit()
+            raise DisplayError(f"could not open an OpenGL window: {e}") from None
+        pygame.display.set_caption(title)
+        import moderngl
+
+        try:
+            self.ctx = moderngl.create_context()
+        except Exception:
+            try:  # SDL's offscreen driver makes EGL contexts
+                self.ctx = moderngl.create_context(backend="egl")
+            except Exception as e:
+                pygame.display.quit()
+                raise DisplayError(f"the window has no usable OpenGL 3.3 context: {e}") from None
+        self.prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
+        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
+        self.vbo = self.ctx.buffer(quad.tobytes())
+        self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "2f", "in_pos")])
+        self.frame_tex = None
+        self.linear = filter == "linear"
+        self.show_hud = True
+        self.font = pygame.font.Font(None, 20)
+        self.big_font = pygame.font.Font(None, 24)
+        self._hud_tex = self._help_tex = None
+        self._hud_key: tuple | None = None
+        self._hud_time = 0.0
+        self.captured = False
+        self._last: tuple[Observation, Hud] | None = None
+        if capture_mouse:
+            self.capture(True)
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def capture(self, on: bool) -> None:
+        """Capture the mouse for look (hidden cursor, relative motion) or release it."""
+        self.captured = on
+        pygame.event.set_grab(on)
+        pygame.mouse.set_visible(not on)
+        pygame.mouse.get_rel()  # discard the jump accumulated while released
+
+    def poll(self, inp: InputAccumulator, now: float) -> list[str]:
+        commands: list[str] = []
+        km = self.keymap
+        for ev in pygame.event.get():
+            if ev.type == pygame.QUIT:
+                commands.append("quit")
+            elif ev.type == pygame.KEYDOWN:
+                if ev.key in km.actions:
+                    inp.press(km.actions[ev.key], now)
+                elif ev.key in km.look_keys:
+                    inp.press(km.look_keys[ev.key], now)
+                elif ev.key in km.commands:
+                    name = km.commands[ev.key]
+                    if name == "release_mouse":
+                        if self.captured:
+                            self.capture(False)
+                        else:
+                            commands.append("quit")
+                    elif name == "filter":
+                        self.linear = not self.linear
+                    elif name == "hud":
+                        self.show_hud = not self.show_hud
+                    else:
+                        commands.append(name)
+            elif ev.type == pygame.KEYUP:
+                binding = km.actions.get(ev.key) or km.look_keys.get(ev.key)
+                if binding:
+                    inp.release(binding, now)
+            elif ev.type == pygame.MOUSEMOTION and self.captured:
+                inp.mouse(ev.rel[0], ev.rel[1], now)
+            elif ev.type == pygame.MOUSEBUTTONDOWN and not self.captured:
+                self.capture(True)
+            elif ev.type == pygame.WINDOWFOCUSLOST:
+                inp.release_all()  # the key-up events will go to another window
+                if self.captured:
+                    self.capture(False)
+        return commands
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def present(self, obs: Observation, hud: Hud) -> None:
+        self._last = (obs, hud)
+        self._draw(obs, hud)
+        pygame.display.flip()
+
+    def _draw(self, obs: Observation, hud: Hud) -> None:
+        import moderngl
+
+        ctx = self.ctx
+        w, h = pygame.display.get_window_size()
+        ctx.screen.use()
+        ctx.viewport = (0, 0, w, h)
+        ctx.clear(0.0, 0.0, 0.0)
+        fh, fw = obs.rgb.shape[:2]
+        if self.frame_tex is None or self.frame_tex.size != (fw, fh):
+            if self.frame_tex is not None:
+                self.frame_tex.release()
+            self.frame_tex = ctx.texture((fw, fh), 3)
+            self.frame_tex.repeat_x = self.frame_tex.repeat_y = False
+        self.frame_tex.write(np.ascontiguousarray(obs.rgb).tobytes())
+        mode = moderngl.LINEAR if self.linear else moderngl.NEAREST
+        self.frame_tex.filter = (mode, mode)
+        # Letterbox: the largest rectangle of the frame's aspect that fits the window.
+        scale = min(w / fw, h / fh)
+        vw, vh = max(1, int(round(fw * scale))), max(1, int(round(fh * scale)))
+        ctx.viewport = ((w - vw) // 2, (h - vh) // 2, vw, vh)
+        self.frame_tex.use(0)
+        self.vao.render(moderngl.TRIANGLE_STRIP)
+        if self.show_hud:
+            self._draw_overlay(self._hud_texture(hud), 8, 8, w, h)
+        if hud.show_help:
+            tex = self._help_texture()
+            self._draw_overlay(tex, (w - tex.size[0]) // 2, (h - tex.size[1]) // 2, w, h)
+
+    def _draw_overlay(self, tex, x: int, y_top: int, w: int, h: int) -> None:
+        import moderngl
+
+        tw, th = tex.size
+        self.ctx.viewport = (x, h - y_top - th, tw, th)  # GL's origin is bottom-left
+        self.ctx.enable(moderngl.BLEND)
+        self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
+        tex.use(0)
+        self.vao.render(moderngl.TRIANGLE_STRIP)
+        self.ctx.disable(moderngl.BLEND)
+        self.ctx.viewport = (0, 0, w, h)
+
+    def _text_texture(self, lines: list[tuple[str, tuple[int, int, int]]], font, dot: bool = False, old=None):
+        rendered = [font.render(text, True, color) for text, color in lines]
+        pad = 6
+        width = max([r.get_width() for r in rendered] + [10]) + 2 * pad + (18 if dot else 0)
+        height = sum(r.get_height() for r in rendered) + 2 * pad
+        surface = pygame.Surface((width, height), pygame.SRCALPHA)
+        surface.fill((0, 0, 0, 150))
+        y = pad
+        for r in rendered:
+            surface.blit(r, (pad, y))
+            y += r.get_height()
+        if dot:
+            pygame.draw.circle(surface, (230, 30, 30, 255), (width - 12, 12), 6)
+        if old is not None:
+            old.release()
+        tex = self.ctx.texture((width, height), 4, pygame.image.tobytes(surface, "RGBA"))
+        return tex
+
+    def _hud_texture(self, hud: Hud):
+        s = hud.stats
+        key = (hud.world, hud.paused, hud.recording, hud.message, hud.world_text)
+        now = time.perf_counter()
+        # Text rendering costs ~1 ms: redo it when the content changes or four times a second.
+        if self._hud_tex is not None and key == self._hud_key and now - self._hud_time < 0.25:
+            return self._hud_tex
+        def fmt(x: float, spec: str) -> str:
+            return "-" if x != x else format(x, spec)
+        lines = [
+            (f"{hud.world}{'  PAUSED' if hud.paused else ''}", (255, 255, 255)),
+            (f"{fmt(s.fps, '.0f')} fps  {fmt(s.ticks_per_s, '.1f')} ticks/s  step {fmt(s.step_ms, '.1f')} ms", (220, 220, 220)),
+            (f"latency {fmt(s.latency_ms, '.0f')} ms  dropped {s.dropped}  tick {s.ticks}", (220, 220, 220)),
+        ]
+        if hud.world_text:
+            lines.append((hud.world_text, (180, 230, 255)))
+        if hud.recording:
+            lines.append(("REC  (F5 stops)", (255, 90, 90)))
+        if hud.message:
+            lines.append((hud.message, (255, 230, 140)))
+        lines.append(("F1 help" + ("" if self.captured else "  |  click to capture the mouse"), (170, 170, 170)))
+        self._hud_tex = self._text_texture(lines, self.font, dot=hud.recording, old=self._hud_tex)
+        self._hud_key, self._hud_time = key, now
+        return self._hud_tex
+
+    def _help_texture(self):
+        if self._help_tex is None:
+            lines = [("Controls", (255, 255, 255))] + [(l, (230, 230, 230)) for l in self.keymap.help_lines()]
+            lines.append((f"bindings: {self.keymap.source}", (160, 160, 160)))
+            self._help_tex = self._text_texture(lines, self.big_font)
+        return self._help_tex
+
+    def screenshot(self, path: Path) -> list[Path]:
+        """Save the window as shown (`path`) and the world's frame at its own resolution (`*-frame.png`)."""
+        if self._last is None:
+            return []
+        obs, hud = self._last
+        self._draw(obs, hud)  # redraw into the back buffer: the front buffer is not readable reliably
+        w, h = pygame.display.get_window_size()
+        data = self.ctx.screen.read(viewport=(0, 0, w, h), components=3)
+        shown = np.frombuffer(data, np.uint8).reshape(h, w, 3)[::-1]
+        save_png(shown, path)
+        frame_path = path.with_name(path.stem + "-frame.png")
+        save_png(obs.rgb, frame_path)
+        return [path, frame_path]
+
+    def close(self) -> None:
+        try:
+            self.capture(False)
+        except pygame.error:
+            pass
+        pygame.display.quit()

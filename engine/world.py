@@ -1,0 +1,212 @@
+"""The `World` interface every world implements, its `Observation`, and the registry of worlds by name.
+
+The engine drives any `World` — the ground-truth arena, the neural dream, a replay, a user's own
+game — through three calls: `reset(seed)`, `step(action)`, `close()`. Packages register their worlds
+under a name (what `play.py --world NAME` takes), so the engine never imports them:
+
+    from engine import register_world
+    register_world("mygame", "mypackage.game:MyGameWorld")
+
+Names are also found through the ``dreamwalk.worlds`` entry-point group of installed packages, and a
+``module:attribute`` string works anywhere a name does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Union
+
+import numpy as np
+
+from engine.action import Action
+
+ENTRY_POINT_GROUP = "dreamwalk.worlds"
+
+
+class ObservationError(ValueError):
+    """A World returned an observation of the wrong shape, dtype or content."""
+
+
+class WorldNotFoundError(KeyError):
+    """No world is registered under the requested name."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
+        return str(self.args[0])
+
+
+@dataclass
+class Observation:
+    """What a world shows after a reset or a step.
+
+    rgb:          [H, W, 3] uint8
+    depth:        [H, W] float32, metres along the camera's z axis, or None when the world has no depth
+    cam_to_world: [4, 4] float64, OpenCV camera (x right, y down, z forward) to world (+y up), or None
+    K:            [3, 3] float64 pinhole intrinsics in pixels, or None
+    tick:         ticks since the last reset (0 for the reset observation)
+    info:         JSON-able extras (world-specific)
+    dynamic_mask: [H, W] bool, True where something that moves on its own is drawn, or None
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray | None = None
+    cam_to_world: np.ndarray | None = None
+    K: np.ndarray | None = None
+    tick: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    dynamic_mask: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)"""
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+
+def validate_observation(obs: Any, world: str, tick: int | str) -> Observation:
+    """Check an observation from a (possibly user-written) world; raise a clear error naming the world and tick."""
+    where = f"world {world!r} at tick {tick}"
+    if not isinstance(obs, Observation):
+        raise ObservationError(f"{where} returned {type(obs).__name__}, expected engine.Observation")
+    rgb = obs.rgb
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise ObservationError(f"{where}: rgb must be a uint8 array [H, W, 3], got {desc}")
+    h, w = rgb.shape[:2]
+    if h < 1 or w < 1:
+        raise ObservationError(f"{where}: rgb is empty {rgb.shape}")
+    if obs.depth is not None:
+        d = obs.depth
+        if not isinstance(d, np.ndarray) or d.shape != (h, w) or d.dtype != np.float32:
+            desc = f"{d.dtype} {d.shape}" if isinstance(d, np.ndarray) else type(d).__name__
+            raise ObservationError(f"{where}: depth must be float32 [{h}, {w}] metres or None, got {desc}")
+    if obs.dynamic_mask is not None:
+        m = obs.dynamic_mask
+        if not isinstance(m, np.ndarray) or m.shape != (h, w) or m.dtype != np.bool_:
+            desc = f"{m.dtype} {m.shape}" if isinstance(m, np.ndarray) else type(m).__name__
+            raise ObservationError(f"{where}: dynamic_mask must be bool [{h}, {w}] or None, got {desc}")
+    for name, shape in (("cam_to_world", (4, 4)), ("K", (3, 3))):
+        v = getattr(obs, name)
+        if v is None:
+            continue
+        if not isinstance(v, np.ndarray) or v.shape != shape:
+            desc = f"{v.shape}" if isinstance(v, np.ndarray) else type(v).__name__
+            raise ObservationError(f"{where}: {name} must be an array {list(shape)} or None, got {desc}")
+        if not np.all(np.isfinite(v)):
+            raise ObservationError(f"{where}: {name} contains NaN or inf")
+    if not isinstance(obs.info, dict):
+        raise ObservationError(f"{where}: info must be a dict, got {type(obs.info).__name__}")
+    return obs
+
+
+class World(ABC):
+    """A world the engine can play, record, replay and train on.
+
+    Subclasses set `name` (the registry name) and `deterministic` (same seed + actions give the same
+    frames, which `replay --verify` checks bit-exactly). `config` is a JSON/YAML-able dict from which
+    `make_world(name, **config)` rebuilds an identical world; recordings store it.
+    """
+
+    name: ClassVar[str] = "world"
+    deterministic: ClassVar[bool] = False
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this world (stored in recordings)."""
+        return {}
+
+    @abstractmethod
+    def reset(self, seed: int) -> Observation:
+        """Start a new episode from `seed`; returns the tick-0 observation."""
+
+    @abstractmethod
+    def step(self, action: Action) -> Observation:
+        """Advance one tick with `action`; returns the new observation."""
+
+    def close(self) -> None:
+        """Release windows, GL contexts, files. Safe to call twice."""
+
+    def __enter__(self) -> "World":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- registry ---------------------------------------------------------------------------------------
+
+WorldFactory = Union[Callable[..., World], str]
+
+
+@dataclass
+class _Entry:
+    factory: WorldFactory
+    description: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_world(name: str, factory: WorldFactory, description: str = "", overwrite: bool = False) -> None:
+    """Register a world class/factory (or a lazy 'module:attr' string) under `name`."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"a world name must be a non-empty string, got {name!r}")
+    if name in _REGISTRY and not overwrite and _REGISTRY[name].factory is not factory:
+        raise ValueError(f"a world named {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[name] = _Entry(factory, description)
+
+
+def _resolve(target: str) -> Callable[..., World]:
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise WorldNotFoundError(f"{target!r} is not 'module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise WorldNotFoundError(f"cannot import module {module_name!r} for world {target!r}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError as e:
+        raise WorldNotFoundError(f"module {module_name!r} has no attribute {attr!r}") from e
+
+
+def _entry_points() -> dict[str, str]:
+    try:
+        return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # a broken installed distribution must not break the engine
+        return {}
+
+
+def available_worlds() -> dict[str, str]:
+    """Names of all known worlds -> one-line descriptions."""
+    names = {n: e.description for n, e in _REGISTRY.items()}
+    for n, target in _entry_points().items():
+        names.setdefault(n, f"(from an installed package: {target})")
+    return dict(sorted(names.items()))
+
+
+def world_factory(name: str) -> Callable[..., World]:
+    """The class or factory registered under `name` (or a 'module:attr' string)."""
+    if name in _REGISTRY:
+        factory = _REGISTRY[name].factory
+        return _resolve(factory) if isinstance(factory, str) else factory
+    eps = _entry_points()
+    if name in eps:
+        return _resolve(eps[name])
+    if ":" in name:
+        return _resolve(name)
+    known = ", ".join(available_worlds()) or "none"
+    raise WorldNotFoundError(f"no world named {name!r}; known worlds: {known} (or pass 'module:Class')")
+
+
+def make_world(name: str, **config: Any) -> World:
+    """Construct a world by registry name with keyword config."""
+    factory = world_factory(name)
+    try:
+        world = factory(**config)
+    except TypeError as e:
+        raise TypeError(f"cannot build world {name!r} with config {sorted(config)}: {e}") from e
+    if not isinstance(world, World):
+        raise TypeError(f"world factory {name!r} returned {type(world).__name__}, not an engine.World")
+    return world

@@ -1,0 +1,145 @@
+"""Play a world: the neural dream by default, the ground-truth arena, a replay, or your own.
+
+    python play.py                                  # dream with the shipped model (window)
+    python play.py --world arena                    # the ground truth
+    python play.py --headless --ticks 400 --script assets/scripts/tour.yaml --record runs/tour
+    python play.py --list-worlds
+
+With no display, plain `python play.py` says so, runs a short headless demo that records itself, and
+prints how to watch it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import engine
+from engine.app import fail, run_world
+from engine.input import Keymap, KeymapError
+from engine.recording import RecordingError
+from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
+from engine.world import WorldNotFoundError, make_world
+
+ROOT = Path(__file__).resolve().parent
+DEMO_SCRIPT = ROOT / "assets" / "scripts" / "tour.yaml"
+
+
+def default_world() -> str:
+    """The dream when a shipped model is present and the world model package registers it, else the arena."""
+    try:
+        import worldmodel  # noqa: F401  (registers "dream")
+    except Exception:
+        return "arena"
+    return "dream" if "dream" in engine.available_worlds() and (ROOT / "assets" / "model").exists() else "arena"
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """--set key=value pairs (values parsed as YAML scalars) into world config."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python play.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--world", default=None, help="world name (see --list-worlds) or module:Class")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model directory for the dream world")
+    p.add_argument("--set", dest="world_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="world config, e.g. --set width=256 --set preset=small")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--headless", action="store_true", help="no window; as fast as possible unless --realtime")
+    p.add_argument("--ticks", type=int, default=None, help="stop after N ticks")
+    p.add_argument("--realtime", action="store_true", help="headless: pace at the tick rate")
+    p.add_argument("--tick-rate", type=float, default=20.0, help="ticks per second (default 20)")
+    p.add_argument("--max-catchup", type=int, default=4, help="ticks run per frame at most before dropping")
+    p.add_argument("--script", type=Path, default=None, help="a YAML action script (see assets/scripts/)")
+    p.add_argument("--policy", default=None, help="a policy name or module:callable (observation -> action)")
+    p.add_argument("--record", type=Path, default=None, help="record the session into this new directory")
+    p.add_argument("--no-video", action="store_true", help="record without the mp4")
+    p.add_argument("--keymap", type=Path, default=None, help="your key bindings (YAML; overrides assets/keymap.yaml)")
+    p.add_argument("--size", default="640x640", help="window size WxH")
+    p.add_argument("--filter", choices=["nearest", "linear"], default="nearest", help="frame upscaling")
+    p.add_argument("--summary", type=Path, default=None, help="write the run summary JSON here")
+    p.add_argument("--list-worlds", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import worldmodel  # noqa: F401  (registers the dream worlds when the package is present)
+    except ImportError:
+        pass
+    if args.list_worlds:
+        for name, desc in engine.available_worlds().items():
+            print(f"{name:10s} {desc}")
+        return 0
+    if args.script and args.policy:
+        return fail("give --script or --policy, not both")
+    for name in ("ticks", "tick_rate", "max_catchup"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            return fail(f"--{name.replace('_', '-')} must be positive, got {value}")
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        return fail(f"--size takes WxH like 800x600, got {args.size!r}")
+
+    from engine.window import display_available
+
+    has_display, why = display_available()
+    headless, record, ticks, script = args.headless, args.record, args.ticks, args.script
+    demo = not headless and not has_display
+    if demo:
+        # Nobody can see a window here: do something useful instead, and say what.
+        headless = True
+        if record is None:
+            record = ROOT / "recordings" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+        if script is None and args.policy is None:
+            script = DEMO_SCRIPT
+        print(f"No display ({why}), so no window can open. Running a short headless demo instead:\n"
+              f"  {script.name if script else args.policy} for up to {ticks or 'all its'} ticks, recorded to {record}")
+
+    world_name = args.world or default_world()
+    try:
+        config = parse_set(args.world_set)
+        if args.checkpoint is not None:
+            config["checkpoint"] = str(args.checkpoint)
+        keymap = Keymap.load(args.keymap)
+        source = None
+        if script is not None:
+            source = ScriptSource(load_script(script, args.tick_rate), name=f"script {script.name}")
+        elif args.policy is not None:
+            source = PolicySource(load_policy(args.policy), name=args.policy)
+        world = make_world(world_name, **config)
+    except (KeymapError, ScriptError, PolicyError, WorldNotFoundError, ValueError, TypeError, RecordingError) as e:
+        return fail(str(e))
+
+    try:
+        code = run_world(world, world_name, headless=headless, ticks=ticks, realtime=args.realtime,
+                         tick_rate=args.tick_rate, max_catchup=args.max_catchup, source=source, seed=args.seed,
+                         record_dir=record, keymap=keymap, size=(w, h), filter=args.filter, video=not args.no_video,
+                         model_hash=getattr(world, "model_hash", None), summary_json=args.summary)
+    except (RecordingError, PolicyError, engine.ObservationError, engine.ActionError) as e:
+        return fail(str(e))
+    if demo and record is not None:
+        print(f"\nDemo recorded to {record}\n"
+              f"  watch it:   open {record / 'video.mp4'} in any video player\n"
+              f"  replay it:  python -m engine.replay {record}   (in a desktop session)\n"
+              f"  verify it:  python -m engine.replay {record} --verify")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

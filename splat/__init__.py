@@ -1,0 +1,1 @@
+"""Gaussian-splat scene memory (gsplat conventions): Gaussians, cameras, rendering, the memory."""

@@ -1,0 +1,1 @@
+"""The neural world model: frame autoencoder, dynamics transformer, training, evaluation, the dream World."""
