@@ -48,7 +48,7 @@ def run_world(
 ) -> int:
     """Run `world` until quit / `ticks` / the source ends; print a summary. Returns an exit code."""
     keymap = keymap or Keymap.load()
-    frontend, is_headless = open_frontend(headless, keymap, f"dreamwalk — {world_name}", size, filter, log)
+    frontend, is_headless = open_frontend(headless, keymap, f"dreamwalk - {world_name}", size, filter, log)
     if is_headless and ticks is None and source is None:
         ticks = 200
         log(f"headless with no --ticks: running {ticks} ticks")

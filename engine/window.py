@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from engine.world import Observation
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # no sound; silences ALSA complaints on servers
+os.environ.setdefault("SDL_VIDEO_X11_WMCLASS", "dreamwalk")  # window managers and xdotool find us by class
 
 import pygame  # noqa: E402
 
@@ -79,7 +81,9 @@ class WindowFrontend:
         flags = pygame.OPENGL | pygame.DOUBLEBUF | pygame.RESIZABLE
         try:
             try:
-                pygame.display.set_mode(size, flags, vsync=1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "vsync not available" is expected on Xvfb / offscreen
+                    pygame.display.set_mode(size, flags, vsync=1)
             except pygame.error:
                 pygame.display.set_mode(size, flags)  # no vsync on this driver (Xvfb, offscreen)
         except pygame.error as e:

@@ -1,0 +1,223 @@
+"""Typed configuration of the neural world model, loaded strictly from YAML.
+
+A model preset is a YAML file with a top-level ``model:`` section (and, owned by the training code, an
+optional ``train:`` section that this module ignores):
+
+    model:
+      frame_size: [64, 64]
+      autoencoder: {latent_channels: 16, downsample: 8, ...}
+      dynamics: {dim: 256, layers: 6, ...}
+
+Every section loads into a dataclass. An unknown key or a value of the wrong type raises `ConfigError`
+naming the key (and the file), with the valid keys listed: a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from engine.action import ACTION_DIM
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, missing, or holds a value of the wrong type or range."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The sections
+
+
+@dataclass
+class AutoencoderConfig:
+    """The frame autoencoder: RGB (+ depth) [B,3(+1),H,W] <-> latent [B, latent_channels, H/ds, W/ds]."""
+
+    latent_channels: int = 16
+    downsample: int = 8  # spatial factor frame -> latent; a power of two
+    # Encoder widths from full resolution down; one stride-2 stage per entry after the first.
+    encoder_channels: tuple[int, ...] = (32, 64, 128, 128)
+    # Decoder widths from the latent up; kept narrow at high resolution because decoding is per tick.
+    decoder_channels: tuple[int, ...] = (128, 96, 64, 32)
+    res_blocks: int = 1  # residual blocks per resolution level
+    use_depth: bool = True  # encode/decode a depth channel next to RGB
+    max_depth: float = 50.0  # metres; depth is clamped here before log-normalisation
+
+    def __post_init__(self) -> None:
+        levels = self.downsample.bit_length() - 1
+        if self.downsample < 1 or 2**levels != self.downsample:
+            raise ConfigError(f"autoencoder.downsample must be a power of two, got {self.downsample}")
+        for name in ("encoder_channels", "decoder_channels"):
+            if len(getattr(self, name)) != levels + 1:
+                raise ConfigError(
+                    f"autoencoder.{name} needs {levels + 1} entries for downsample={self.downsample} "
+                    f"(one per resolution level), got {list(getattr(self, name))}"
+                )
+        if self.max_depth <= 0:
+            raise ConfigError(f"autoencoder.max_depth must be positive metres, got {self.max_depth}")
+
+
+@dataclass
+class DynamicsConfig:
+    """The action-conditioned block-causal transformer over latent frames."""
+
+    dim: int = 256
+    layers: int = 6
+    heads: int = 4  # head dim = dim / heads
+    mlp_ratio: float = 4.0
+    patch_size: int = 1  # latent pixels per token side; tokens/frame = (h/p) * (w/p)
+    action_dim: int = ACTION_DIM
+    look_scale_deg: float = 10.0  # yaw/pitch (last two action entries) are divided by this
+    # The network predicts x0 (clean latent) or the rectified-flow velocity (noise - x0).
+    prediction: Literal["x0", "velocity"] = "x0"
+    # Relative temporal position: one learned bias per head per frame distance, clamped here.
+    max_rel_frames: int = 32
+    window: int = 16  # frames of recent context kept in the streaming KV cache
+    sinks: int = 1  # first frames kept forever (StreamingLLM / LongLive attention sinks)
+    use_memory: bool = True  # accept a splat-memory latent (+ coverage alpha) per frame
+    # Ego-motion head output scale: [dx, dy, dz] metres and [dyaw, dpitch] degrees per tick.
+    pose_scale: tuple[float, ...] = (0.25, 0.25, 0.25, 5.0, 5.0)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ConfigError(f"dynamics.dim={self.dim} must be divisible by dynamics.heads={self.heads}")
+        if self.prediction not in ("x0", "velocity"):
+            raise ConfigError(f"dynamics.prediction must be 'x0' or 'velocity', got {self.prediction!r}")
+        if len(self.pose_scale) != 5:
+            raise ConfigError(f"dynamics.pose_scale needs 5 numbers (dx, dy, dz, dyaw, dpitch), got {self.pose_scale}")
+        if self.window < 1 or self.sinks < 0:
+            raise ConfigError(f"dynamics.window must be >= 1 and sinks >= 0, got {self.window}, {self.sinks}")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build the networks: frame size, autoencoder, dynamics."""
+
+    frame_size: tuple[int, int] = (64, 64)  # (H, W) pixels
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+
+    def __post_init__(self) -> None:
+        h, w = self.frame_size
+        ds, p = self.autoencoder.downsample, self.dynamics.patch_size
+        if h % (ds * p) or w % (ds * p):
+            raise ConfigError(
+                f"frame_size {list(self.frame_size)} must be divisible by autoencoder.downsample * "
+                f"dynamics.patch_size = {ds} * {p}"
+            )
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one latent frame."""
+        ds = self.autoencoder.downsample
+        return (self.autoencoder.latent_channels, self.frame_size[0] // ds, self.frame_size[1] // ds)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> "ModelConfig":
+        """Build from the ``model:`` section of a preset; `source` (a file name) goes into errors."""
+        return _build(cls, data, "model", source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists) that `from_dict` reads back and `yaml.safe_dump` writes."""
+        return _plain(dataclasses.asdict(self))
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    """Read a preset YAML file: its ``model:`` section; a top-level ``train:`` section is left to training."""
+    path = Path(path)
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict) or "model" not in data:
+        raise ConfigError(f"{path}: expected a mapping with a top-level 'model:' section")
+    extra = set(data) - {"model", "train"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(extra)}; valid keys: ['model', 'train']")
+    return ModelConfig.from_dict(data["model"], source=str(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Strict dict -> dataclass conversion
+
+
+def _where(key: str, source: str | None) -> str:
+    return f"'{key}'" + (f" in {source}" if source else "")
+
+
+def _build(cls: type, data: Any, prefix: str, source: str | None) -> Any:
+    """Construct dataclass `cls` from `data`, checking every key and value type recursively."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_where(prefix, source)} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown key {_where(f'{prefix}.{unknown[0]}', source)}; valid keys of {prefix}: {names}"
+        )
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}", source) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:  # add the file to range errors raised in __post_init__
+        raise ConfigError(f"{e}" + (f" (in {source})" if source else "")) from None
+
+
+def _convert(value: Any, hint: Any, key: str, source: str | None) -> Any:
+    """Check `value` against type `hint`; return it converted (lists -> tuples, int -> float)."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, source)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{_where(key, source)} must be one of {list(typing.get_args(hint))}, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{_where(key, source)} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{_where(key, source)} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _convert(value, arg, key, source)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{_where(key, source)} has the wrong type: expected {hint}, got {value!r}")
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{_where(key, source)} must be null, got {value!r}")
+        return None
+    # bool is an int in Python; a YAML `true` where a number belongs is a mistake, not a 1.
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:
+        raise TypeError(f"config type {hint} of {key} is not supported by the loader")
+    if not ok:
+        raise ConfigError(
+            f"{_where(key, source)} must be {hint.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples -> lists, recursively, so YAML holds plain lists."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

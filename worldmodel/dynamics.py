@@ -1,0 +1,431 @@
+"""The dynamics network: an action-conditioned, block-causal transformer over latent frames.
+
+Each frame f of a clip becomes L = 1 + N tokens:
+
+    [ pose token | N image tokens (patchified latent x_t, plus the memory latent when given) ]
+
+Attention is block-causal across frames and bidirectional inside a frame, with two exceptions that
+make the ego-motion head usable *before* the frame exists: a frame's pose token sees every token of
+the earlier frames and itself, but none of its own frame's image tokens (the image tokens may see the
+pose token). Temporal position is a learned per-head bias on the frame distance (clamped), so only
+distances matter and a sliding window works at any absolute tick; spatial position is a learned
+embedding per image token. A key frame is visible to a query frame when it is within `window` frames
+or is one of the first `sinks` frames (StreamingLLM / LongLive attention sinks).
+
+Conditioning is adaLN-Zero (DiT): per frame, image tokens are modulated by embed(t) + embed(action)
+and the pose token by embed(action) only, so the pose never depends on the frame's noise level.
+Noise levels are per frame (Diffusion Forcing): context frames can be clean while the last is noisy.
+
+The network predicts, per frame, either the clean latent x0 or the rectified-flow velocity
+(noise - x0), per `DynamicsConfig.prediction` (default x0: the 1-step sampler's answer is the output
+itself); the objective and sampler in flow.py convert between the two. It also predicts, per frame,
+the camera motion from the previous frame: [dx, dy, dz] metres in the previous frame's yaw-aligned
+frame (x right, y up, z forward) and [dyaw, dpitch] degrees.
+
+Two ways to run it, tested to agree:
+  - `forward`: a whole clip at once (training, reference).
+  - streaming: `new_state` -> per tick `predict_pose`, `denoise_step` (1..k times), `commit_frame`,
+    against a KV cache of `sinks + window` frame slots plus one scratch slot for the frame being made,
+    so the cost per tick is the same at tick 10 and tick 10,000.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from worldmodel.attention import attention
+from worldmodel.config import DynamicsConfig
+
+POSE_DIM = 5  # dx, dy, dz (metres), dyaw, dpitch (degrees)
+
+
+@dataclass
+class DynamicsOutput:
+    """What a full forward returns."""
+
+    pred: Tensor  # [B, F, C, h, w] x0 or velocity per `config.prediction`
+    pose: Tensor  # [B, F, 5] camera motion from frame f-1 to frame f
+
+
+@dataclass
+class DynamicsState:
+    """Running state of one streaming rollout (lives with the world object, not the model).
+
+    Slots 0..S-1 hold the sink frames, S..S+W-1 a ring of the W latest frames, and the last slot is
+    scratch space for the frame being generated (its pose token's keys/values, then its image tokens').
+    """
+
+    k: Tensor  # [layers, B, heads, slots * L, head_dim]
+    v: Tensor  # [layers, B, heads, slots * L, head_dim]
+    slot_frame: Tensor  # [slots] long: frame index held by each slot, -1 when empty
+    frame: int = 0  # frames committed so far = index of the frame being generated
+    pending_action: Tensor | None = None  # [B, 8] action whose pose token is in the scratch slot
+    pending_pose: Tensor | None = None  # [B, 5] its pose prediction
+    # Attention biases for the current frame (pose query, image query), rebuilt once per tick.
+    bias_frame: int = -1
+    pose_bias: Tensor | None = field(default=None, repr=False)  # [1, H, 1, slots*L]
+    image_bias: Tensor | None = field(default=None, repr=False)  # [1, H, 1, slots*L]
+
+
+# ----------------------------------------------------------------------------------------------
+# Small blocks
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN: x * (1 + scale) + shift; scale/shift broadcast over tokens."""
+    return x * (1 + scale) + shift
+
+
+class NoiseLevelEmbedding(nn.Module):
+    """t in [0, 1] -> [.., dim] via sinusoids (as DiT's timestep embedder) and an MLP."""
+
+    def __init__(self, dim: int, freq_dim: int = 128):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        # Scale t to [0, 1000] so the frequencies resolve small noise levels (context noise ~0.02).
+        args = (t.float() * 1000.0)[..., None] * freqs
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))
+
+
+class ActionEmbedding(nn.Module):
+    """Action [.., 8] (six 0/1 keys, yaw and pitch in degrees) -> [.., dim]."""
+
+    def __init__(self, action_dim: int, dim: int, look_scale_deg: float):
+        super().__init__()
+        # Keys are already 0/1; look deltas are degrees, so bring them to ~unit scale.
+        scale = torch.ones(action_dim)
+        scale[-2:] = 1.0 / look_scale_deg
+        self.register_buffer("scale", scale, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(action_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, action: Tensor) -> Tensor:
+        return self.mlp((action.float() * self.scale).to(self.mlp[0].weight.dtype))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero modulation (DiT) and an optional KV cache."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        # Zero-init: every block starts as the identity, which is what makes DiT training stable.
+        self.ada = nn.Linear(dim, 6 * dim)
+        nn.init.zeros_(self.ada.weight)
+        nn.init.zeros_(self.ada.bias)
+
+    def modulation(self, cond: Tensor) -> Tensor:
+        """Conditioning [.., dim] -> the six adaLN vectors concatenated [.., 6*dim]."""
+        return self.ada(F.silu(cond))
+
+    def forward(
+        self,
+        x: Tensor,
+        mod: Tensor,
+        mask: Tensor | None,
+        cache_k: Tensor | None = None,
+        cache_v: Tensor | None = None,
+        write: slice | None = None,
+    ) -> Tensor:
+        """x [B, L, dim], mod [B, L or 1, 6*dim], mask [1|B, H, L, Nk] additive -> [B, L, dim].
+
+        With a cache ([B, H, Nk, hd] views), this call's keys/values are written at `write` along the
+        token axis first and the queries attend to the whole cache (the mask hides empty slots).
+        """
+        B, L, D = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        h = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = self.qkv(h).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        if cache_k is not None:
+            cache_k[:, :, write] = k
+            cache_v[:, :, write] = v
+            k, v = cache_k, cache_v
+        a = attention(q, k, v, mask).transpose(1, 2).reshape(B, L, D)
+        x = x + gate1 * self.proj(a)
+        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+
+
+class DynamicsTransformer(nn.Module):
+    """Block-causal DiT over latent frames with a pose token per frame and a streaming KV cache."""
+
+    def __init__(self, config: DynamicsConfig, latent_shape: tuple[int, int, int]):
+        super().__init__()
+        self.config = config
+        c, h, w = latent_shape
+        p = config.patch_size
+        if h % p or w % p:
+            raise ValueError(f"latent grid {h}x{w} is not divisible by dynamics.patch_size={p}")
+        self.latent_shape = latent_shape
+        self.grid = (h // p, w // p)
+        self.num_image_tokens = self.grid[0] * self.grid[1]
+        self.tokens_per_frame = 1 + self.num_image_tokens  # pose token first
+        d, H = config.dim, config.heads
+
+        # Image token input: latent patch (+ memory patch with its alpha channel, + a "memory on" flag).
+        patch_in = p * p * c
+        if config.use_memory:
+            patch_in += p * p * (c + 1) + 1
+        self.image_in = nn.Linear(patch_in, d)
+        self.spatial_pos = nn.Parameter(torch.randn(self.num_image_tokens, d) * 0.02)
+        self.pose_token = nn.Parameter(torch.randn(d) * 0.02)  # added to the action embedding
+        self.pose_cond = nn.Parameter(torch.zeros(d))  # tells adaLN "this is a pose token"
+
+        self.noise_embed = NoiseLevelEmbedding(d)
+        self.action_embed = ActionEmbedding(config.action_dim, d, config.look_scale_deg)
+        # One learned bias per head per frame distance 0..max_rel_frames (farther ones share the last).
+        self.rel_bias = nn.Parameter(torch.zeros(H, config.max_rel_frames + 1))
+        self.blocks = nn.ModuleList([Block(d, H, config.mlp_ratio) for _ in range(config.layers)])
+
+        # Image head: final adaLN (shift, scale) then a zero-init linear, so the first output is 0.
+        self.out_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.out_ada = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, p * p * c)
+        for m in (self.out_ada, self.out):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+        # Ego-motion head; the last layer starts at zero ("no motion") and outputs are in pose_scale units.
+        self.pose_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, POSE_DIM))
+        nn.init.zeros_(self.pose_head[-1].weight)
+        nn.init.zeros_(self.pose_head[-1].bias)
+        self.register_buffer("pose_scale", torch.tensor(config.pose_scale, dtype=torch.float32), persistent=False)
+
+    # -- token plumbing ---------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.image_in.weight.dtype
+
+    def _patchify(self, z: Tensor) -> Tensor:
+        """[B, C, h, w] -> [B, N, p*p*C]."""
+        B, C, h, w = z.shape
+        p = self.config.patch_size
+        z = z.reshape(B, C, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+        return z.reshape(B, (h // p) * (w // p), p * p * C)
+
+    def _unpatchify(self, x: Tensor) -> Tensor:
+        """[B, N, p*p*C] -> [B, C, h, w]."""
+        B = x.shape[0]
+        c, h, w = self.latent_shape
+        p = self.config.patch_size
+        x = x.reshape(B, h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(B, c, h, w)
+
+    def _image_tokens(self, x: Tensor, memory: Tensor | None, present: Tensor | None) -> Tensor:
+        """Latent x [B, C, h, w] (+ memory [B, C+1, h, w], present [B] bool) -> tokens [B, N, dim]."""
+        if tuple(x.shape[1:]) != self.latent_shape:
+            raise ValueError(f"latent frames must be [B, {', '.join(map(str, self.latent_shape))}], got {list(x.shape)}")
+        parts = [self._patchify(x.to(self.dtype))]
+        if self.config.use_memory:
+            B, N = x.shape[0], self.num_image_tokens
+            c, h, w = self.latent_shape
+            if memory is None:
+                # The learned "memory off" path: zeros with the flag channel at 0.
+                parts.append(torch.zeros(B, N, parts[0].shape[-1] // c * (c + 1) + 1, dtype=self.dtype, device=x.device))
+            else:
+                if tuple(memory.shape[1:]) != (c + 1, h, w):
+                    raise ValueError(
+                        f"memory must be [B, {c + 1}, {h}, {w}] (latent + coverage alpha), got {list(memory.shape)}"
+                    )
+                on = torch.ones(B, dtype=self.dtype, device=x.device) if present is None else present.to(self.dtype)
+                mem = self._patchify(memory.to(self.dtype)) * on[:, None, None]
+                parts += [mem, on[:, None, None].expand(B, N, 1)]
+        elif memory is not None:
+            raise ValueError("this model was built with dynamics.use_memory=false; pass memory=None")
+        return self.image_in(torch.cat(parts, dim=-1)) + self.spatial_pos
+
+    def _image_output(self, tokens: Tensor, cond: Tensor) -> Tensor:
+        """Image tokens [B, N, dim], conditioning [B, dim] -> prediction [B, C, h, w] (float32)."""
+        shift, scale = self.out_ada(F.silu(cond)).chunk(2, dim=-1)
+        out = self.out(modulate(self.out_norm(tokens), shift[:, None], scale[:, None]))
+        return self._unpatchify(out.float())
+
+    def _pose_output(self, tokens: Tensor) -> Tensor:
+        """Pose tokens [.., dim] -> [.., 5] in metres / degrees."""
+        return self.pose_head(tokens).float() * self.pose_scale
+
+    def attention_bias(
+        self, q_frame: Tensor, q_pose: Tensor, k_frame: Tensor, k_pose: Tensor, window: int, sinks: int
+    ) -> Tensor:
+        """The one attention rule, shared by the full forward and the cache: -> additive [1, H, Nq, Nk].
+
+        q_frame [Nq], k_frame [Nk]: frame index of each token (k_frame -1 = empty cache slot);
+        q_pose [Nq], k_pose [Nk]: whether the token is a pose token.
+        A key is visible to a query of frame i when it is from an earlier frame j that is recent
+        (i - j <= window) or a sink (j < sinks), or from frame i itself — except that a pose query
+        sees only its own frame's pose token, never that frame's image tokens.
+        """
+        qf, kf = q_frame[:, None], k_frame[None, :]
+        earlier = (kf >= 0) & (kf < qf) & ((qf - kf <= window) | (kf < sinks))
+        same = (kf == qf) & (~q_pose[:, None] | k_pose[None, :])
+        dist = (qf - kf).clamp(0, self.config.max_rel_frames)
+        bias = self.rel_bias[:, dist]  # [H, Nq, Nk]
+        bias = bias.masked_fill(~(earlier | same), float("-inf"))
+        return bias[None].to(self.dtype)
+
+    # -- full forward (training and reference) -----------------------------------------------------
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        actions: Tensor,
+        memory: Tensor | None = None,
+        memory_present: Tensor | None = None,
+        window: int | None = None,
+        sinks: int | None = None,
+    ) -> DynamicsOutput:
+        """A whole clip at once.
+
+        x [B, F, C, h, w] latents at per-frame noise levels t [B, F]; actions [B, F, 8] (the action that
+        leads into each frame); memory [B, F, C+1, h, w] or None; memory_present [B, F] bool or None
+        (all present). window/sinks default to the config, so training sees the inference mask.
+        """
+        B, Fr = x.shape[:2]
+        N, L, d = self.num_image_tokens, self.tokens_per_frame, self.config.dim
+        window = self.config.window if window is None else window
+        sinks = self.config.sinks if sinks is None else sinks
+        img = self._image_tokens(
+            x.flatten(0, 1),
+            None if memory is None else memory.flatten(0, 1),
+            None if memory_present is None else memory_present.flatten(0, 1),
+        ).view(B, Fr, N, d)
+        a_emb = self.action_embed(actions)  # [B, F, d]
+        pose_tok = (a_emb + self.pose_token)[:, :, None]  # [B, F, 1, d]
+        tokens = torch.cat([pose_tok, img], dim=2).reshape(B, Fr * L, d)
+        c_img = a_emb + self.noise_embed(t)  # [B, F, d]
+        c_pose = a_emb + self.pose_cond
+
+        frame = torch.arange(Fr, device=x.device).repeat_interleave(L)
+        is_pose = torch.arange(Fr * L, device=x.device) % L == 0
+        mask = self.attention_bias(frame, is_pose, frame, is_pose, window, sinks)
+        for block in self.blocks:
+            # Per-token modulation: the pose token of each frame gets c_pose, its image tokens c_img.
+            m_pose, m_img = block.modulation(c_pose)[:, :, None], block.modulation(c_img)[:, :, None]
+            mod = torch.cat([m_pose, m_img.expand(B, Fr, N, m_img.shape[-1])], dim=2).reshape(B, Fr * L, -1)
+            tokens = block(tokens, mod, mask)
+
+        tokens = tokens.view(B, Fr, L, d)
+        pred = self._image_output(tokens[:, :, 1:].flatten(0, 1), c_img.flatten(0, 1))
+        return DynamicsOutput(pred=pred.view(B, Fr, *self.latent_shape), pose=self._pose_output(tokens[:, :, 0]))
+
+    # -- streaming inference --------------------------------------------------------------------------
+
+    def new_state(self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> DynamicsState:
+        """An empty KV cache of `sinks + window + 1` frame slots (fixed size for the whole rollout)."""
+        cfg = self.config
+        device = self.image_in.weight.device if device is None else device
+        dtype = self.dtype if dtype is None else dtype
+        slots = cfg.sinks + cfg.window + 1
+        shape = (cfg.layers, batch_size, cfg.heads, slots * self.tokens_per_frame, cfg.dim // cfg.heads)
+        # Zeros, not empty: masked slots get weight 0, and 0 * NaN from garbage memory would be NaN.
+        return DynamicsState(
+            k=torch.zeros(shape, dtype=dtype, device=device),
+            v=torch.zeros(shape, dtype=dtype, device=device),
+            slot_frame=torch.full((slots,), -1, dtype=torch.long, device=device),
+        )
+
+    def _slot_of(self, frame: int) -> int:
+        """Cache slot where a committed frame lives: sinks first, then a ring over the window."""
+        S, W = self.config.sinks, self.config.window
+        return frame if frame < S else S + (frame - S) % W
+
+    def _prepare_tick(self, state: DynamicsState) -> None:
+        """Point the scratch slot at the frame being generated and build this tick's two biases."""
+        if state.bias_frame == state.frame:
+            return
+        L = self.tokens_per_frame
+        state.slot_frame[-1] = state.frame
+        k_frame = state.slot_frame.repeat_interleave(L)
+        k_pose = torch.arange(k_frame.numel(), device=k_frame.device) % L == 0
+        q = torch.tensor([state.frame], device=k_frame.device)
+        args = (k_frame, k_pose, self.config.window, self.config.sinks)
+        with torch.no_grad():
+            state.pose_bias = self.attention_bias(q, torch.tensor([True], device=q.device), *args)
+            state.image_bias = self.attention_bias(q, torch.tensor([False], device=q.device), *args)
+        state.bias_frame = state.frame
+
+    def _run_cached(self, state: DynamicsState, x: Tensor, cond: Tensor, bias: Tensor, write: slice) -> Tensor:
+        """Tokens x [B, L, d] with conditioning [B, d] through all blocks against the cache."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, block.modulation(cond)[:, None], bias, state.k[i], state.v[i], write)
+        return x
+
+    @torch.no_grad()
+    def predict_pose(self, state: DynamicsState, action: Tensor) -> Tensor:
+        """Camera motion into the next frame, before it is generated: action [B, 8] -> pose [B, 5].
+
+        Runs only the pose token against the cache and leaves its keys/values in the scratch slot,
+        where `denoise_step` and `commit_frame` reuse them.
+        """
+        self._prepare_tick(state)
+        a_emb = self.action_embed(action)
+        start = (state.slot_frame.numel() - 1) * self.tokens_per_frame
+        x = (a_emb + self.pose_token)[:, None]
+        x = self._run_cached(state, x, a_emb + self.pose_cond, state.pose_bias, slice(start, start + 1))
+        state.pending_action = action.clone()
+        state.pending_pose = self._pose_output(x[:, 0])
+        return state.pending_pose
+
+    def _image_pass(self, state: DynamicsState, x: Tensor, t: Tensor | float, action: Tensor, memory: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The current frame's image tokens against the cache; returns (tokens [B, N, d], cond [B, d])."""
+        if state.pending_action is None or not torch.equal(state.pending_action, action):
+            self.predict_pose(state, action)  # its pose token must be in the scratch slot first
+        B = x.shape[0]
+        t = torch.as_tensor(t, dtype=torch.float32, device=x.device).expand(B)
+        cond = self.action_embed(action) + self.noise_embed(t)
+        start = (state.slot_frame.numel() - 1) * self.tokens_per_frame
+        tokens = self._image_tokens(x, memory, None)
+        write = slice(start + 1, start + self.tokens_per_frame)
+        return self._run_cached(state, tokens, cond, state.image_bias, write), cond
+
+    @torch.no_grad()
+    def denoise_step(
+        self, state: DynamicsState, x_t: Tensor, t: Tensor | float, action: Tensor, memory: Tensor | None = None
+    ) -> Tensor:
+        """Predict the frame being generated: x_t [B, C, h, w] at level t [B] -> x0 or velocity [B, C, h, w].
+
+        Reads the cache; only the scratch slot is touched, so it can be called once per sampling step.
+        """
+        tokens, cond = self._image_pass(state, x_t, t, action, memory)
+        return self._image_output(tokens, cond)
+
+    @torch.no_grad()
+    def commit_frame(
+        self, state: DynamicsState, x: Tensor, action: Tensor, memory: Tensor | None = None, t_ctx: float = 0.0
+    ) -> None:
+        """Append a frame to the context: x [B, C, h, w] is the latent at noise level t_ctx (the clean
+        x0 when t_ctx = 0; the sampler adds context noise itself). Its keys/values go into the slot
+        of the sink or ring frame it replaces; the frame counter advances."""
+        self._image_pass(state, x, t_ctx, action, memory)
+        # Move the scratch slot (pose + image keys/values) into the frame's permanent slot. Done after
+        # all layers because the slot being replaced (frame i - window) is still visible to frame i.
+        L = self.tokens_per_frame
+        src = slice((state.slot_frame.numel() - 1) * L, state.slot_frame.numel() * L)
+        dst_slot = self._slot_of(state.frame)
+        dst = slice(dst_slot * L, (dst_slot + 1) * L)
+        state.k[:, :, :, dst] = state.k[:, :, :, src]
+        state.v[:, :, :, dst] = state.v[:, :, :, src]
+        state.slot_frame[dst_slot] = state.frame
+        state.frame += 1
+        state.pending_action = state.pending_pose = None

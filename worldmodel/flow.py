@@ -1,0 +1,171 @@
+"""Rectified flow for latent frames: the training objective and the few-step sampler, as two objects.
+
+Path (rectified flow, Liu et al. 2023; flow matching, Lipman et al. 2023):
+
+    x_t = (1 - t) * x0 + t * noise,   t in [0, 1],   velocity v = dx_t/dt = noise - x0
+
+t = 0 is the clean frame, t = 1 pure noise. Each frame of a clip gets its own t (Diffusion Forcing,
+Chen et al. 2024), so the same network denoises the newest frame while the context is clean or
+slightly noised (context-noise augmentation against rollout drift, as in GameNGen / DIAMOND).
+
+The network predicts x0 or v (`DynamicsConfig.prediction`); `FlowMatching` regresses whichever it
+predicts, and `FlowSampler` converts either to (x0, v) for its Euler steps. Neither knows the network's
+insides: the objective calls `model(...)`, the sampler only `denoise_step` and `commit_frame`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from worldmodel.dynamics import DynamicsState, DynamicsTransformer
+
+T_MIN = 1e-3  # below this a velocity -> x0 conversion divides by ~0
+
+
+def to_x0_and_velocity(pred: Tensor, x_t: Tensor, t: Tensor, prediction: str) -> tuple[Tensor, Tensor]:
+    """Network output -> (x0, v). pred, x_t [B, ..]; t broadcastable to them ([B, 1, 1, 1] etc.)."""
+    if prediction == "x0":
+        # v = (x_t - x0) / t; at t ~ 0 the frame is already clean and v is irrelevant.
+        return pred, (x_t - pred) / t.clamp_min(T_MIN)
+    # x_t = x0 + t * v  =>  x0 = x_t - t * v
+    return x_t - t * pred, pred
+
+
+@dataclass
+class FlowLoss:
+    """Loss terms of one batch (scalars; `total` is what to backpropagate)."""
+
+    total: Tensor
+    flow: Tensor  # MSE on the network's prediction target (x0 or v)
+    pose: Tensor  # Huber on the ego-motion, in pose_scale units (0 when no targets)
+
+
+@dataclass
+class FlowMatching:
+    """The training objective with Diffusion-Forcing per-frame noise levels.
+
+    t per frame: with probability `context_prob` a "context" level U(0, context_noise_max) (the regime
+    of committed frames at inference), otherwise logit-normal(logit_mean, logit_std) (SD3-style, which
+    puts most mass on mid noise levels) or uniform.
+    """
+
+    t_sampling: str = "logit_normal"  # or "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    context_prob: float = 0.25
+    context_noise_max: float = 0.1
+    pose_weight: float = 0.1
+    huber_delta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.t_sampling not in ("logit_normal", "uniform"):
+            raise ValueError(f"t_sampling must be 'logit_normal' or 'uniform', got {self.t_sampling!r}")
+
+    def sample_t(self, batch: int, frames: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> Tensor:
+        """Independent noise level per frame: [B, F] in [0, 1]."""
+        shape = (batch, frames)
+        if self.t_sampling == "logit_normal":
+            z = torch.randn(shape, generator=generator, device=device) * self.logit_std + self.logit_mean
+            t = torch.sigmoid(z)
+        else:
+            t = torch.rand(shape, generator=generator, device=device)
+        ctx = torch.rand(shape, generator=generator, device=device) < self.context_prob
+        t_ctx = torch.rand(shape, generator=generator, device=device) * self.context_noise_max
+        return torch.where(ctx, t_ctx, t)
+
+    def loss(
+        self,
+        model: DynamicsTransformer,
+        x0: Tensor,
+        actions: Tensor,
+        memory: Tensor | None = None,
+        memory_present: Tensor | None = None,
+        pose_target: Tensor | None = None,
+        pose_valid: Tensor | None = None,
+        t: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> FlowLoss:
+        """One training loss on a clip.
+
+        x0 [B, F, C, h, w] clean (normalised) latents; actions [B, F, 8]; memory [B, F, C+1, h, w] or
+        None; pose_target [B, F, 5] (dx, dy, dz m; dyaw, dpitch deg) and pose_valid [B, F] bool (e.g.
+        False for a clip's first frame, whose previous frame is unknown); t [B, F] overrides sampling.
+        """
+        B, Fr = x0.shape[:2]
+        if t is None:
+            t = self.sample_t(B, Fr, x0.device, generator)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        tb = t[:, :, None, None, None]
+        x_t = (1 - tb) * x0 + tb * noise
+        out = model(x_t, t, actions, memory=memory, memory_present=memory_present)
+        target = x0 if model.config.prediction == "x0" else noise - x0
+        flow = F.mse_loss(out.pred, target)
+
+        pose = torch.zeros((), device=x0.device)
+        if pose_target is not None:
+            # Compare in pose_scale units so metres and degrees weigh alike.
+            err = F.huber_loss(out.pose / model.pose_scale, pose_target / model.pose_scale, reduction="none", delta=self.huber_delta)
+            valid = torch.ones(B, Fr, dtype=torch.bool, device=x0.device) if pose_valid is None else pose_valid
+            w = valid[:, :, None].float()
+            pose = (err * w).sum() / (w.sum() * err.shape[-1]).clamp_min(1.0)
+        return FlowLoss(total=flow + self.pose_weight * pose, flow=flow, pose=pose)
+
+
+@dataclass
+class SampledFrame:
+    """One generated frame."""
+
+    latent: Tensor  # [B, C, h, w] the sampled clean latent x0
+    pose: Tensor  # [B, 5] the camera motion into this frame (from the pose token)
+
+
+@dataclass
+class FlowSampler:
+    """Euler integration of the flow from t = 1 (noise) to t = 0 in `steps` uniform steps, then commit.
+
+    `context_noise` is the level committed frames are stored at (match the training `context_noise_max`
+    regime; 0 stores them clean). Deterministic given a `torch.Generator`.
+    """
+
+    steps: int = 1
+    context_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= 64:
+            raise ValueError(f"steps must be in 1..64, got {self.steps}")
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: DynamicsTransformer,
+        state: DynamicsState,
+        action: Tensor,
+        memory: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        commit: bool = True,
+    ) -> SampledFrame:
+        """Generate the next frame for action [B, 8] (memory [B, C+1, h, w] or None) and, by default,
+        commit it to `state`. Call `model.predict_pose(state, action)` first when the pose is needed
+        to render the memory; it is reused here, not recomputed."""
+        B = action.shape[0]
+        device = state.k.device
+        x = torch.randn((B, *model.latent_shape), generator=generator, device=device)
+        ts = torch.linspace(1.0, 0.0, self.steps + 1).tolist()
+        for t_now, t_next in zip(ts[:-1], ts[1:]):
+            t = torch.full((B,), t_now, device=device)
+            pred = model.denoise_step(state, x, t, action, memory)
+            x0, v = to_x0_and_velocity(pred, x, t[:, None, None, None], model.config.prediction)
+            # Euler step along the straight path; the last step lands on x0 exactly for x0-prediction.
+            x = x0 if t_next == 0.0 and model.config.prediction == "x0" else x + (t_next - t_now) * v
+        pose = state.pending_pose
+        if commit:
+            ctx = x
+            if self.context_noise > 0:
+                noise = torch.randn(x.shape, generator=generator, device=device)
+                ctx = (1 - self.context_noise) * x + self.context_noise * noise
+            model.commit_frame(state, ctx, action, memory, t_ctx=self.context_noise)
+        return SampledFrame(latent=x, pose=pose)
