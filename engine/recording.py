@@ -25,9 +25,10 @@ import platform
 import queue
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 import yaml
@@ -67,6 +68,15 @@ def software_versions() -> dict[str, str]:
         except Exception:
             pass
     return versions
+
+
+def write_npz(f: BinaryIO, arrays: dict[str, np.ndarray], level: int = 1) -> None:
+    """An .npz (readable by `np.load(allow_pickle=False)`) with fast deflate: level 1 is several times
+    faster than numpy's default level 6 and within ~10% of its size on rendered frames."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+        for name, arr in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
 
 
 @dataclass
@@ -283,7 +293,7 @@ class RecordingWriter:
         final = self.path / FRAMES_DIR / f"{chunk:06d}.npz"
         tmp = final.with_name(final.name + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)

@@ -155,7 +155,8 @@ _SKY_VERT = """
 #version 330
 in vec2 in_ndc;
 out vec2 v_ndc;
-void main() { v_ndc = in_ndc; gl_Position = vec4(in_ndc, 0.0, 1.0); }
+// At the far plane (depth 1.0): drawn last with depth test <=, it shades only pixels no box covered.
+void main() { v_ndc = in_ndc; gl_Position = vec4(in_ndc, 1.0, 1.0); }
 """
 
 _SKY_FRAG = """
@@ -260,10 +261,11 @@ class ArenaRenderer:
         self._closed = False
         with self.ctx:
             self.max_size = int(self.ctx.info["GL_MAX_RENDERBUFFER_SIZE"])
-            if width > self.max_size or height > self.max_size:
-                self.ctx.release()
-                self._closed = True
-                raise ValueError(f"resolution {width}x{height} exceeds GL_MAX_RENDERBUFFER_SIZE {self.max_size}")
+        if width > self.max_size or height > self.max_size:
+            self.close()
+            raise ValueError(f"resolution {width}x{height} exceeds this GL's maximum renderbuffer size "
+                             f"{self.max_size}; ask for a smaller image")
+        with self.ctx:
             self.prog = self.ctx.program(vertex_shader=_VERT, fragment_shader=_FRAG)
             self.sky_prog = self.ctx.program(vertex_shader=_SKY_VERT, fragment_shader=_SKY_FRAG)
             self.cube = self.ctx.buffer(_unit_cube().tobytes())
@@ -343,15 +345,19 @@ class ArenaRenderer:
             self.sky_prog["u_cam_rot"].write((cam_to_world[:3, :3] @ CV_TO_GL[:3, :3]).T.astype("f4").tobytes())
             self.fbo.use()
             self.fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
-            # The sky covers every pixel first (no depth test); boxes then draw over it.
-            self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-            self.sky_vao.render(moderngl.TRIANGLES)
             self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+            self.ctx.depth_func = "<"
             self.region_map.use(0)
             self.region_table.use(1)
             self._static_vao.render(moderngl.TRIANGLES, instances=self.static_count)
             if self.mover_count:
                 self._dynamic_vao.render(moderngl.TRIANGLES, instances=self.mover_count)
+            # Sky last, only where the depth buffer is still clear: its shader runs on sky pixels only.
+            self.ctx.depth_func = "<="
+            self.ctx.depth_mask = False
+            self.ctx.disable(moderngl.CULL_FACE)
+            self.sky_vao.render(moderngl.TRIANGLES)
+            self.ctx.depth_mask = True
             rgb = self.fbo.read(components=3, attachment=0, alignment=1)
             aux = self.fbo.read(components=2, attachment=1, dtype="f4", alignment=1)
         h, w = self.height, self.width
