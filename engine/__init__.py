@@ -4,6 +4,7 @@ It knows nothing of neural networks; `worldmodel` and `splat` plug in through th
 """
 
 from engine.action import ACTION_DIM, ACTION_NAMES, KEYS, NOOP, Action, ActionError, encode_actions
+from engine.script import register_policy
 from engine.world import (
     Observation,
     ObservationError,
@@ -19,6 +20,8 @@ from engine.world import (
 register_world("plane", "engine.plane:PlaneWorld", "a checkered plane under a sky (tiny synthetic world, no GL)")
 register_world("replay", "engine.replay:ReplayWorld", "plays back a recording directory (config: path)")
 register_world("arena", "engine.arena:ArenaWorld", "the procedural ground-truth 3D arena (moderngl)")
+register_policy("explore", "engine.arena.policies:ExplorePolicy")  # arena exploration for training data
+register_policy("arena_random", "engine.arena.policies:RandomPolicy")
 
 __all__ = [
     "ACTION_DIM",

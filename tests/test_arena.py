@@ -324,3 +324,29 @@ def test_revisit_replays_in_rendered_world() -> None:
         assert diff(back, first) < 0.5 * diff(frames[traj.far_tick], first)
     finally:
         w.close()
+
+
+def test_arena_leaves_the_callers_gl_context_current() -> None:
+    """A window's context current in this thread must stay current across arena construction and steps."""
+    import moderngl
+
+    from engine.arena import glcurrent
+
+    if glcurrent._egl is None:
+        pytest.skip("libEGL not loadable")
+    other = moderngl.create_standalone_context(backend="egl")  # stands in for the game window
+    try:
+        before = glcurrent._egl.eglGetCurrentContext()
+        assert before
+        w = ArenaWorld(preset="small", width=16, height=16)
+        w.reset(0)
+        w.step(Action(forward=True))
+        assert glcurrent._egl.eglGetCurrentContext() == before
+        w.close()
+        assert glcurrent._egl.eglGetCurrentContext() == before
+        fbo = other.simple_framebuffer((4, 4))  # and it still draws
+        fbo.use()
+        other.clear(1.0, 0.0, 0.0)
+        assert np.frombuffer(fbo.read(components=3), np.uint8)[:3].tolist() == [255, 0, 0]
+    finally:
+        other.release()

@@ -5,6 +5,8 @@
 """
 
 from engine.arena.config import ArenaConfig, ArenaConfigError, load_preset
+from engine.arena.policies import POLICIES, ExplorePolicy, RandomPolicy
 from engine.arena.world import ArenaSim, ArenaWorld, intrinsics
 
-__all__ = ["ArenaConfig", "ArenaConfigError", "ArenaSim", "ArenaWorld", "intrinsics", "load_preset"]
+__all__ = ["POLICIES", "ArenaConfig", "ArenaConfigError", "ArenaSim", "ArenaWorld", "ExplorePolicy", "RandomPolicy",
+           "intrinsics", "load_preset"]

@@ -1,7 +1,8 @@
 """Offscreen moderngl renderer for the arena: RGB, linear depth and an object-id image per frame.
 
-One standalone EGL context per renderer (no display needed). Every GL call sits inside `with self.ctx:`
-because another context (the game window) may be current in the same process.
+One standalone EGL context per renderer (no display needed). Every GL call sits inside
+`with borrowed(self.ctx):` (= `with self.ctx:` plus restoring the caller's current context afterwards,
+see glcurrent.py) because another context (the game window) may be current in the same thread.
 
 Per level, all static boxes (floor, merged walls, landmarks) go into ONE instance buffer and the movers
 into a second small one that is rewritten each frame; each frame is a sky pass plus two instanced draws
@@ -24,6 +25,7 @@ import moderngl
 import numpy as np
 
 from engine.arena.config import MAX_REGIONS
+from engine.arena.glcurrent import borrowed, preserving_current
 from engine.arena.level import DYNAMIC_ID_BASE, Level
 
 _VERT = """
@@ -256,16 +258,17 @@ class ArenaRenderer:
     def __init__(self, width: int, height: int, fov_y_deg: float, near: float, far: float) -> None:
         self.width, self.height = width, height
         self.fov_y_deg, self.near, self.far = fov_y_deg, near, far
-        self.ctx = moderngl.create_standalone_context(backend="egl")
+        with preserving_current():  # creating a context makes it current; give the caller's back
+            self.ctx = moderngl.create_standalone_context(backend="egl")
         self._level: Level | None = None
         self._closed = False
-        with self.ctx:
+        with borrowed(self.ctx):
             self.max_size = int(self.ctx.info["GL_MAX_RENDERBUFFER_SIZE"])
         if width > self.max_size or height > self.max_size:
             self.close()
             raise ValueError(f"resolution {width}x{height} exceeds this GL's maximum renderbuffer size "
                              f"{self.max_size}; ask for a smaller image")
-        with self.ctx:
+        with borrowed(self.ctx):
             self.prog = self.ctx.program(vertex_shader=_VERT, fragment_shader=_FRAG)
             self.sky_prog = self.ctx.program(vertex_shader=_SKY_VERT, fragment_shader=_SKY_FRAG)
             self.cube = self.ctx.buffer(_unit_cube().tobytes())
@@ -290,7 +293,7 @@ class ArenaRenderer:
 
     def set_level(self, level: Level) -> None:
         """Upload a level's static geometry, region textures and lighting (once per reset)."""
-        with self.ctx:
+        with borrowed(self.ctx):
             for obj in self._gl_objects:
                 obj.release()
             self._gl_objects = []
@@ -335,7 +338,7 @@ class ArenaRenderer:
         if self._closed:
             raise RuntimeError("ArenaRenderer is closed")
         view = CV_TO_GL @ np.linalg.inv(cam_to_world)  # world -> GL eye
-        with self.ctx:
+        with borrowed(self.ctx):
             if self.mover_count:
                 centers, yaw = level.mover_poses(t)
                 data = _instances(centers, level.mv_half, yaw, level.mv_color, level.mv_params)
@@ -373,4 +376,5 @@ class ArenaRenderer:
         if self._closed:
             return
         self._closed = True
-        self.ctx.release()
+        with preserving_current():
+            self.ctx.release()

@@ -1,0 +1,257 @@
+"""Roll out many episodes of a policy or script against a world, in parallel processes, as recordings.
+
+    python -m engine.rollout --world arena --policy explore --episodes 200 --ticks 500 --out data/train \\
+        --split train --workers 2
+    python -m engine.rollout --world plane --script assets/scripts/tour.yaml --episodes 4 --out runs/tours
+
+Each episode is one recording directory `OUT/ep_NNNNN` (reset seed = the episode's level seed); a
+`summary.json` lists episode lengths, returns and ticks/s. Seeds come from `--split` (the world's
+train/validation/test ranges, for worlds that define them) or from `--seed-start` upwards, so data
+sets of different splits never share a level. An existing episode directory that is complete is
+skipped, so an interrupted run is resumed by running the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from engine.action import Action
+from engine.recording import Recording, RecordingError, RecordingMeta, RecordingWriter
+from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
+from engine.world import Observation, WorldNotFoundError, make_world, validate_observation, world_factory
+
+# A reward hook: reward(prev_obs, action, obs) -> float; a termination hook: done(obs) -> bool.
+RewardFn = Callable[[Observation, Action, Observation], float]
+DoneFn = Callable[[Observation], bool]
+
+
+@dataclass
+class EpisodeJob:
+    index: int
+    seed: int  # the world's reset seed
+    policy_seed: int
+    out: str
+
+
+@dataclass
+class EpisodeResult:
+    index: int
+    seed: int
+    ticks: int
+    ret: float
+    seconds: float
+    path: str
+    skipped: bool = False
+
+
+def _load_callable(spec: str | None, what: str) -> Callable | None:
+    if spec is None:
+        return None
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise PolicyError(f"cannot load the {what} hook {spec!r} (expected module:callable): {e}") from e
+
+
+def episode_seeds(world: str, split: str | None, episodes: int, seed_start: int, offset: int) -> list[tuple[int, int]]:
+    """(level seed, policy seed) per episode. With a split, both come from that split's seed range."""
+    if split is None:
+        return [(seed_start + i, seed_start + i) for i in range(offset, offset + episodes)]
+    module = getattr(world_factory(world), "__module__", "")
+    package = module.rsplit(".", 1)[0]
+    try:
+        splits = importlib.import_module(f"{package}.splits")
+    except ImportError:
+        raise ValueError(f"world {world!r} defines no train/validation/test splits; use --seed-start") from None
+    levels = splits.split_seeds(split, episodes, offset)
+    # Policy seeds from the far half of the same range: a separate stream that stays inside the split.
+    half = len(splits.SPLITS[split]) // 2
+    policies = splits.split_seeds(split, episodes, half + offset)
+    return list(zip(levels, policies))
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        return Recording(path).meta.status == "complete"
+    except RecordingError:
+        return False
+
+
+def _worker(args: tuple[dict[str, Any], list[EpisodeJob], Any]) -> list[EpisodeResult]:
+    settings, jobs, queue = args
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # one core per worker process
+    except ImportError:
+        pass
+    results = []
+    world = make_world(settings["world"], **settings["config"])
+    reward_fn = _load_callable(settings.get("reward"), "reward")
+    done_fn = _load_callable(settings.get("done"), "done")
+    try:
+        for job in jobs:
+            results.append(_run_episode(world, settings, job, reward_fn, done_fn, queue))
+    finally:
+        world.close()
+    return results
+
+
+def _run_episode(world, settings: dict[str, Any], job: EpisodeJob, reward_fn: RewardFn | None,
+                 done_fn: DoneFn | None, queue) -> EpisodeResult:
+    out = Path(job.out)
+    if _is_complete(out):
+        return EpisodeResult(job.index, job.seed, len(Recording(out)) - 1, 0.0, 0.0, str(out), skipped=True)
+    if out.exists():
+        shutil.rmtree(out)  # an episode cut short by a crash is redone from its start
+    if settings.get("script"):
+        source = ScriptSource(load_script(settings["script"], settings["tick_rate"]), name=Path(settings["script"]).name)
+    else:
+        source = PolicySource(load_policy(settings["policy"]), name=settings["policy"])
+    name = settings["world"]
+    t0 = time.perf_counter()
+    meta = RecordingMeta(name, dict(world.config), job.seed, settings["tick_rate"],
+                         deterministic=bool(getattr(world, "deterministic", False)),
+                         extra={"policy": settings.get("policy") or settings.get("script"), "policy_seed": job.policy_seed})
+    ret, ticks, pending = 0.0, 0, 0
+    with RecordingWriter(out, meta, video=settings["video"]) as rec:
+        source.reset(job.policy_seed)
+        obs = validate_observation(world.reset(job.seed), name, 0)
+        rec.write(obs, None, reset=True, seed=job.seed)
+        for _ in range(settings["ticks"]):
+            action = source.next(obs)
+            if action is None:
+                break
+            prev, obs = obs, validate_observation(world.step(action), name, ticks + 1)
+            rec.write(obs, action)
+            ticks += 1
+            if reward_fn is not None:
+                ret += float(reward_fn(prev, action, obs))
+            pending += 1
+            if pending >= 50 and queue is not None:
+                queue.put(pending)
+                pending = 0
+            if done_fn is not None and done_fn(obs):
+                break
+    if queue is not None and pending:
+        queue.put(pending)
+    return EpisodeResult(job.index, job.seed, ticks, ret, time.perf_counter() - t0, str(out))
+
+
+def rollout(world: str, out: Path, episodes: int, ticks: int, policy: str | None = None, script: str | None = None,
+            workers: int = 1, split: str | None = None, seed_start: int = 0, offset: int = 0,
+            config: dict[str, Any] | None = None, tick_rate: float = 20.0, video: bool = False,
+            reward: str | None = None, done: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the episodes (in `workers` processes) and write recordings + summary.json under `out`."""
+    if (policy is None) == (script is None):
+        raise ValueError("give exactly one of a policy or a script")
+    if episodes < 1 or ticks < 1 or workers < 1:
+        raise ValueError(f"episodes, ticks and workers must be >= 1 (got {episodes}, {ticks}, {workers})")
+    config = config or {}
+    make_world(world, **config).close()  # fail fast, in this process, on a bad world name or config
+    if script:
+        load_script(script, tick_rate)
+    else:
+        load_policy(policy)
+    seeds = episode_seeds(world, split, episodes, seed_start, offset)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [EpisodeJob(i, s, p, str(out / f"ep_{offset + i:05d}")) for i, (s, p) in enumerate(seeds)]
+    settings = dict(world=world, config=config, policy=policy, script=script, ticks=ticks, tick_rate=tick_rate,
+                    video=video, reward=reward, done=done)
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=episodes * ticks, unit="tick", desc=f"{world} rollouts", disable=not progress, smoothing=0.05)
+    results: list[EpisodeResult] = []
+    if workers == 1:
+        reward_fn, done_fn = _load_callable(reward, "reward"), _load_callable(done, "done")
+        w = make_world(world, **config)
+        try:
+            for job in jobs:
+                r = _run_episode(w, settings, job, reward_fn, done_fn, None)
+                bar.update(r.ticks if not r.skipped else ticks)
+                results.append(r)
+        finally:
+            w.close()
+    else:
+        # 'spawn': GL contexts and threads do not survive fork; each worker opens its own world.
+        ctx = mp.get_context("spawn")
+        with ctx.Manager() as manager:
+            queue = manager.Queue()
+            shards = [(settings, jobs[k::workers], queue) for k in range(workers)]
+            with ctx.Pool(workers) as pool:
+                pending = pool.map_async(_worker, shards)
+                while not pending.ready():
+                    pending.wait(0.2)
+                    while not queue.empty():
+                        bar.update(queue.get())
+                for shard in pending.get():
+                    results.extend(shard)
+    bar.close()
+    wall = time.perf_counter() - t0
+    results.sort(key=lambda r: r.index)
+    done_ticks = sum(r.ticks for r in results if not r.skipped)
+    summary = {
+        "world": world, "config": config, "policy": policy, "script": script, "split": split,
+        "episodes": len(results), "ticks_per_episode": ticks, "workers": workers,
+        "total_ticks": sum(r.ticks for r in results), "new_ticks": done_ticks, "wall_s": round(wall, 2),
+        "ticks_per_s": round(done_ticks / max(wall, 1e-9), 1),
+        "mean_return": sum(r.ret for r in results) / max(len(results), 1),
+        "episodes_detail": [asdict(r) for r in results],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.rollout", description=__doc__.split("\n\n")[0])
+    p.add_argument("--world", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--policy", help="a policy name (e.g. explore, random) or module:callable")
+    g.add_argument("--script", help="a YAML action script")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--ticks", type=int, required=True, help="ticks per episode (at most)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (one core each)")
+    p.add_argument("--split", choices=["train", "validation", "test"], default=None,
+                   help="take level seeds from this split of the world's seed ranges")
+    p.add_argument("--seed-start", type=int, default=0, help="without --split: first reset seed")
+    p.add_argument("--offset", type=int, default=0, help="skip this many episodes' seeds (to extend a data set)")
+    p.add_argument("--set", dest="world_set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--tick-rate", type=float, default=20.0)
+    p.add_argument("--video", action="store_true", help="also write an mp4 per episode")
+    p.add_argument("--reward", default=None, help="module:callable reward(prev_obs, action, obs) -> float")
+    p.add_argument("--done", default=None, help="module:callable done(obs) -> bool (ends an episode)")
+    args = p.parse_args(argv)
+    try:
+        config = {}
+        for item in args.world_set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set takes key=value, got {item!r}")
+            config[key] = yaml.safe_load(value)
+        summary = rollout(args.world, args.out, args.episodes, args.ticks, args.policy, args.script, args.workers,
+                          args.split, args.seed_start, args.offset, config, args.tick_rate, args.video,
+                          args.reward, args.done)
+    except (ValueError, TypeError, WorldNotFoundError, PolicyError, ScriptError, RecordingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "episodes_detail"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
