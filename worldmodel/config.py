@@ -40,22 +40,23 @@ class AutoencoderConfig:
 
     latent_channels: int = 16
     downsample: int = 8  # spatial factor frame -> latent; a power of two
-    # Encoder widths from full resolution down; one stride-2 stage per entry after the first.
-    encoder_channels: tuple[int, ...] = (32, 64, 128, 128)
-    # Decoder widths from the latent up; kept narrow at high resolution because decoding is per tick.
-    decoder_channels: tuple[int, ...] = (128, 96, 64, 32)
+    # Widths per resolution level from H/2 down to H/ds (log2(ds) entries): the encoder starts with a
+    # space-to-depth to H/2 and the decoder ends with a sub-pixel conv from H/2, so nothing runs at H.
+    encoder_channels: tuple[int, ...] = (64, 96, 128)
+    # Decoder widths from the latent (H/ds) up to H/2; narrow at the top because decoding is per tick.
+    decoder_channels: tuple[int, ...] = (128, 96, 48)
     res_blocks: int = 1  # residual blocks per resolution level
     use_depth: bool = True  # encode/decode a depth channel next to RGB
     max_depth: float = 50.0  # metres; depth is clamped here before log-normalisation
 
     def __post_init__(self) -> None:
         levels = self.downsample.bit_length() - 1
-        if self.downsample < 1 or 2**levels != self.downsample:
-            raise ConfigError(f"autoencoder.downsample must be a power of two, got {self.downsample}")
+        if self.downsample < 2 or 2**levels != self.downsample:
+            raise ConfigError(f"autoencoder.downsample must be a power of two >= 2, got {self.downsample}")
         for name in ("encoder_channels", "decoder_channels"):
-            if len(getattr(self, name)) != levels + 1:
+            if len(getattr(self, name)) != levels:
                 raise ConfigError(
-                    f"autoencoder.{name} needs {levels + 1} entries for downsample={self.downsample} "
+                    f"autoencoder.{name} needs {levels} entries for downsample={self.downsample} "
                     f"(one per resolution level), got {list(getattr(self, name))}"
                 )
         if self.max_depth <= 0:

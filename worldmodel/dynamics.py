@@ -412,7 +412,7 @@ class DynamicsTransformer(nn.Module):
 
     @torch.no_grad()
     def commit_frame(
-        self, state: DynamicsState, x: Tensor, action: Tensor, memory: Tensor | None = None, t_ctx: float = 0.0
+        self, state: DynamicsState, x: Tensor, action: Tensor, memory: Tensor | None = None, t_ctx: float | Tensor = 0.0
     ) -> None:
         """Append a frame to the context: x [B, C, h, w] is the latent at noise level t_ctx (the clean
         x0 when t_ctx = 0; the sampler adds context noise itself). Its keys/values go into the slot

@@ -1,0 +1,192 @@
+"""The dream as a World: a trained model steps the world instead of a renderer.
+
+Each tick (DESIGN.md): predict the camera's motion from the action (pose token) → the next camera pose;
+render the scene memory there, if there is one; sample the next latent frame (few-step flow) with the
+memory image as conditioning; decode RGB and depth; give the frame, depth and pose to the memory.
+
+The first frame of an episode comes from a "prompt" world (by default the world the model was trained
+on), rendered at the seed's start and encoded as the first context frame: the dream continues from a
+real view, like every interactive world model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from engine.action import Action
+from engine.world import Observation, World, make_world
+from worldmodel.checkpoint import LoadedModel, load_model
+from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
+from worldmodel.flow import FlowSampler
+from worldmodel.pose import apply_ego_motion
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = ROOT / "assets" / "model"
+
+
+class MemoryRender(Protocol):
+    rgb: np.ndarray  # [H, W, 3] uint8
+    depth: np.ndarray  # [H, W] float32 metres
+    alpha: np.ndarray  # [H, W] float32 coverage in [0, 1]
+
+
+class SceneMemoryLike(Protocol):
+    """What the dream needs from a scene memory (splat.SceneMemory implements it)."""
+
+    def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
+               dynamic_mask: np.ndarray | None = None) -> None: ...
+
+    def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int) -> MemoryRender: ...
+
+    def reset(self) -> None: ...
+
+
+class DreamWorld(World):
+    """A trained world model as a World. Deterministic for a given seed and actions."""
+
+    name = "dream"
+    deterministic = True
+
+    def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float = 0.0,
+                 prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
+                 memory: bool = False, bf16: bool = False, threads: int = 2) -> None:
+        self.checkpoint = str(checkpoint or SHIPPED_MODEL)
+        torch.set_num_threads(threads)
+        self.model: LoadedModel = load_model(self.checkpoint)
+        cfg = self.model.config
+        self.H, self.W = cfg.frame_size
+        self.sampler = FlowSampler(steps=steps, context_noise=context_noise)
+        self.bf16 = bf16
+        if bf16:
+            self.model.dynamics.to(torch.bfloat16)
+        info = self.model.info
+        self.prompt_name = prompt_world or info.get("prompt_world", "arena")
+        # The prompt renders at the data's resolution, then is area-resized like the training data.
+        render = info.get("render_size", [2 * self.H, 2 * self.W])
+        self.prompt_config = dict(prompt_config) if prompt_config is not None else {"width": render[1], "height": render[0]}
+        self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
+                            prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads)
+        self.prompt: World | None = None
+        self.memory: SceneMemoryLike | None = None
+        self.memory_enabled = memory
+        self.state = None
+        self.c2w = np.eye(4)
+        self.K = np.eye(3)
+        self.tick = 0
+        self.generator = torch.Generator().manual_seed(0)
+        self.timings: dict[str, float] = {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @property
+    def model_hash(self) -> str:
+        return self.model.hash
+
+    def attach_memory(self, memory: SceneMemoryLike | None) -> None:
+        """Give the dream a scene memory (rendered before, and fed after, each generated frame)."""
+        self.memory = memory
+
+    # -- World ---------------------------------------------------------------------------------------
+
+    def reset(self, seed: int) -> Observation:
+        if self.prompt is None:
+            self.prompt = make_world(self.prompt_name, **self.prompt_config)
+        first = self.prompt.reset(seed)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.state = self.model.dynamics.new_state(1)
+        self.tick = 0
+        rgb = area_resize(first.rgb[None], (self.H, self.W))[0]
+        depth = None
+        if first.depth is not None:
+            depth = area_resize(first.depth[None, ..., None], (self.H, self.W))[0, ..., 0]
+        self.c2w = first.cam_to_world.copy() if first.cam_to_world is not None else np.eye(4)
+        self.K = self._scaled_K(first)
+        with torch.no_grad():
+            d = torch.from_numpy(depth.astype(np.float32))[None, None] if depth is not None else None
+            z = self.model.autoencoder.encode(frames_to_tensor(rgb)[None], d)
+            action = torch.zeros(1, 8)
+            self.model.dynamics.commit_frame(self.state, z.to(self.model.dynamics.dtype), action)
+            frame = self.model.autoencoder.decode(z)
+        if self.memory is not None:
+            self.memory.reset()
+        return self._observe(frame, z)
+
+    def _scaled_K(self, obs: Observation) -> np.ndarray:
+        if obs.K is None:
+            f = 0.5 * self.W
+            return np.array([[f, 0, self.W / 2], [0, f, self.H / 2], [0, 0, 1]], np.float64)
+        h, w = obs.rgb.shape[:2]
+        K = obs.K.astype(np.float64).copy()
+        K[0] *= self.W / w
+        K[1] *= self.H / h
+        return K
+
+    @torch.no_grad()
+    def step(self, action: Action) -> Observation:
+        if self.state is None:
+            raise RuntimeError("DreamWorld.step() before reset(seed)")
+        t0 = time.perf_counter()
+        dyn, ae = self.model.dynamics, self.model.autoencoder
+        a = torch.from_numpy(action.to_array())[None].to(dyn.dtype)
+        motion = dyn.predict_pose(self.state, a).float().numpy()[0]
+        next_c2w = apply_ego_motion(self.c2w, motion)
+        t1 = time.perf_counter()
+        memory = None
+        if self.memory is not None and self.memory_enabled and dyn.config.use_memory:
+            render = self.memory.render(next_c2w, self.K, self.tick + 1)
+            memory = self._memory_latent(render).to(dyn.dtype)
+        t2 = time.perf_counter()
+        sample = self.sampler.sample(dyn, self.state, a, memory=memory, generator=self.generator)
+        t3 = time.perf_counter()
+        frame = ae.decode(sample.latent.float())
+        t4 = time.perf_counter()
+        self.c2w = next_c2w
+        self.tick += 1
+        obs = self._observe(frame, sample.latent)
+        if self.memory is not None and obs.depth is not None:
+            self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, self.tick)
+        t5 = time.perf_counter()
+        self.timings = {"pose_ms": (t1 - t0) * 1e3, "memory_render_ms": (t2 - t1) * 1e3, "sample_ms": (t3 - t2) * 1e3,
+                        "decode_ms": (t4 - t3) * 1e3, "memory_insert_ms": (t5 - t4) * 1e3, "total_ms": (t5 - t0) * 1e3}
+        return obs
+
+    def _memory_latent(self, render: MemoryRender) -> torch.Tensor:
+        """A memory render -> conditioning [1, C+1, h, w] (latent of the render + coverage at latent size)."""
+        ae = self.model.autoencoder
+        C, h, w = self.model.config.latent_shape
+        depth = torch.from_numpy(render.depth.astype(np.float32))[None, None] if ae.config.use_depth else None
+        z = ae.encode(frames_to_tensor(render.rgb)[None], depth).float()
+        alpha = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(render.alpha.astype(np.float32))[None, None], (h, w))
+        return torch.cat([z, alpha], 1)
+
+    def _observe(self, frame, latent: torch.Tensor) -> Observation:
+        rgb = tensor_to_frames(frame.rgb)[0]
+        depth = frame.depth[0, 0].float().numpy().astype(np.float32) if frame.depth is not None else None
+        hud = f"DREAM  model {self.model.hash[:8]}  {self.sampler.steps}-step"
+        if self.timings:
+            hud += f"  {self.timings['total_ms']:.0f} ms"
+        if self.memory is not None:
+            hud += "  memory " + ("on" if self.memory_enabled else "off")
+        return Observation(rgb=rgb, depth=depth, cam_to_world=self.c2w.copy(), K=self.K.copy(), tick=self.tick,
+                           info={"hud": hud, "dream": True, **{k: round(v, 3) for k, v in self.timings.items()}})
+
+    def command(self, name: str) -> str | None:
+        """World commands from the window: 'memory' toggles the scene memory."""
+        if name == "memory":
+            if self.memory is None:
+                return "this dream has no scene memory"
+            self.memory_enabled = not self.memory_enabled
+            return f"memory {'on' if self.memory_enabled else 'off'}"
+        return None
+
+    def close(self) -> None:
+        if self.prompt is not None:
+            self.prompt.close()
+            self.prompt = None

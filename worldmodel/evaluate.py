@@ -1,0 +1,292 @@
+"""Evaluate a model on the arena's held-out test set, against a copy-last-frame baseline measured in the same run.
+
+    python -m worldmodel.evaluate --checkpoint assets/model --out runs/eval
+
+Protocol: for every "moving" trajectory of the fixed test set (engine.arena.splits.TEST_SET) and
+several start ticks t0, the model gets `--context` ground-truth frames ending at t0 (encoded, with
+their true actions), then rolls out open loop with the true actions for 128 ticks. The dreamed frame at
+t0 + h is compared with the ground truth at t0 + h (PSNR, SSIM on RGB at the model's resolution) for
+h in 1, 8, 32, 128; the copy-last baseline compares the ground truth at t0 instead. The pose head's
+ego-motion, integrated from t0, is compared with the true pose after 32 ticks. Also reported: the
+autoencoder's reconstruction PSNR on the test frames and the dream's ticks/s (batch 1).
+
+Writes `report.json` (keys ae_psnr, psnr.model.{1,8,32,128}, psnr.copy_last.{...}, ssim.*,
+pose_error_32.{position_m,yaw_deg}, ticks_per_s, ...), `psnr.png` (PSNR against horizon) and
+`strip.png` (dreamed frames over ground truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
+from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
+from worldmodel.flow import FlowSampler
+from worldmodel.pose import apply_ego_motion, decompose, wrap_deg
+
+HORIZONS = (1, 8, 32, 128)
+
+
+@dataclass
+class Trajectory:
+    """A ground-truth trajectory at the model's resolution."""
+
+    rgb: np.ndarray  # [T+1, H, W, 3] uint8
+    depth: np.ndarray  # [T+1, H, W] float32
+    c2w: np.ndarray  # [T+1, 4, 4]
+    actions: np.ndarray  # [T+1, 8] (row i leads into frame i; row 0 zeros)
+    name: str
+
+
+def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]) -> Trajectory:
+    """Render a test entry with the arena at `render_size`, area-resized to the model's `size` (as the data)."""
+    from engine.arena import ArenaWorld
+    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE, entry_actions
+
+    actions = entry_actions(entry)
+    world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
+    try:
+        obs = [world.reset(entry.level_seed)] + [world.step(a) for a in actions]
+    finally:
+        world.close()
+    rgb = area_resize(np.stack([o.rgb for o in obs]), size)
+    depth = area_resize(np.stack([o.depth for o in obs])[..., None], size)[..., 0]
+    acts = np.zeros((len(obs), 8), np.float32)
+    acts[1:] = np.stack([a.to_array() for a in actions])
+    name = f"{entry.kind}-{entry.level_seed}"
+    return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts, name)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """PSNR (dB) per image between uint8 [..., H, W, 3] stacks."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(-3, -2, -1))
+    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM per image (Gaussian window 11, sigma 1.5, on each RGB channel, averaged) for uint8 [N, H, W, 3]."""
+    x = torch.from_numpy(a).float().permute(0, 3, 1, 2) / 255.0
+    y = torch.from_numpy(b).float().permute(0, 3, 1, 2) / 255.0
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum())
+    win = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
+    blur = lambda t: F.conv2d(F.pad(t, (5, 5, 5, 5), mode="reflect"), win, groups=3)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return s.mean(dim=(1, 2, 3)).numpy()
+
+
+@torch.no_grad()
+def encode(model: LoadedModel, rgb: np.ndarray, depth: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, 3] + metres [N, H, W] -> latents [N, C, h, w]."""
+    ae = model.autoencoder
+    out = []
+    for i in range(0, len(rgb), 128):
+        d = torch.from_numpy(depth[i:i + 128])[:, None] if ae.config.use_depth else None
+        out.append(ae.encode(frames_to_tensor(rgb[i:i + 128]), d).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode(model: LoadedModel, z: torch.Tensor) -> np.ndarray:
+    return tensor_to_frames(model.autoencoder.decode(z.float()).rgb)
+
+
+@dataclass
+class RolloutResult:
+    pred: np.ndarray  # [B, Hmax, H, W, 3] dreamed frames at t0+1 .. t0+Hmax
+    c2w: np.ndarray  # [B, Hmax, 4, 4] integrated poses
+
+
+@torch.no_grad()
+def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, c2w0: np.ndarray, context: int,
+              horizon: int, steps: int, seed: int, memory: Any = None) -> RolloutResult:
+    """Batched rollouts. latents [B, context, C, h, w] and actions [B, context + horizon, 8] (row i leads into
+    frame i); c2w0 [B, 4, 4] the pose of the last context frame. Returns dreamed frames and poses."""
+    dyn = model.dynamics
+    B = latents.shape[0]
+    state = dyn.new_state(B)
+    for i in range(context):
+        dyn.commit_frame(state, latents[:, i].to(dyn.dtype), actions[:, i].to(dyn.dtype))
+    sampler = FlowSampler(steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    frames, poses = [], []
+    c2w = c2w0.copy()
+    for h in range(horizon):
+        a = actions[:, context + h].to(dyn.dtype)
+        motion = dyn.predict_pose(state, a).float().numpy()
+        c2w = apply_ego_motion(c2w, motion)
+        out = sampler.sample(dyn, state, a, memory=None, generator=gen)
+        frames.append(decode(model, out.latent))
+        poses.append(c2w.copy())
+    return RolloutResult(np.stack(frames, 1), np.stack(poses, 1))
+
+
+def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> float:
+    """Batch-1 dream ticks (pose + sampling + commit + decode) per second, after a warm-up."""
+    dyn = model.dynamics
+    C, h, w = model.config.latent_shape
+    state = dyn.new_state(1)
+    sampler = FlowSampler(steps=steps)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.zeros(1, 8, dtype=dyn.dtype)
+    a[0, 0] = 1.0
+    with torch.no_grad():
+        for i in range(ticks + 20):
+            if i == 20:
+                t0 = time.perf_counter()
+            dyn.predict_pose(state, a)
+            z = sampler.sample(dyn, state, a, generator=gen).latent
+            model.autoencoder.decode(z.float())
+    return ticks / (time.perf_counter() - t0)
+
+
+def draw_plot(path: Path, series: dict[str, list[float]], horizons: tuple[int, ...], title: str) -> None:
+    """A small line plot (PSNR against horizon) drawn with pygame, which is already a dependency."""
+    import pygame
+
+    pygame.font.init()
+    W, H, m = 560, 360, 50
+    surf = pygame.Surface((W, H))
+    surf.fill((255, 255, 255))
+    font = pygame.font.Font(None, 20)
+    values = [v for s in series.values() for v in s if math.isfinite(v)]
+    lo, hi = math.floor(min(values) - 1), math.ceil(max(values) + 1)
+    xs = [m + i * (W - 2 * m) / (len(horizons) - 1) for i in range(len(horizons))]
+    y = lambda v: H - m - (v - lo) / (hi - lo) * (H - 2 * m)  # noqa: E731
+    pygame.draw.line(surf, (0, 0, 0), (m, H - m), (W - m, H - m))
+    pygame.draw.line(surf, (0, 0, 0), (m, m), (m, H - m))
+    for x, hz in zip(xs, horizons):
+        surf.blit(font.render(str(hz), True, (0, 0, 0)), (x - 6, H - m + 6))
+    for v in range(lo, hi + 1, max(1, (hi - lo) // 6)):
+        surf.blit(font.render(f"{v}", True, (0, 0, 0)), (m - 30, y(v) - 7))
+        pygame.draw.line(surf, (225, 225, 225), (m + 1, y(v)), (W - m, y(v)))
+    colors = [(200, 40, 40), (40, 90, 200), (40, 160, 60), (150, 80, 180)]
+    for k, (name, vals) in enumerate(series.items()):
+        pts = [(x, y(v)) for x, v in zip(xs, vals)]
+        pygame.draw.lines(surf, colors[k % 4], False, pts, 3)
+        for p in pts:
+            pygame.draw.circle(surf, colors[k % 4], p, 4)
+        surf.blit(font.render(name, True, colors[k % 4]), (W - m - 150, m + 18 * k))
+    surf.blit(font.render(title, True, (0, 0, 0)), (m, 16))
+    surf.blit(font.render("horizon (ticks)", True, (0, 0, 0)), (W // 2 - 40, H - 22))
+    pygame.image.save(surf, str(path))
+
+
+def save_strip(path: Path, dream: np.ndarray, truth: np.ndarray, scale: int = 3) -> None:
+    """Rows of dreamed frames over ground truth: dream [R, K, H, W, 3], truth [R, K, H, W, 3]."""
+    import pygame
+
+    rows = []
+    for d, t in zip(dream, truth):
+        rows.append(np.concatenate(list(d), 1))
+        rows.append(np.concatenate(list(t), 1))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    img = np.concatenate(rows, 0).repeat(scale, 0).repeat(scale, 1)
+    pygame.image.save(pygame.image.frombuffer(np.ascontiguousarray(img).tobytes(), (img.shape[1], img.shape[0]), "RGB"), str(path))
+
+
+def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, starts_per_traj: int = 3,
+             render_scale: int = 2, max_entries: int | None = None, seed: int = 0) -> dict[str, Any]:
+    from engine.arena.splits import held_out_test_set
+
+    torch.set_num_threads(2)
+    model = load_model(model_dir)
+    H, W = model.config.frame_size
+    context = min(context, model.config.dynamics.window)
+    hmax = max(HORIZONS)
+    entries = [e for e in held_out_test_set() if e.kind == "moving"][:max_entries]
+    trajs = [render_trajectory(e, (H, W), (H * render_scale, W * render_scale)) for e in entries]
+
+    # Start ticks spread over each trajectory, leaving room for the context and the longest horizon.
+    lat_b, act_b, c2w_b, truth, last = [], [], [], [], []
+    for tr in trajs:
+        T = len(tr.rgb) - 1
+        latents = encode(model, tr.rgb, tr.depth)
+        for t0 in np.linspace(context, T - hmax, starts_per_traj).astype(int):
+            lat_b.append(latents[t0 - context + 1:t0 + 1])
+            act_b.append(torch.from_numpy(tr.actions[t0 - context + 1:t0 + hmax + 1]))
+            c2w_b.append(tr.c2w[t0])
+            truth.append(tr.rgb[t0 + 1:t0 + hmax + 1])
+            last.append(tr.rgb[t0])
+    truth_np, last_np = np.stack(truth), np.stack(last)
+    t_start = time.perf_counter()
+    result = open_loop(model, torch.stack(lat_b), torch.stack(act_b), np.stack(c2w_b), context, hmax, steps, seed)
+    rollout_s = time.perf_counter() - t_start
+    gt_c2w = []
+    for tr in trajs:
+        T = len(tr.rgb) - 1
+        for t0 in np.linspace(context, T - hmax, starts_per_traj).astype(int):
+            gt_c2w.append(tr.c2w[t0 + 32])
+    gt_c2w = np.stack(gt_c2w)
+
+    report: dict[str, Any] = {"psnr": {"model": {}, "copy_last": {}}, "ssim": {"model": {}, "copy_last": {}}}
+    for h in HORIZONS:
+        pred, gt = result.pred[:, h - 1], truth_np[:, h - 1]
+        report["psnr"]["model"][str(h)] = float(psnr(pred, gt).mean())
+        report["psnr"]["copy_last"][str(h)] = float(psnr(last_np, gt).mean())
+        report["ssim"]["model"][str(h)] = float(ssim(pred, gt).mean())
+        report["ssim"]["copy_last"][str(h)] = float(ssim(last_np, gt).mean())
+    report["psnr"]["gain_over_copy_last"] = {str(h): report["psnr"]["model"][str(h)] - report["psnr"]["copy_last"][str(h)]
+                                             for h in HORIZONS}
+    p_pred, yaw_pred, _ = decompose(result.c2w[:, 31])
+    p_true, yaw_true, _ = decompose(gt_c2w)
+    report["pose_error_32"] = {"position_m": float(np.linalg.norm(p_pred - p_true, axis=-1).mean()),
+                               "yaw_deg": float(np.abs(wrap_deg(yaw_pred - yaw_true)).mean())}
+    # Autoencoder reconstruction on every test frame of these trajectories.
+    all_rgb = np.concatenate([tr.rgb for tr in trajs])
+    all_depth = np.concatenate([tr.depth for tr in trajs])
+    recon = np.concatenate([decode(model, encode(model, all_rgb[i:i + 256], all_depth[i:i + 256]))
+                            for i in range(0, len(all_rgb), 256)])
+    report["ae_psnr"] = float(psnr(recon, all_rgb).mean())
+    report["ticks_per_s"] = measure_ticks_per_s(model, steps)
+    report["setup"] = {"checkpoint": str(model_dir), "model_hash": model.hash, "trajectories": len(trajs),
+                       "rollouts": len(lat_b), "context": context, "sampling_steps": steps,
+                       "frame_size": [H, W], "render_size": [H * render_scale, W * render_scale],
+                       "batched_rollout_s": round(rollout_s, 2), "seed": seed, "model_info": model.info}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    draw_plot(out / "psnr.png", {"model": [report["psnr"]["model"][str(h)] for h in HORIZONS],
+                                 "copy last frame": [report["psnr"]["copy_last"][str(h)] for h in HORIZONS]},
+              HORIZONS, f"PSNR on held-out arena trajectories ({len(lat_b)} rollouts)")
+    pick = list(range(0, len(lat_b), max(1, len(lat_b) // 4)))[:4]
+    idx = [h - 1 for h in HORIZONS]
+    save_strip(out / "strip.png", result.pred[pick][:, idx], truth_np[pick][:, idx])
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m worldmodel.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, required=True, help="model directory (model.yaml + model.safetensors)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--context", type=int, default=8, help="ground-truth frames before the open loop")
+    p.add_argument("--steps", type=int, default=1, help="sampling steps per frame")
+    p.add_argument("--starts", type=int, default=3, help="start ticks per trajectory")
+    p.add_argument("--max-entries", type=int, default=None, help="use only the first N test trajectories (smoke runs)")
+    args = p.parse_args(argv)
+    try:
+        report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts, max_entries=args.max_entries)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    brief = {k: v for k, v in report.items() if k != "setup"}
+    print(json.dumps(brief, indent=2))
+    print(f"report: {args.out / 'report.json'}; plots: {args.out / 'psnr.png'}, {args.out / 'strip.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

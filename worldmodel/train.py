@@ -1,0 +1,465 @@
+"""Train a world model from engine recordings: the frame autoencoder, then the dynamics transformer.
+
+    python -m worldmodel.train --config assets/configs/model_default.yaml --data data/arena_train --out runs/m1
+    python -m worldmodel.train --config ... --out runs/m1 --resume          # after a kill, carry on
+    torchrun --nproc_per_node=2 -m worldmodel.train --config ... --out ...   # data-parallel (gloo on CPU)
+
+Stage 1 fits the autoencoder on single frames (RGB + depth when the data has it). Its latents are then
+computed once for every frame, together with a memory image per frame (earlier ground-truth frames
+reprojected into that frame's camera, the stand-in for the splat memory), and stage 2 trains the
+dynamics on clips of latents with the flow-matching objective (Diffusion Forcing noise levels), the
+memory dropped at random so the model also works without it, and the ego-motion head when poses exist.
+
+The run directory holds `model.yaml` + `model.safetensors` (the current model, loadable by DreamWorld
+and evaluate), `state/` (optimizer moments and progress, for --resume), `log.jsonl` (metrics) and
+`train.yaml` (the full config used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+
+from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
+from worldmodel.checkpoint import CheckpointError, load_state, save_model, save_state
+from worldmodel.config import ConfigError, ModelConfig, _build
+from worldmodel.data import DataError, FrameStore, check_actions, frames_to_tensor, memory_sources, reproject
+from worldmodel.dynamics import DynamicsTransformer
+from worldmodel.flow import FlowMatching
+
+
+@dataclass
+class TrainConfig:
+    """The `train:` section of a preset."""
+
+    data: tuple[str, ...] = ()  # recording directories (the command line's --data replaces them)
+    seed: int = 0
+    max_frames: int = 0  # 0: all frames of the data
+    # Stage 1: autoencoder on frames.
+    ae_steps: int = 2000
+    ae_batch: int = 32
+    ae_lr: float = 1e-3
+    # Stage 2: dynamics on clips of latents.
+    steps: int = 4000
+    batch_size: int = 8
+    clip_frames: int = 12
+    lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    # Memory input: probability a frame gets its memory image, and how it is built.
+    memory_prob: float = 0.5
+    memory_sources: int = 3
+    memory_max_gap: int = 300
+    memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
+    context_noise_max: float = 0.1
+    pose_weight: float = 0.1
+    bf16: bool = True  # bf16 autocast on CPU (~1.5x faster on AVX-512-BF16)
+    checkpoint_minutes: float = 5.0
+    log_every: int = 25
+
+
+def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise ConfigError(f"{path}: expected top-level 'model:' (and 'train:') sections")
+    extra = set(data) - {"model", "train"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(extra)}; valid keys: ['model', 'train']")
+    model = ModelConfig.from_dict(data["model"], source=str(path))
+    train = _build(TrainConfig, data.get("train") or {}, "train", str(path))
+    return model, train
+
+
+# -- distributed ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """torchrun sets WORLD_SIZE/RANK: join a gloo group (CPU); otherwise a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        dist.init_process_group("gloo")
+        # Split the cores between the ranks rather than oversubscribing them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+        return Dist(dist.get_rank(), world)
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+    return Dist()
+
+
+def average_gradients(module: torch.nn.Module, d: Dist) -> None:
+    """All-reduce gradients (explicit, so the same code trains with or without DDP)."""
+    if d.world == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(d.world)
+
+
+def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
+    if d.world > 1:
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+# -- logging -------------------------------------------------------------------------------------------
+
+
+class MetricLog:
+    """log.jsonl always; TensorBoard too when it is installed."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.file = open(out / "log.jsonl", "a") if enabled else None
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except Exception:
+                self.tb = None
+
+    def write(self, stage: str, step: int, **metrics: float) -> None:
+        if not self.enabled:
+            return
+        row = {"stage": stage, "step": step, "time": round(time.time(), 1)} | {k: round(float(v), 6) for k, v in metrics.items()}
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"{stage}/{k}", float(v), step)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+# -- the trainer ---------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Holds the data, the two networks and the run directory; `run()` does both stages, resumably."""
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool, d: Dist,
+                 progress: bool = True) -> None:
+        self.mcfg, self.cfg, self.out, self.d, self.progress = model_cfg, cfg, out, d, progress and d.main
+        self.state_dir = out / "state"
+        if d.main:
+            if out.exists() and (out / "state").exists() and not resume:
+                raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "train.yaml").write_text(yaml.safe_dump({"model": model_cfg.to_dict(), "train": _plain(asdict(cfg))}, sort_keys=False))
+        self.resume = resume
+        self.log = MetricLog(out, d.main)
+        torch.manual_seed(cfg.seed + d.rank)
+        self.rng = np.random.default_rng(cfg.seed + 1000 * d.rank)
+        self.store = FrameStore.load(list(cfg.data), tuple(model_cfg.frame_size), cfg.max_frames or None, progress=self.progress)
+        check_actions(self.store.actions)
+        self.use_depth = model_cfg.autoencoder.use_depth
+        if self.use_depth and self.store.depth is None:
+            raise DataError("the config asks for depth (autoencoder.use_depth: true) but the recordings have none; "
+                            "set use_depth: false to train on RGB only")
+        self.ego = self.store.ego_targets()
+        if self.ego is None and d.main:
+            print("note: the recordings have no camera poses: training without the ego-motion loss "
+                  "(the dream will not move its camera, and the splat memory cannot be used)")
+        self.ae = FrameAutoencoder(model_cfg.autoencoder)
+        self.dyn = DynamicsTransformer(model_cfg.dynamics, model_cfg.latent_shape)
+        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        if self.d.main:
+            print(text, flush=True)
+
+    def _frames(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        rgb = frames_to_tensor(self.store.rgb[rows])
+        depth = None
+        if self.use_depth:
+            depth = torch.from_numpy(self.store.depth[rows].astype(np.float32))[:, None]
+        return rgb, depth
+
+    def export(self, stage: str, step: int) -> None:
+        if self.d.main:
+            info = {"stage": stage, "step": step, "frames": self.store.frames, "episodes": self.store.episodes,
+                    "data": list(self.cfg.data), "has_pose": self.ego is not None, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            save_model(self.out, self.mcfg, self.ae, self.dyn, info)
+
+    # -- stage 1 ---------------------------------------------------------------------------------------
+
+    def train_autoencoder(self) -> None:
+        cfg = self.cfg
+        opt = torch.optim.AdamW(self.ae.parameters(), lr=cfg.ae_lr, weight_decay=1e-4)
+        start = 0
+        if self.resume and (self.state_dir / "ae.safetensors").exists():
+            start = load_state(self.state_dir, "ae", self.ae, opt)["step"]
+        broadcast_module(self.ae, self.d)
+        if start >= cfg.ae_steps:
+            return
+        loss_fn = AutoencoderLoss(depth_weight=0.5 if self.use_depth else 0.0)
+        self._say(f"autoencoder: steps {start}..{cfg.ae_steps}, {self.store.frames} frames")
+        from tqdm import tqdm
+
+        bar = tqdm(range(start, cfg.ae_steps), desc="autoencoder", disable=not self.progress, initial=start, total=cfg.ae_steps)
+        last_ckpt = time.time()
+        self.ae.train()
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg.ae_steps, cfg.ae_lr, min(cfg.warmup, cfg.ae_steps // 10))
+            rows = self.rng.integers(0, self.store.frames, cfg.ae_batch)
+            rgb, depth = self._frames(rows)
+            with self.autocast:
+                out = self.ae(rgb, depth)
+                losses = loss_fn(self.ae, out, rgb, depth)
+            opt.zero_grad(set_to_none=True)
+            losses.total.backward()
+            average_gradients(self.ae, self.d)
+            torch.nn.utils.clip_grad_norm_(self.ae.parameters(), cfg.grad_clip)
+            opt.step()
+            if step % cfg.log_every == 0:
+                psnr = -10 * math.log10(max(1e-10, float(((out.recon[:, :3].float().clamp(-1, 1) - rgb) ** 2).mean()) / 4))
+                self.log.write("autoencoder", step, loss=losses.total.item(), rgb=losses.rgb.item(), depth=losses.depth.item(), psnr=psnr)
+                bar.set_postfix(loss=f"{losses.total.item():.4f}", psnr=f"{psnr:.1f}")
+            if self.d.main and (time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or step + 1 == cfg.ae_steps):
+                save_state(self.state_dir, "ae", self.ae, opt, {"step": step + 1})
+                last_ckpt = time.time()
+        self.ae.eval()
+        self._fit_latent_normalization()
+        if self.d.main:
+            save_state(self.state_dir, "ae", self.ae, opt, {"step": cfg.ae_steps})
+        self.export("autoencoder", cfg.ae_steps)
+
+    @torch.no_grad()
+    def _fit_latent_normalization(self) -> None:
+        rows = np.random.default_rng(self.cfg.seed).integers(0, self.store.frames, min(2048, self.store.frames))
+        raw = []
+        for chunk in np.array_split(rows, max(1, len(rows) // 256)):
+            rgb, depth = self._frames(chunk)
+            z = self.ae.encode(rgb, depth).float()
+            raw.append(z * self.ae.latent_scale[:, None, None] + self.ae.latent_shift[:, None, None])  # undo any earlier fit
+        self.ae.fit_latent_normalization(torch.cat(raw))
+        broadcast_module(self.ae, self.d)
+
+    # -- latents and memory images ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_all(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Latents [N, C, h, w] of every frame, and memory conditioning [N, C+1, h, w] (None without poses/depth)."""
+        cache = self.state_dir / "latents.npz"
+        if cache.exists():
+            with np.load(cache, allow_pickle=False) as z:
+                if int(z["frames"]) == self.store.frames:
+                    mem = torch.from_numpy(z["memory"]) if "memory" in z.files else None
+                    return torch.from_numpy(z["latents"]), mem
+        from tqdm import tqdm
+
+        N = self.store.frames
+        lat = torch.zeros((N, *self.mcfg.latent_shape))
+        for rows in tqdm(np.array_split(np.arange(N), max(1, N // 256)), desc="encoding frames", disable=not self.progress):
+            rgb, depth = self._frames(rows)
+            lat[rows] = self.ae.encode(rgb, depth).float()
+        memory = None
+        if self.store.c2w is not None and self.store.depth is not None and self.mcfg.dynamics.use_memory:
+            memory = self._memory_latents()
+        if self.d.main:
+            arrays = {"latents": lat.numpy(), "frames": np.array(N)}
+            if memory is not None:
+                arrays["memory"] = memory.numpy()
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_dir / "latents.tmp.npz"
+            np.savez(tmp, **arrays)
+            os.replace(tmp, cache)
+        return lat, memory
+
+    @torch.no_grad()
+    def _memory_latents(self) -> torch.Tensor:
+        """Per frame: earlier frames of its episode reprojected into its camera, encoded, + coverage alpha."""
+        from tqdm import tqdm
+
+        s, cfg = self.store, self.cfg
+        H, W = self.mcfg.frame_size
+        C, h, w = self.mcfg.latent_shape
+        rng = np.random.default_rng(cfg.seed + 7)
+        out = torch.zeros((s.frames, C + 1, h, w))
+        batch_rows: list[int] = []
+        batch_rgb: list[np.ndarray] = []
+        batch_depth: list[np.ndarray] = []
+        batch_alpha: list[np.ndarray] = []
+
+        def flush() -> None:
+            if not batch_rows:
+                return
+            rgb = frames_to_tensor(np.stack(batch_rgb))
+            depth = torch.from_numpy(np.stack(batch_depth))[:, None] if self.use_depth else None
+            z = self.ae.encode(rgb, depth).float()
+            alpha = torch.from_numpy(np.stack(batch_alpha))[:, None]
+            alpha = torch.nn.functional.adaptive_avg_pool2d(alpha, (h, w))
+            out[batch_rows] = torch.cat([z, alpha], 1)
+            batch_rows.clear(); batch_rgb.clear(); batch_depth.clear(); batch_alpha.clear()
+
+        for row in tqdm(range(s.frames), desc="memory images", disable=not self.progress, mininterval=2):
+            src = memory_sources(s, row, rng, cfg.memory_sources, 1, cfg.memory_max_gap)
+            if len(src) == 0:
+                continue  # an episode's first frame has no memory: stays zero (= absent)
+            r = reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row], s.K[row], (H, W))
+            batch_rows.append(row)
+            batch_rgb.append(r.rgb)
+            batch_depth.append(r.depth)
+            batch_alpha.append(r.alpha)
+            if len(batch_rows) == 256:
+                flush()
+        flush()
+        return out
+
+    # -- stage 2 ---------------------------------------------------------------------------------------
+
+    def train_dynamics(self) -> None:
+        cfg = self.cfg
+        lat, memory = self.encode_all()
+        ego = torch.from_numpy(self.ego) if self.ego is not None else None
+        actions = torch.from_numpy(self.store.actions)
+        starts = self.store.clip_starts(cfg.clip_frames)
+        is_start = np.zeros(self.store.frames, bool)
+        is_start[self.store.starts] = True
+        opt = torch.optim.AdamW(self.dyn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+        start = 0
+        if self.resume and (self.state_dir / "dyn.safetensors").exists():
+            start = load_state(self.state_dir, "dyn", self.dyn, opt)["step"]
+        broadcast_module(self.dyn, self.d)
+        if start >= cfg.steps:
+            return
+        objective = FlowMatching(context_noise_max=cfg.context_noise_max, pose_weight=cfg.pose_weight)
+        self._say(f"dynamics: steps {start}..{cfg.steps}, {len(starts)} clip starts of {cfg.clip_frames} frames, "
+                  f"memory {'on' if memory is not None else 'off'}, {sum(p.numel() for p in self.dyn.parameters())/1e6:.2f}M params")
+        from tqdm import tqdm
+
+        bar = tqdm(range(start, cfg.steps), desc="dynamics", disable=not self.progress, initial=start, total=cfg.steps)
+        last_ckpt = time.time()
+        self.dyn.train()
+        T = cfg.clip_frames
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+            rows = self.rng.choice(starts, cfg.batch_size)[:, None] + np.arange(T)  # [B, T]
+            x0 = lat[rows]  # [B, T, C, h, w]
+            act = actions[rows]
+            mem = present = None
+            if memory is not None:
+                mem = memory[rows].clone()
+                mem[:, :, :-1] += cfg.memory_latent_noise * torch.randn_like(mem[:, :, :-1])
+                present = torch.from_numpy(self.rng.random(rows.shape) < cfg.memory_prob)
+                present &= mem[:, :, -1].flatten(2).amax(-1) > 0  # no memory image exists for that frame
+                mem = mem * present[:, :, None, None, None]
+            pose_t = pose_valid = None
+            if ego is not None:
+                pose_t = ego[rows]
+                pose_valid = torch.from_numpy(~is_start[rows])
+                pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
+            with self.autocast:
+                losses = objective.loss(self.dyn, x0, act, memory=mem, memory_present=present, pose_target=pose_t,
+                                        pose_valid=pose_valid)
+            opt.zero_grad(set_to_none=True)
+            losses.total.backward()
+            average_gradients(self.dyn, self.d)
+            gnorm = torch.nn.utils.clip_grad_norm_(self.dyn.parameters(), cfg.grad_clip)
+            opt.step()
+            if step % cfg.log_every == 0:
+                self.log.write("dynamics", step, loss=losses.total.item(), flow=losses.flow.item(), pose=losses.pose.item(),
+                               grad_norm=float(gnorm), lr=opt.param_groups[0]["lr"])
+                bar.set_postfix(flow=f"{losses.flow.item():.4f}", pose=f"{losses.pose.item():.4f}")
+            if self.d.main and (time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or step + 1 == cfg.steps):
+                save_state(self.state_dir, "dyn", self.dyn, opt, {"step": step + 1})
+                self.export("dynamics", step + 1)
+                last_ckpt = time.time()
+        self.dyn.eval()
+
+    def run(self) -> None:
+        t0 = time.time()
+        self.train_autoencoder()
+        if self.resume and (self.state_dir / "ae.safetensors").exists():
+            self.ae.eval()
+        self.train_dynamics()
+        self.export("dynamics", self.cfg.steps)
+        self._say(f"done in {(time.time() - t0) / 60:.1f} min: model in {self.out} "
+                  f"(play it: python play.py --world dream --checkpoint {self.out})")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m worldmodel.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, required=True, help="preset YAML with model: and train: sections")
+    p.add_argument("--data", nargs="+", default=None, help="recording directories (replace train.data)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a train: key, e.g. --set steps=100")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    d = init_distributed()
+    try:
+        mcfg, tcfg = load_presets(args.config)
+        raw = _plain(asdict(tcfg))
+        for item in args.overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--set takes key=value, got {item!r}")
+            raw[key] = yaml.safe_load(value)
+        if args.data:
+            raw["data"] = args.data
+        tcfg = _build(TrainConfig, raw, "train", "--set/--data")
+        if not tcfg.data:
+            raise ConfigError("no training data: pass --data DIR (recordings from python -m engine.rollout)")
+        if args.resume and not (args.out / "state").exists():
+            raise ConfigError(f"--resume: {args.out} has no training state to resume")
+        Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress).run()
+    except (ConfigError, DataError, CheckpointError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
