@@ -27,6 +27,16 @@ from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, 
 from engine.world import WorldNotFoundError, make_world
 
 ROOT = Path(__file__).resolve().parent
+
+# Errors that mean "the user asked for something that cannot work": one clear line, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (KeymapError, ScriptError, PolicyError, WorldNotFoundError, ValueError,
+                                                TypeError, RecordingError)
+try:
+    from worldmodel.checkpoint import CheckpointError
+
+    USER_ERRORS += (CheckpointError,)
+except ImportError:  # the engine runs without the world-model package
+    pass
 DEMO_SCRIPT = ROOT / "assets" / "scripts" / "tour.yaml"
 
 
@@ -123,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.policy is not None:
             source = PolicySource(load_policy(args.policy), name=args.policy)
         world = make_world(world_name, **config)
-    except (KeymapError, ScriptError, PolicyError, WorldNotFoundError, ValueError, TypeError, RecordingError) as e:
+    except USER_ERRORS as e:
         return fail(str(e))
 
     try:

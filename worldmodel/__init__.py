@@ -6,3 +6,4 @@ Importing this package registers the "dream" world with the engine (the engine i
 from engine.world import register_world
 
 register_world("dream", "worldmodel.dream:DreamWorld", "the neural dream: a trained model steps the world")
+register_world("split", "worldmodel.split:SplitWorld", "dream | ground truth side by side, same actions (Tab cycles views)")

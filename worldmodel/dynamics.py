@@ -125,7 +125,7 @@ class Block(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         # Zero-init: every block starts as the identity, which is what makes DiT training stable.
         self.ada = nn.Linear(dim, 6 * dim)
         nn.init.zeros_(self.ada.weight)
@@ -143,11 +143,13 @@ class Block(nn.Module):
         cache_k: Tensor | None = None,
         cache_v: Tensor | None = None,
         write: slice | None = None,
+        kv_only: bool = False,
     ) -> Tensor:
         """x [B, L, dim], mod [B, L or 1, 6*dim], mask [1|B, H, L, Nk] additive -> [B, L, dim].
 
         With a cache ([B, H, Nk, hd] views), this call's keys/values are written at `write` along the
         token axis first and the queries attend to the whole cache (the mask hides empty slots).
+        kv_only: write the keys/values and return x unchanged (a commit's last layer needs no output).
         """
         B, L, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
@@ -156,6 +158,8 @@ class Block(nn.Module):
         if cache_k is not None:
             cache_k[:, :, write] = k
             cache_v[:, :, write] = v
+            if kv_only:
+                return x
             k, v = cache_k, cache_v
         a = attention(q, k, v, mask).transpose(1, 2).reshape(B, L, D)
         x = x + gate1 * self.proj(a)
@@ -365,10 +369,14 @@ class DynamicsTransformer(nn.Module):
             state.image_bias = self.attention_bias(q, torch.tensor([False], device=q.device), *args)
         state.bias_frame = state.frame
 
-    def _run_cached(self, state: DynamicsState, x: Tensor, cond: Tensor, bias: Tensor, write: slice) -> Tensor:
+    def _run_cached(
+        self, state: DynamicsState, x: Tensor, cond: Tensor, bias: Tensor, write: slice, kv_only_last: bool = False
+    ) -> Tensor:
         """Tokens x [B, L, d] with conditioning [B, d] through all blocks against the cache."""
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, block.modulation(cond)[:, None], bias, state.k[i], state.v[i], write)
+            kv_only = kv_only_last and i == last
+            x = block(x, block.modulation(cond)[:, None], bias, state.k[i], state.v[i], write, kv_only)
         return x
 
     @torch.no_grad()
@@ -387,8 +395,11 @@ class DynamicsTransformer(nn.Module):
         state.pending_pose = self._pose_output(x[:, 0])
         return state.pending_pose
 
-    def _image_pass(self, state: DynamicsState, x: Tensor, t: Tensor | float, action: Tensor, memory: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The current frame's image tokens against the cache; returns (tokens [B, N, d], cond [B, d])."""
+    def _image_pass(
+        self, state: DynamicsState, x: Tensor, t: Tensor | float, action: Tensor, memory: Tensor | None, commit: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """The current frame's image tokens against the cache; returns (tokens [B, N, d], cond [B, d]).
+        commit: only the keys/values matter, so the last block stops after writing them."""
         if state.pending_action is None or not torch.equal(state.pending_action, action):
             self.predict_pose(state, action)  # its pose token must be in the scratch slot first
         B = x.shape[0]
@@ -397,7 +408,7 @@ class DynamicsTransformer(nn.Module):
         start = (state.slot_frame.numel() - 1) * self.tokens_per_frame
         tokens = self._image_tokens(x, memory, None)
         write = slice(start + 1, start + self.tokens_per_frame)
-        return self._run_cached(state, tokens, cond, state.image_bias, write), cond
+        return self._run_cached(state, tokens, cond, state.image_bias, write, kv_only_last=commit), cond
 
     @torch.no_grad()
     def denoise_step(
@@ -417,7 +428,7 @@ class DynamicsTransformer(nn.Module):
         """Append a frame to the context: x [B, C, h, w] is the latent at noise level t_ctx (the clean
         x0 when t_ctx = 0; the sampler adds context noise itself). Its keys/values go into the slot
         of the sink or ring frame it replaces; the frame counter advances."""
-        self._image_pass(state, x, t_ctx, action, memory)
+        self._image_pass(state, x, t_ctx, action, memory, commit=True)
         # Move the scratch slot (pose + image keys/values) into the frame's permanent slot. Done after
         # all layers because the slot being replaced (frame i - window) is still visible to frame i.
         L = self.tokens_per_frame

@@ -1,0 +1,177 @@
+"""The world-model pipeline end to end on the tiny preset: data -> train (resume, DDP) -> dream -> evaluate."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from engine import Action, make_world
+from engine.rollout import rollout
+from tests.conftest import ROOT
+
+TINY = ROOT / "assets" / "configs" / "model_tiny.yaml"
+FAST = ["--set", "ae_steps=12", "--set", "steps=12", "--set", "ae_batch=8", "--set", "batch_size=2",
+        "--set", "log_every=2", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def arena_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "arena"
+    rollout("arena", out, episodes=2, ticks=40, policy="explore", split="train", config={"width": 64, "height": 64},
+            progress=False)
+    return out
+
+
+def train(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "worldmodel.train", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(arena_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out
+
+
+def test_training_writes_a_loadable_model_and_a_log(tiny_model):
+    info = yaml.safe_load((tiny_model / "model.yaml").read_text())
+    assert info["info"]["stage"] == "dynamics" and info["info"]["has_pose"] is True
+    rows = [json.loads(line) for line in (tiny_model / "log.jsonl").read_text().splitlines()]
+    ae = [r for r in rows if r["stage"] == "autoencoder"]
+    dyn = [r for r in rows if r["stage"] == "dynamics"]
+    assert ae and dyn and all(np.isfinite(r["loss"]) for r in rows)
+    assert ae[-1]["loss"] < ae[0]["loss"]  # it learned something in 12 steps
+
+
+def test_resume_continues_from_the_checkpoint(arena_data, tmp_path):
+    out = tmp_path / "run"
+    assert train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST).returncode == 0
+    # The same --out without --resume is refused (no silent overwrite) ...
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST)
+    assert p.returncode == 2 and "--resume" in p.stderr
+    # ... and with --resume and more steps it carries on where it stopped.
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST, "--set", "steps=16")
+    assert p.returncode == 0, p.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
+             if json.loads(line)["stage"] == "dynamics"]
+    assert steps[:6] == [0, 2, 4, 6, 8, 10] and steps[6:] == [12, 14]  # resumed at 12, not from 0
+
+
+def test_sigkill_then_resume(arena_data, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "worldmodel.train", "--config", str(TINY), "--data", str(arena_data), "--out", str(out),
+            *FAST, "--set", "steps=400", "--set", "checkpoint_minutes=0.002"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "state" / "dyn.yaml").exists():
+        time.sleep(0.5)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    progress = yaml.safe_load((out / "state" / "dyn.yaml").read_text())["progress"]["step"]
+    assert 0 < progress < 400
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST,
+              "--set", f"steps={progress + 4}")
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_data_parallel_with_two_gloo_processes(arena_data, tmp_path):
+    out = tmp_path / "ddp"
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29631",
+                        "-m", "worldmodel.train", "--config", str(TINY), "--data", str(arena_data), "--out", str(out),
+                        *FAST, "--set", "ae_steps=4", "--set", "steps=4"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (out / "model.safetensors").exists()
+
+
+def test_bad_configs_and_data_are_clear_errors(arena_data, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("ae_steps:", "ae_stepz:"))
+    p = train("--config", str(bad), "--data", str(arena_data), "--out", str(tmp_path / "x"))
+    assert p.returncode == 2 and "ae_stepz" in p.stderr and "Traceback" not in p.stderr
+    p = train("--config", str(TINY), "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "y"))
+    assert p.returncode == 2 and "does not exist" in p.stderr
+
+
+def test_rgb_only_recordings_train_without_depth_and_pose(tmp_path):
+    """A user's World that gives only RGB: the model trains with use_depth false and no pose loss."""
+    from engine.recording import RecordingMeta, RecordingWriter
+    from engine.world import Observation
+
+    plane = make_world("plane", width=32, height=32)
+    for ep in range(2):
+        with RecordingWriter(tmp_path / "rgb" / f"ep{ep}", RecordingMeta("plane", plane.config, ep, 20.0), video=False) as rec:
+            o = plane.reset(ep)
+            rec.write(Observation(rgb=o.rgb), None, reset=True, seed=ep)
+            for i in range(30):
+                a = Action(forward=True, yaw=2.0)
+                rec.write(Observation(rgb=plane.step(a).rgb, tick=i + 1), a)
+    cfg = tmp_path / "rgb.yaml"
+    cfg.write_text(TINY.read_text().replace("use_depth: true", "use_depth: false"))
+    p = train("--config", str(TINY), "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "a"), *FAST)
+    assert p.returncode == 2 and "use_depth: false" in p.stderr  # asked for depth the data lacks: say so
+    p = train("--config", str(cfg), "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "b"), *FAST)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "no camera poses" in p.stdout
+
+
+def test_dream_world_is_deterministic_and_keeps_the_contract(tiny_model):
+    from engine import validate_observation
+
+    world = make_world("dream", checkpoint=str(tiny_model), prompt_config={"width": 64, "height": 64})
+    actions = [Action(forward=True, yaw=3.0), Action(left=True), Action(jump=True, pitch=-2.0)] * 3
+    runs = []
+    for _ in range(2):
+        frames = [validate_observation(world.reset(11), "dream", 0).rgb]
+        frames += [validate_observation(world.step(a), "dream", i + 1).rgb for i, a in enumerate(actions)]
+        runs.append(np.stack(frames))
+    assert np.array_equal(runs[0], runs[1])
+    assert world.reset(12).rgb.tobytes() != runs[0][0].tobytes()  # another seed, another start
+    world.close()
+
+
+def test_broken_checkpoints_are_named(tiny_model, tmp_path):
+    from worldmodel.checkpoint import CheckpointError, load_model
+
+    with pytest.raises(CheckpointError, match="not a directory"):
+        load_model(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken, ignore=shutil.ignore_patterns("state"))
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(broken)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model, other, ignore=shutil.ignore_patterns("state"))
+    cfg = yaml.safe_load((other / "model.yaml").read_text())
+    cfg["model"]["dynamics"]["dim"] = 96
+    (other / "model.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(CheckpointError, match="does not match its model.yaml"):
+        load_model(other)
+    p = subprocess.run([sys.executable, "play.py", "--world", "dream", "--checkpoint", str(broken), "--headless",
+                        "--ticks", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "truncated" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_evaluate_writes_the_report_and_plots(tiny_model, tmp_path):
+    from worldmodel.evaluate import evaluate
+
+    report = evaluate(tiny_model, tmp_path / "eval", context=4, starts_per_traj=1, max_entries=1)
+    for key in ("ae_psnr", "ticks_per_s"):
+        assert np.isfinite(report[key])
+    for h in ("1", "8", "32", "128"):
+        assert np.isfinite(report["psnr"]["model"][h]) and np.isfinite(report["psnr"]["copy_last"][h])
+    assert set(report["pose_error_32"]) == {"position_m", "yaw_deg"}
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["psnr"]["model"]["1"] == report["psnr"]["model"]["1"]
+    assert (tmp_path / "eval" / "psnr.png").stat().st_size > 0 and (tmp_path / "eval" / "strip.png").stat().st_size > 0
