@@ -108,13 +108,15 @@ class Keymap:
             setattr(km, setting, value)
         return km
 
+    def help_rows(self) -> list[tuple[str, str]]:
+        """(what, keys) rows for the F1 overlay, in the file's order."""
+        rows = [(binding.replace("_", " "), ", ".join(keys)) for binding, keys in self.names.items()]
+        rows.append(("look", f"mouse ({self.mouse_sensitivity:g} deg/px{', inverted' if self.invert_y else ''})"))
+        return rows
+
     def help_lines(self) -> list[str]:
-        """Human-readable bindings for the F1 overlay."""
-        lines = []
-        for binding, keys in self.names.items():
-            lines.append(f"{binding.replace('_', ' '):>14}: {', '.join(keys)}")
-        lines.append(f"{'mouse':>14}: look ({self.mouse_sensitivity:g} deg/px{', inverted' if self.invert_y else ''})")
-        return lines
+        """Human-readable bindings, one per line."""
+        return [f"{what}: {keys}" for what, keys in self.help_rows()]
 
 
 def _read(path: Path) -> dict[str, Any]:

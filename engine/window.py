@@ -257,9 +257,24 @@ class WindowFrontend:
 
     def _help_texture(self):
         if self._help_tex is None:
-            lines = [("Controls", (255, 255, 255))] + [(l, (230, 230, 230)) for l in self.keymap.help_lines()]
-            lines.append((f"bindings: {self.keymap.source}", (160, 160, 160)))
-            self._help_tex = self._text_texture(lines, self.big_font)
+            font, pad = self.big_font, 10
+            rows = [(font.render(what, True, (255, 230, 140)), font.render(keys, True, (235, 235, 235)))
+                    for what, keys in self.keymap.help_rows()]
+            title = font.render("Controls (F1 closes)", True, (255, 255, 255))
+            foot = self.font.render(f"bindings: {self.keymap.source}", True, (160, 160, 160))
+            col = max(r[0].get_width() for r in rows) + 16  # the keys column starts after the widest name
+            width = max([col + r[1].get_width() for r in rows] + [title.get_width(), foot.get_width()]) + 2 * pad
+            line = rows[0][0].get_height()
+            height = (len(rows) + 1) * line + foot.get_height() + 2 * pad + 6
+            surface = pygame.Surface((width, height), pygame.SRCALPHA)
+            surface.fill((0, 0, 0, 190))
+            surface.blit(title, (pad, pad))
+            for i, (what, keys) in enumerate(rows):
+                y = pad + (i + 1) * line + 4
+                surface.blit(what, (pad, y))
+                surface.blit(keys, (pad + col, y))
+            surface.blit(foot, (pad, height - pad - foot.get_height()))
+            self._help_tex = self.ctx.texture((width, height), 4, pygame.image.tobytes(surface, "RGBA"))
         return self._help_tex
 
     def screenshot(self, path: Path) -> list[Path]:

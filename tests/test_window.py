@@ -100,3 +100,33 @@ def test_window_presents_the_frame_and_obeys_keys(xvfb, tmp_path):
 
     sizes = {p.name.endswith("-frame.png"): pygame.image.load(str(p)).get_size() for p in shots}
     assert sizes == {False: (640, 640), True: (64, 64)}  # the window as shown, and the world's own frame
+
+
+def test_arena_plays_in_the_window(xvfb, tmp_path):
+    """The arena's own (EGL) GL context and the window's context live in one thread without stealing."""
+    env = dict(os.environ, DISPLAY=xvfb)
+    env.pop("SDL_VIDEODRIVER", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "play.py"), "--world", "arena", "--set", "width=64", "--set", "height=64",
+         "--size", "320x320", "--summary", str(tmp_path / "s.json")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wid = xdo(xvfb, "search", "--sync", "--class", "dreamwalk").split()[0]
+        geo = dict(line.split("=") for line in xdo(xvfb, "getwindowgeometry", "--shell", wid).split())
+        time.sleep(1.5)
+        x, y = int(geo["X"]), int(geo["Y"])
+        shot = grab(xvfb, tmp_path / "arena.png")[y + 160:y + 320, x:x + 320]  # below the HUD
+        xdo(xvfb, "windowfocus", "--sync", wid)
+        xdo(xvfb, "key", "Escape")
+        time.sleep(0.2)
+        xdo(xvfb, "key", "Escape")
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert shot.std() > 10  # a rendered scene, not a black or cleared window
+    import json
+
+    assert json.loads((tmp_path / "s.json").read_text())["ticks"] > 10

@@ -59,14 +59,26 @@ def _restore(saved: tuple[tuple | None, tuple | None]) -> None:
     egl, glx = saved
     if egl is not None:
         _egl.eglMakeCurrent(*egl)
+    elif _egl is not None and _egl.eglGetCurrentContext():
+        # Nothing was current before: leave nothing current. An EGL context left current makes the
+        # X server refuse the GLX context a window creates later in this thread (BadAccess).
+        _egl.eglMakeCurrent(_egl.eglGetCurrentDisplay(), None, None, None)
     if glx is not None:
         _glx.glXMakeCurrent(*glx)
+
+
+def _release_glx(saved: tuple[tuple | None, tuple | None]) -> None:
+    # A GLX context left current while EGL takes the thread is still "current" to the X server, and
+    # making it current again later fails with BadAccess: release it first.
+    if saved[1] is not None:
+        _glx.glXMakeCurrent(saved[1][0], 0, None)
 
 
 @contextmanager
 def borrowed(ctx: Any) -> Iterator[Any]:
     """`with borrowed(ctx):` — make `ctx` current for the block, then restore the caller's context."""
     saved = _save()
+    _release_glx(saved)
     try:
         with ctx:
             yield ctx
@@ -78,6 +90,7 @@ def borrowed(ctx: Any) -> Iterator[Any]:
 def preserving_current() -> Iterator[None]:
     """Restore the caller's current context after the block (wrap context creation in this)."""
     saved = _save()
+    _release_glx(saved)
     try:
         yield
     finally:

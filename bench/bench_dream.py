@@ -1,0 +1,106 @@
+"""A long open-loop dream: does it stay sane, and does each tick cost the same at the end as at the start?
+
+    python bench/bench_dream.py --checkpoint assets/model --ticks 10000     # writes bench/results/dream.json
+
+Drives DreamWorld (batch 1, memory off) with the explore policy for `--ticks` ticks and records, per
+window of 500 ticks: median ms per tick, process RSS, and the mean and standard deviation of the
+frames' pixel values, next to the same statistics of ground-truth arena frames (the range a
+non-collapsed dream should stay in). NaN anywhere fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", default=str(ROOT / "assets" / "model"))
+    p.add_argument("--ticks", type=int, default=10000)
+    p.add_argument("--window", type=int, default=500)
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1_100_000)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "dream.json"))
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(2)
+    import worldmodel  # noqa: F401
+    from engine import make_world
+    from engine.arena.policies import ExplorePolicy
+
+    world = make_world("dream", checkpoint=args.checkpoint, steps=args.steps)
+    policy = ExplorePolicy()
+    policy.reset(args.seed)
+    obs = world.reset(args.seed)
+    # Ground-truth statistics: the arena along the same policy for a while.
+    truth = make_world(world.prompt_name, **world.prompt_config)
+    tp = ExplorePolicy()
+    tp.reset(args.seed)
+    t_obs = truth.reset(args.seed)
+    gt_means, gt_stds = [], []
+    for _ in range(1000):
+        t_obs = truth.step(tp(t_obs))
+        gt_means.append(float(t_obs.rgb.mean()))
+        gt_stds.append(float(t_obs.rgb.std()))
+    truth.close()
+
+    windows = []
+    times, means, stds = [], [], []
+    nan = False
+    for tick in range(1, args.ticks + 1):
+        action = policy(obs)
+        t0 = time.perf_counter()
+        obs = world.step(action)
+        times.append((time.perf_counter() - t0) * 1e3)
+        means.append(float(obs.rgb.mean()))
+        stds.append(float(obs.rgb.std()))
+        nan |= obs.depth is not None and not np.all(np.isfinite(obs.depth))
+        nan |= not np.all(np.isfinite(obs.cam_to_world))
+        if tick % args.window == 0:
+            windows.append({"end_tick": tick, "ms_median": round(statistics.median(times), 3),
+                            "rss_mb": round(rss_mb(), 1), "frame_mean": round(statistics.mean(means), 2),
+                            "frame_std": round(statistics.mean(stds), 2)})
+            print(json.dumps(windows[-1]), flush=True)
+            times, means, stds = [], [], []
+    world.close()
+    first, last = windows[0], windows[-1]
+    gt = {"frame_mean_range": [round(min(gt_means), 2), round(max(gt_means), 2)],
+          "frame_std_range": [round(min(gt_stds), 2), round(max(gt_stds), 2)]}
+    in_range = all(gt["frame_mean_range"][0] - 10 <= w["frame_mean"] <= gt["frame_mean_range"][1] + 10 and
+                   gt["frame_std_range"][0] - 10 <= w["frame_std"] <= gt["frame_std_range"][1] + 10 for w in windows)
+    out = {
+        "checkpoint": args.checkpoint, "ticks": args.ticks, "sampling_steps": args.steps,
+        "windows": windows, "ground_truth": gt, "no_nan": not nan, "stats_in_ground_truth_range": in_range,
+        "ms_per_tick_first_window": first["ms_median"], "ms_per_tick_last_window": last["ms_median"],
+        "cost_ratio_last_over_first": round(last["ms_median"] / first["ms_median"], 3),
+        "rss_growth_mb": round(last["rss_mb"] - first["rss_mb"], 1),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(json.dumps({k: v for k, v in out.items() if k != "windows"}, indent=2))
+    return 0 if not nan else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Behaviour of the world-model networks with tiny configs on the CPU: attention backends agree, the
+KV-cached stream equals a full forward (with and without a wrapped window), the pose token cannot see
+its own frame, the autoencoder runs with and without depth, configs are strict, a tiny model learns,
+and the sampler is deterministic."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from worldmodel import attention as attn
+from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
+from worldmodel.config import AutoencoderConfig, ConfigError, DynamicsConfig, ModelConfig, load_config
+from worldmodel.dynamics import DynamicsTransformer
+from worldmodel.flow import FlowMatching, FlowSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+LATENT = (4, 4, 4)  # C, h, w of the tiny test latents
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors gain nothing from a second thread, and on a shared 2-core machine a 2-thread
+    # OpenMP team stalls badly whenever another process holds a core (we measured 10x).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_dynamics(window: int = 8, sinks: int = 1, prediction: str = "x0", perturb: bool = True) -> DynamicsTransformer:
+    """A 2-layer model; `perturb` gives the zero-initialised (adaLN-Zero) weights values, so that
+    equivalence tests compare a model whose every path actually matters."""
+    cfg = DynamicsConfig(dim=64, layers=2, heads=2, mlp_ratio=2.0, window=window, sinks=sinks, max_rel_frames=6, prediction=prediction)
+    model = DynamicsTransformer(cfg, LATENT).eval()
+    if perturb:
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def clip(B: int = 2, F: int = 6, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, F, *LATENT, generator=g)
+    t = torch.rand(B, F, generator=g)
+    actions = torch.cat([(torch.rand(B, F, 6, generator=g) > 0.5).float(), torch.randn(B, F, 2, generator=g) * 5], dim=-1)
+    memory = torch.randn(B, F, LATENT[0] + 1, *LATENT[1:], generator=g)
+    return x, t, actions, memory
+
+
+# -- attention ---------------------------------------------------------------------------------------
+
+
+def block_causal_bias(frames: int, per_frame: int) -> torch.Tensor:
+    f = torch.arange(frames * per_frame) // per_frame
+    allowed = f[None, :] <= f[:, None]
+    return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
+
+
+def test_naive_and_sdpa_agree_with_block_causal_mask():
+    q, k, v = (torch.randn(2, 3, 20, 16) for _ in range(3))
+    bias = block_causal_bias(4, 5)[None, None] + 0.1 * torch.randn(1, 3, 20, 20)  # plus a position bias
+    ref = attn.naive_attention(q, k, v, bias)
+    out = attn.attention(q, k, v, bias)
+    assert attn.last_backend() == "sdpa"
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # A boolean mask means the same thing as its 0/-inf bias.
+    allowed = torch.isfinite(block_causal_bias(4, 5))
+    torch.testing.assert_close(attn.attention(q, k, v, allowed), attn.naive_attention(q, k, v, allowed), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="xformers kernels are CUDA-only and no CUDA device is present")
+def test_xformers_and_sdpa_agree_on_cuda():
+    if not attn.HAS_XFORMERS:
+        pytest.skip("xformers is not installed (pip install xformers after torch)")
+    q, k, v = (torch.randn(2, 3, 20, 32, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    bias = block_causal_bias(4, 5).cuda()[None, None].expand(2, 3, 20, 20)
+    out = attn.attention(q, k, v, bias)
+    assert attn.last_backend() == "xformers"
+    attn.force_backend("sdpa")
+    try:
+        ref = attn.attention(q, k, v, bias)
+    finally:
+        attn.force_backend(None)
+    torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=2e-2)
+
+
+# -- dynamics: the cached stream equals the full forward ------------------------------------------------
+
+
+def stream_vs_full(model: DynamicsTransformer, F: int) -> None:
+    x, t, actions, memory = clip(F=F)
+    with torch.no_grad():
+        full = model(x, t, actions, memory=memory)
+    state = model.new_state(2)
+    size = state.kv.shape
+    for f in range(F - 1):
+        pose = model.predict_pose(state, actions[:, f])
+        torch.testing.assert_close(pose, full.pose[:, f], atol=1e-4, rtol=1e-4)
+        # Committed frames run at their own (context) noise level, exactly as in the full forward.
+        model.commit_frame(state, x[:, f], actions[:, f], memory[:, f], t_ctx=t[:, f])
+        assert state.kv.shape == size  # the cache never grows
+    pose = model.predict_pose(state, actions[:, -1])
+    pred = model.denoise_step(state, x[:, -1], t[:, -1], actions[:, -1], memory[:, -1])
+    torch.testing.assert_close(pose, full.pose[:, -1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(pred, full.pred[:, -1], atol=1e-4, rtol=1e-4)
+    # denoise_step does not write the cache: a second call gives the same answer.
+    torch.testing.assert_close(model.denoise_step(state, x[:, -1], t[:, -1], actions[:, -1], memory[:, -1]), pred)
+
+
+def test_cached_stream_equals_full_forward_before_window_wraps():
+    stream_vs_full(tiny_dynamics(window=8, sinks=1), F=6)
+
+
+def test_sliding_window_with_sinks_equals_masked_full_forward():
+    # 9 frames through a window of 3 + 1 sink: the ring wraps twice; the full forward uses the
+    # equivalent sliding-window + sink mask.
+    model = tiny_dynamics(window=3, sinks=1)
+    stream_vs_full(model, F=9)
+    # And the window really matters: with an unbounded window the last frame's prediction differs.
+    x, t, actions, memory = clip(F=9)
+    with torch.no_grad():
+        windowed = model(x, t, actions, memory=memory).pred[:, -1]
+        unbounded = model(x, t, actions, memory=memory, window=100).pred[:, -1]
+    assert (windowed - unbounded).abs().max() > 1e-3
+
+
+def test_cache_size_is_constant_over_a_long_rollout():
+    model = tiny_dynamics(window=2, sinks=1)
+    state = model.new_state(1)
+    shape = state.kv.shape
+    a = torch.zeros(1, 8)
+    for _ in range(12):
+        model.predict_pose(state, a)
+        model.commit_frame(state, torch.zeros(1, *LATENT), a)
+    assert state.kv.shape == shape
+    assert state.frame == 12
+    # Sink slot 0 keeps frame 0; the ring holds the two most recent frames.
+    assert state.slot_frame[:3].tolist() == [0, 11, 10]
+
+
+def test_velocity_prediction_and_no_memory_paths_agree_too():
+    model = tiny_dynamics(prediction="velocity")
+    x, t, actions, _ = clip(F=4)
+    with torch.no_grad():
+        full = model(x, t, actions)
+    state = model.new_state(2)
+    for f in range(3):
+        model.commit_frame(state, x[:, f], actions[:, f], t_ctx=t[:, f])
+    pred = model.denoise_step(state, x[:, -1], t[:, -1], actions[:, -1])
+    torch.testing.assert_close(pred, full.pred[:, -1], atol=1e-4, rtol=1e-4)
+
+
+def test_pose_token_sees_the_action_but_not_its_own_frame():
+    model = tiny_dynamics()
+    x, t, actions, memory = clip(F=5)
+    i = 3
+    with torch.no_grad():
+        base = model(x, t, actions, memory=memory).pose
+        x2 = x.clone()
+        x2[:, i] += 1.0
+        m2 = memory.clone()
+        m2[:, i] += 1.0
+        t2 = t.clone()
+        t2[:, i] = 1.0 - t2[:, i]
+        changed_image = model(x2, t2, actions, memory=m2).pose
+        a2 = actions.clone()
+        a2[:, i, 6] += 10.0  # a different yaw into frame i
+        changed_action = model(x, t, a2, memory=memory).pose
+    torch.testing.assert_close(changed_image[:, : i + 1], base[:, : i + 1], atol=1e-6, rtol=0)
+    assert (changed_image[:, i + 1 :] - base[:, i + 1 :]).abs().max() > 1e-4  # later frames do see it
+    assert (changed_action[:, i] - base[:, i]).abs().max() > 1e-4
+    torch.testing.assert_close(changed_action[:, :i], base[:, :i], atol=1e-6, rtol=0)  # causality
+
+
+# -- autoencoder -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_depth", [True, False])
+def test_autoencoder_shapes_and_round_trip(use_depth: bool):
+    cfg = AutoencoderConfig(latent_channels=8, downsample=8, encoder_channels=(8, 16, 16), decoder_channels=(16, 16, 8), use_depth=use_depth, max_depth=20.0)
+    ae = FrameAutoencoder(cfg)
+    # Smooth synthetic frames (random noise cannot be compressed 12x, so it would not show learning).
+    yy, xx = torch.meshgrid(torch.linspace(0, 3, 32), torch.linspace(0, 3, 32), indexing="ij")
+    phase = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).view(2, 3, 1, 1)
+    rgb = torch.sin(xx + 2 * yy + phase) * 0.8
+    depth = (1 + yy + xx).expand(2, 1, 32, 32) * torch.tensor([2.0, 5.0]).view(2, 1, 1, 1)  # up to 35 m: clamped at 20
+    z = ae.encode(rgb, depth if use_depth else None)
+    assert z.shape == (2, 8, 4, 4)
+    dec = ae.decode(z)
+    assert dec.rgb.shape == (2, 3, 32, 32) and dec.rgb.abs().max() <= 1.0
+    if use_depth:
+        assert dec.depth.shape == (2, 1, 32, 32)
+        assert 0.0 <= dec.depth.min() and dec.depth.max() <= 20.0 + 1e-3
+        # The depth normalisation is invertible inside [0, max_depth].
+        d = torch.linspace(0, 20, 50).view(1, 1, 5, 10)
+        torch.testing.assert_close(ae.denormalize_depth(ae.normalize_depth(d)), d, atol=1e-4, rtol=1e-4)
+    else:
+        assert dec.depth is None
+    # A few optimisation steps reduce the loss (the loss object wires up end to end).
+    loss_fn = AutoencoderLoss()
+    opt = torch.optim.Adam(ae.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        out = ae(rgb, depth if use_depth else None, latent_noise=0.01)
+        loss = loss_fn(ae, out, rgb, depth if use_depth else None)
+        opt.zero_grad()
+        loss.total.backward()
+        opt.step()
+        losses.append(loss.total.item())
+    assert min(losses[-3:]) < 0.7 * losses[0], losses
+    # Latent normalisation makes latents ~unit variance and decode undoes it.
+    with torch.no_grad():
+        raw = ae.encode(rgb, depth if use_depth else None)
+        before = ae.decode(raw).rgb
+        ae.fit_latent_normalization(raw)
+        z = ae.encode(rgb, depth if use_depth else None)
+        torch.testing.assert_close(z.transpose(0, 1).reshape(8, -1).std(dim=1), torch.ones(8), atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(ae.decode(z).rgb, before, atol=1e-4, rtol=1e-4)
+
+
+def test_autoencoder_without_depth_input_when_depth_is_expected_is_an_error():
+    ae = FrameAutoencoder(AutoencoderConfig(latent_channels=4, downsample=2, encoder_channels=(8,), decoder_channels=(8,)))
+    with pytest.raises(ValueError, match="depth"):
+        ae.encode(torch.zeros(1, 3, 8, 8))
+
+
+# -- config ----------------------------------------------------------------------------------------
+
+
+def test_config_presets_load_and_round_trip():
+    for name in ("model_default.yaml", "model_tiny.yaml"):
+        cfg = load_config(ROOT / "assets/configs" / name)
+        assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert load_config(ROOT / "assets/configs/model_default.yaml").latent_shape == (16, 8, 8)
+
+
+def test_config_unknown_key_and_wrong_type_name_the_key_and_file(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  dynamics:\n    dimm: 64\ntrain:\n  lr: 1.0\n")
+    with pytest.raises(ConfigError, match=r"model\.dynamics\.dimm.*bad\.yaml.*valid keys.*'dim'"):
+        load_config(bad)
+    bad.write_text("model:\n  autoencoder:\n    use_depth: 3\n")
+    with pytest.raises(ConfigError, match=r"model\.autoencoder\.use_depth.*bool"):
+        load_config(bad)
+    bad.write_text("model: {}\nmodle: {}\n")
+    with pytest.raises(ConfigError, match="modle"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="frame_size"):
+        ModelConfig.from_dict({"frame_size": [64, "x"]})
+    # The train section is left alone; an int where a float belongs is fine.
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("model:\n  dynamics:\n    look_scale_deg: 10\ntrain:\n  anything: 1\n")
+    assert load_config(ok).dynamics.look_scale_deg == 10.0
+
+
+# -- objective and sampler ---------------------------------------------------------------------------
+
+
+def test_tiny_dynamics_overfits_a_fixed_sequence():
+    torch.manual_seed(0)
+    model = tiny_dynamics(perturb=False).train()
+    x0, _, actions, memory = clip(B=2, F=4, seed=3)
+    pose = torch.randn(2, 4, 5) * model.pose_scale
+    objective = FlowMatching()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    # Fixed evaluation noise levels so the before/after comparison is not noise in t.
+    t_eval = torch.full((2, 4), 0.5)
+    with torch.no_grad():
+        start = objective.loss(model, x0, actions, memory, pose_target=pose, t=t_eval, generator=torch.Generator().manual_seed(9)).total.item()
+    for _ in range(30):
+        loss = objective.loss(model, x0, actions, memory, pose_target=pose, generator=g)
+        opt.zero_grad()
+        loss.total.backward()
+        opt.step()
+    with torch.no_grad():
+        end = objective.loss(model, x0, actions, memory, pose_target=pose, t=t_eval, generator=torch.Generator().manual_seed(9))
+    assert end.total.item() < 0.6 * start, (start, end)
+    assert end.pose.item() > 0  # the pose term is wired in
+
+
+def test_sampler_is_deterministic_given_a_generator():
+    model = tiny_dynamics()
+    actions = clip(F=3)[2]
+
+    def rollout(seed: int, steps: int) -> list[torch.Tensor]:
+        state = model.new_state(2)
+        g = torch.Generator().manual_seed(seed)
+        sampler = FlowSampler(steps=steps, context_noise=0.05)
+        return [sampler.sample(model, state, actions[:, f], generator=g).latent for f in range(3)]
+
+    for steps in (1, 3):
+        a, b = rollout(0, steps), rollout(0, steps)
+        for u, v in zip(a, b):
+            torch.testing.assert_close(u, v, atol=0, rtol=0)
+    assert (rollout(0, 2)[0] - rollout(1, 2)[0]).abs().max() > 1e-4
