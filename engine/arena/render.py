@@ -25,7 +25,7 @@ import moderngl
 import numpy as np
 
 from engine.arena.config import MAX_REGIONS
-from engine.arena.glcurrent import borrowed, preserving_current
+from engine.glcontext import borrowed, preserving_current
 from engine.arena.level import DYNAMIC_ID_BASE, Level
 
 _VERT = """
