@@ -330,7 +330,7 @@ def test_arena_leaves_the_callers_gl_context_current() -> None:
     """A window's context current in this thread must stay current across arena construction and steps."""
     import moderngl
 
-    from engine.arena import glcurrent
+    from engine import glcontext as glcurrent
 
     if glcurrent._egl is None:
         pytest.skip("libEGL not loadable")

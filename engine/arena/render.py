@@ -2,7 +2,7 @@
 
 One standalone EGL context per renderer (no display needed). Every GL call sits inside
 `with borrowed(self.ctx):` (= `with self.ctx:` plus restoring the caller's current context afterwards,
-see glcurrent.py) because another context (the game window) may be current in the same thread.
+see engine/glcontext.py) because another context (the game window) may be current in the same thread.
 
 Per level, all static boxes (floor, merged walls, landmarks) go into ONE instance buffer and the movers
 into a second small one that is rewritten each frame; each frame is a sky pass plus two instanced draws
