@@ -23,6 +23,13 @@ register_world("arena", "engine.arena:ArenaWorld", "the procedural ground-truth 
 register_policy("explore", "engine.arena.policies:ExplorePolicy")  # arena exploration for training data
 register_policy("arena_random", "engine.arena.policies:RandomPolicy")
 
+try:  # gymnasium ids (dreamwalk/Arena-v0, ...) exist as soon as the engine is imported
+    from engine.gymenv import register_envs
+
+    register_envs()
+except ImportError:  # gymnasium is optional for the engine's core
+    pass
+
 __all__ = [
     "ACTION_DIM",
     "ACTION_NAMES",

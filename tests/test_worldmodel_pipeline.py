@@ -175,3 +175,14 @@ def test_evaluate_writes_the_report_and_plots(tiny_model, tmp_path):
     assert set(report["pose_error_32"]) == {"position_m", "yaw_deg"}
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["psnr"]["model"]["1"] == report["psnr"]["model"]["1"]
     assert (tmp_path / "eval" / "psnr.png").stat().st_size > 0 and (tmp_path / "eval" / "strip.png").stat().st_size > 0
+
+
+def test_dream_gym_env_passes_check_env(tiny_model):
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make("dreamwalk/Dream-v0", world_config={"checkpoint": str(tiny_model),
+                                                             "prompt_config": {"width": 64, "height": 64}},
+                         observation="dict")
+    check_env(env.unwrapped)
+    env.close()

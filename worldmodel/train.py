@@ -35,7 +35,8 @@ import yaml
 from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
 from worldmodel.checkpoint import CheckpointError, load_state, save_model, save_state
 from worldmodel.config import ConfigError, ModelConfig, _build
-from worldmodel.data import DataError, FrameStore, check_actions, frames_to_tensor, memory_sources, reproject
+from worldmodel.data import (DataError, FrameStore, check_actions, find_recordings, frames_to_tensor,
+                             memory_sources, reproject)
 from worldmodel.dynamics import DynamicsTransformer
 from worldmodel.flow import FlowMatching
 
@@ -45,6 +46,7 @@ class TrainConfig:
     """The `train:` section of a preset."""
 
     data: tuple[str, ...] = ()  # recording directories (the command line's --data replaces them)
+    init_from: str = ""  # a model directory to start from (fine-tuning); ae_steps: 0 keeps its autoencoder
     seed: int = 0
     max_frames: int = 0  # 0: all frames of the data
     # Stage 1: autoencoder on frames.
@@ -185,7 +187,7 @@ class Trainer:
         self.log = MetricLog(out, d.main)
         torch.manual_seed(cfg.seed + d.rank)
         self.rng = np.random.default_rng(cfg.seed + 1000 * d.rank)
-        self.store = FrameStore.load(list(cfg.data), tuple(model_cfg.frame_size), cfg.max_frames or None, progress=self.progress)
+        self.store = self._load_data()
         check_actions(self.store.actions)
         self.use_depth = model_cfg.autoencoder.use_depth
         if self.use_depth and self.store.depth is None:
@@ -198,8 +200,32 @@ class Trainer:
         self.ae = FrameAutoencoder(model_cfg.autoencoder)
         self.dyn = DynamicsTransformer(model_cfg.dynamics, model_cfg.latent_shape)
         self.autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+        if cfg.init_from and not resume:
+            from worldmodel.checkpoint import load_model
+
+            init = load_model(cfg.init_from)
+            if init.config != model_cfg:
+                raise ConfigError(f"train.init_from {cfg.init_from} holds a different model config than {out}'s preset")
+            self.ae.load_state_dict(init.autoencoder.state_dict())
+            self.dyn.load_state_dict(init.dynamics.state_dict())
+            self._say(f"initialised from {cfg.init_from} (model {init.hash})")
 
     # -- helpers ---------------------------------------------------------------------------------------
+
+    def _load_data(self) -> FrameStore:
+        """All frames of the data set; cached in state/ so a resumed run starts in seconds."""
+        size = tuple(self.mcfg.frame_size)
+        sources = [str(p) for p in find_recordings(list(self.cfg.data))]
+        if self.cfg.max_frames:
+            return FrameStore.load(list(self.cfg.data), size, self.cfg.max_frames, progress=self.progress)
+        cache = self.state_dir / f"frames_{size[0]}x{size[1]}.npz"
+        store = FrameStore.load_cache(cache, sources)
+        if store is None:
+            store = FrameStore.load(list(self.cfg.data), size, None, progress=self.progress)
+            if self.d.main:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                store.save(cache)
+        return store
 
     def _say(self, text: str) -> None:
         if self.d.main:
