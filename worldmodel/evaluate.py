@@ -68,6 +68,20 @@ def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]
     return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts, name)
 
 
+def recorded_trajectories(paths: list[str], size: tuple[int, int]) -> list[Trajectory]:
+    """Held-out recordings of any World as test trajectories (one per episode)."""
+    from worldmodel.data import FrameStore
+
+    store = FrameStore.load(paths, size)
+    trajs = []
+    for e, (s, n) in enumerate(zip(store.starts, store.lengths)):
+        sl = slice(int(s), int(s + n))
+        depth = store.depth[sl].astype(np.float32) if store.depth is not None else np.zeros((n, *size), np.float32)
+        c2w = store.c2w[sl].astype(np.float64) if store.c2w is not None else np.tile(np.eye(4), (n, 1, 1))
+        trajs.append(Trajectory(store.rgb[sl], depth, c2w, store.actions[sl], f"recording-episode-{e}"))
+    return trajs
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """PSNR (dB) per image between uint8 [..., H, W, 3] stacks."""
     mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(-3, -2, -1))
@@ -200,16 +214,25 @@ def save_strip(path: Path, dream: np.ndarray, truth: np.ndarray, scale: int = 3)
 
 
 def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, starts_per_traj: int = 3,
-             render_scale: int = 2, max_entries: int | None = None, seed: int = 0) -> dict[str, Any]:
-    from engine.arena.splits import held_out_test_set
-
+             render_scale: int = 2, max_entries: int | None = None, seed: int = 0,
+             data: list[str] | None = None) -> dict[str, Any]:
+    """Run the protocol in the module docstring; `data` replaces the arena test set with recordings."""
     torch.set_num_threads(2)
     model = load_model(model_dir)
     H, W = model.config.frame_size
     context = min(context, model.config.dynamics.window)
-    hmax = max(HORIZONS)
-    entries = [e for e in held_out_test_set() if e.kind == "moving"][:max_entries]
-    trajs = [render_trajectory(e, (H, W), (H * render_scale, W * render_scale)) for e in entries]
+    if data:
+        trajs = recorded_trajectories(data, (H, W))[:max_entries]
+    else:
+        from engine.arena.splits import held_out_test_set
+
+        entries = [e for e in held_out_test_set() if e.kind == "moving"][:max_entries]
+        trajs = [render_trajectory(e, (H, W), (H * render_scale, W * render_scale)) for e in entries]
+    shortest = min(len(tr.rgb) for tr in trajs) - 1
+    horizons = tuple(h for h in HORIZONS if context + h <= shortest)
+    if not horizons:
+        raise ValueError(f"test episodes of {shortest + 1} frames are too short for {context} context frames + 1 tick")
+    hmax = max(horizons)
 
     # Start ticks spread over each trajectory, leaving room for the context and the longest horizon.
     lat_b, act_b, c2w_b, truth, last = [], [], [], [], []
@@ -230,21 +253,22 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     for tr in trajs:
         T = len(tr.rgb) - 1
         for t0 in np.linspace(context, T - hmax, starts_per_traj).astype(int):
-            gt_c2w.append(tr.c2w[t0 + 32])
+            gt_c2w.append(tr.c2w[t0 + min(32, hmax)])
     gt_c2w = np.stack(gt_c2w)
 
     report: dict[str, Any] = {"psnr": {"model": {}, "copy_last": {}}, "ssim": {"model": {}, "copy_last": {}}}
-    for h in HORIZONS:
+    for h in horizons:
         pred, gt = result.pred[:, h - 1], truth_np[:, h - 1]
         report["psnr"]["model"][str(h)] = float(psnr(pred, gt).mean())
         report["psnr"]["copy_last"][str(h)] = float(psnr(last_np, gt).mean())
         report["ssim"]["model"][str(h)] = float(ssim(pred, gt).mean())
         report["ssim"]["copy_last"][str(h)] = float(ssim(last_np, gt).mean())
     report["psnr"]["gain_over_copy_last"] = {str(h): report["psnr"]["model"][str(h)] - report["psnr"]["copy_last"][str(h)]
-                                             for h in HORIZONS}
-    p_pred, yaw_pred, _ = decompose(result.c2w[:, 31])
+                                             for h in horizons}
+    k = min(32, hmax)
+    p_pred, yaw_pred, _ = decompose(result.c2w[:, k - 1])
     p_true, yaw_true, _ = decompose(gt_c2w)
-    report["pose_error_32"] = {"position_m": float(np.linalg.norm(p_pred - p_true, axis=-1).mean()),
+    report["pose_error_32"] = {"ticks": k, "position_m": float(np.linalg.norm(p_pred - p_true, axis=-1).mean()),
                                "yaw_deg": float(np.abs(wrap_deg(yaw_pred - yaw_true)).mean())}
     # Autoencoder reconstruction on every test frame of these trajectories.
     all_rgb = np.concatenate([tr.rgb for tr in trajs])
@@ -256,14 +280,15 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     report["setup"] = {"checkpoint": str(model_dir), "model_hash": model.hash, "trajectories": len(trajs),
                        "rollouts": len(lat_b), "context": context, "sampling_steps": steps,
                        "frame_size": [H, W], "render_size": [H * render_scale, W * render_scale],
-                       "batched_rollout_s": round(rollout_s, 2), "seed": seed, "model_info": model.info}
+                       "batched_rollout_s": round(rollout_s, 2), "seed": seed, "model_info": model.info,
+                       "test_set": data or "arena held-out TEST_SET (moving)", "horizons": list(horizons)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    draw_plot(out / "psnr.png", {"model": [report["psnr"]["model"][str(h)] for h in HORIZONS],
-                                 "copy last frame": [report["psnr"]["copy_last"][str(h)] for h in HORIZONS]},
-              HORIZONS, f"PSNR on held-out arena trajectories ({len(lat_b)} rollouts)")
+    draw_plot(out / "psnr.png", {"model": [report["psnr"]["model"][str(h)] for h in horizons],
+                                 "copy last frame": [report["psnr"]["copy_last"][str(h)] for h in horizons]},
+              horizons, f"PSNR on held-out {'recordings' if data else 'arena trajectories'} ({len(lat_b)} rollouts)")
     pick = list(range(0, len(lat_b), max(1, len(lat_b) // 4)))[:4]
-    idx = [h - 1 for h in HORIZONS]
+    idx = [h - 1 for h in horizons]
     save_strip(out / "strip.png", result.pred[pick][:, idx], truth_np[pick][:, idx])
     return report
 
@@ -276,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1, help="sampling steps per frame")
     p.add_argument("--starts", type=int, default=3, help="start ticks per trajectory")
     p.add_argument("--max-entries", type=int, default=None, help="use only the first N test trajectories (smoke runs)")
+    p.add_argument("--data", nargs="+", default=None,
+                   help="held-out recordings of any World to test on instead of the arena test set")
     args = p.parse_args(argv)
     try:
-        report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts, max_entries=args.max_entries)
-    except CheckpointError as e:
+        report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts, max_entries=args.max_entries,
+                          data=args.data)
+    except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     brief = {k: v for k, v in report.items() if k != "setup"}
