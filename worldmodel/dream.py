@@ -67,8 +67,13 @@ class DreamWorld(World):
         info = self.model.info
         self.prompt_name = prompt_world or info.get("prompt_world", "arena")
         # The prompt renders at the data's resolution, then is area-resized like the training data.
-        render = info.get("render_size", [2 * self.H, 2 * self.W])
-        self.prompt_config = dict(prompt_config) if prompt_config is not None else {"width": render[1], "height": render[0]}
+        if prompt_config is not None:
+            self.prompt_config = dict(prompt_config)
+        elif "prompt_config" in info and prompt_world in (None, self.prompt_name):
+            self.prompt_config = dict(info["prompt_config"])  # exactly the world the data was recorded in
+        else:
+            render = info.get("render_size", [2 * self.H, 2 * self.W])
+            self.prompt_config = {"width": render[1], "height": render[0]}
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
                             prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads)
         self.prompt: World | None = None

@@ -241,8 +241,16 @@ class Trainer:
     def export(self, stage: str, step: int) -> None:
         if self.d.main:
             info = {"stage": stage, "step": step, "frames": self.store.frames, "episodes": self.store.episodes,
-                    "data": list(self.cfg.data), "has_pose": self.ego is not None, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+                    "data": list(self.cfg.data), "has_pose": self.ego is not None, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    **self._prompt_info()}
             save_model(self.out, self.mcfg, self.ae, self.dyn, info)
+
+    def _prompt_info(self) -> dict[str, Any]:
+        """The world the data came from: the dream starts its episodes from a real view of it."""
+        from engine.recording import Recording
+
+        meta = Recording(self.store.sources[0]).meta
+        return {"prompt_world": meta.world, "prompt_config": meta.world_config, "render_size": meta.resolution}
 
     # -- stage 1 ---------------------------------------------------------------------------------------
 
