@@ -38,6 +38,8 @@ try:
 except ImportError:  # the engine runs without the world-model package
     pass
 DEMO_SCRIPT = ROOT / "assets" / "scripts" / "tour.yaml"
+# People playing the ground truth get a sharper picture than the model's training data (128x128).
+PLAY_DEFAULTS: dict[str, dict[str, Any]] = {"arena": {"width": 256, "height": 256}}
 
 
 def default_world() -> str:
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     world_name = args.world or default_world()
     try:
-        config = parse_set(args.world_set)
+        config = {**PLAY_DEFAULTS.get(world_name, {}), **parse_set(args.world_set)}
         if args.checkpoint is not None:
             config["checkpoint"] = str(args.checkpoint)
         keymap = Keymap.load(args.keymap)

@@ -180,6 +180,25 @@ def test_pose_token_sees_the_action_but_not_its_own_frame():
     torch.testing.assert_close(changed_action[:, :i], base[:, :i], atol=1e-6, rtol=0)  # causality
 
 
+def test_checkpoints_of_the_per_block_adaln_layout_still_load():
+    model = tiny_dynamics()
+    legacy = dict(model.state_dict())
+    # Rebuild the first layout: one adaLN Linear per block, scales stored without the +1.
+    d, layers = model.config.dim, model.config.layers
+    w, b = legacy.pop("ada.weight"), legacy.pop("ada.bias").clone().view(layers, 6, d)
+    b[:, [1, 4]] -= 1.0
+    for i in range(layers):
+        legacy[f"blocks.{i}.ada.weight"] = w[i * 6 * d : (i + 1) * 6 * d]
+        legacy[f"blocks.{i}.ada.bias"] = b[i].flatten()
+    legacy["out_ada.bias"] = legacy["out_ada.bias"].clone()
+    legacy["out_ada.bias"][d:] -= 1.0
+    fresh = tiny_dynamics(perturb=False)
+    fresh.load_state_dict(legacy)
+    x, t, actions, memory = clip(F=3)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, t, actions, memory).pred, model(x, t, actions, memory).pred)
+
+
 # -- autoencoder -----------------------------------------------------------------------------------
 
 

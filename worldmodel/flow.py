@@ -152,7 +152,7 @@ class FlowSampler:
         commit it to `state`. Call `model.predict_pose(state, action)` first when the pose is needed
         to render the memory; it is reused here, not recomputed."""
         B = action.shape[0]
-        device = state.k.device
+        device = state.kv.device
         x = torch.randn((B, *model.latent_shape), generator=generator, device=device)
         ts = torch.linspace(1.0, 0.0, self.steps + 1).tolist()
         for t_now, t_next in zip(ts[:-1], ts[1:]):
