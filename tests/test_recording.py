@@ -116,7 +116,7 @@ while True:
     i += 1
     if i == 70:
         print("ready", flush=True)
-    time.sleep(0.002)
+    time.sleep(0.05)  # a real session: 20 ticks/s
 """
 
 
@@ -131,9 +131,9 @@ def test_sigkill_mid_recording_loses_at_most_a_second(tmp_path):
     assert rec.truncated and rec.meta.status == "recording"
     logged = len(rec.rows)
     assert logged >= 70
-    # Everything but the chunk being filled (20 steps = 1 s at 20 ticks/s) and at most one chunk
-    # still in the writer's hands survives.
-    assert len(rec) >= logged - 2 * rec.meta.chunk_ticks, (len(rec), logged)
+    # At 20 ticks/s the writer keeps up, so everything but the chunk being filled (at most 20 steps =
+    # 1 s) survives.
+    assert len(rec) >= logged - rec.meta.chunk_ticks, (len(rec), logged)
     assert verify(rec).matched  # and what survived is the true simulation
 
 

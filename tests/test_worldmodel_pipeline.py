@@ -172,7 +172,7 @@ def test_evaluate_writes_the_report_and_plots(tiny_model, tmp_path):
         assert np.isfinite(report[key])
     for h in ("1", "8", "32", "128"):
         assert np.isfinite(report["psnr"]["model"][h]) and np.isfinite(report["psnr"]["copy_last"][h])
-    assert set(report["pose_error_32"]) == {"position_m", "yaw_deg"}
+    assert set(report["pose_error_32"]) == {"ticks", "position_m", "yaw_deg"}
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["psnr"]["model"]["1"] == report["psnr"]["model"]["1"]
     assert (tmp_path / "eval" / "psnr.png").stat().st_size > 0 and (tmp_path / "eval" / "strip.png").stat().st_size > 0
 

@@ -174,13 +174,13 @@ class DreamWorld(World):
     def _observe(self, frame, latent: torch.Tensor) -> Observation:
         rgb = tensor_to_frames(frame.rgb)[0]
         depth = frame.depth[0, 0].float().numpy().astype(np.float32) if frame.depth is not None else None
+        # Timings stay out of the observation (world.timings has them): observations must be a function
+        # of the seed and the actions alone.
         hud = f"DREAM  model {self.model.hash[:8]}  {self.sampler.steps}-step"
-        if self.timings:
-            hud += f"  {self.timings['total_ms']:.0f} ms"
         if self.memory is not None:
             hud += "  memory " + ("on" if self.memory_enabled else "off")
         return Observation(rgb=rgb, depth=depth, cam_to_world=self.c2w.copy(), K=self.K.copy(), tick=self.tick,
-                           info={"hud": hud, "dream": True, **{k: round(v, 3) for k, v in self.timings.items()}})
+                           info={"hud": hud, "dream": True})
 
     def command(self, name: str) -> str | None:
         """World commands from the window: 'memory' toggles the scene memory."""
