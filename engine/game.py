@@ -280,9 +280,18 @@ class Game:
             paused=self.paused,
             recording=self.recorder is not None,
             message=self.message,
-            world_text=str(self.obs.info.get("hud", "")),
+            world_text=self._world_text(),
             show_help=self.show_help,
         )
+
+    def _world_text(self) -> str:
+        """The observation's `info["hud"]`, plus live figures a world offers through `hud_extra()`
+        (kept out of observations, which must depend on the seed and actions alone)."""
+        text = str(self.obs.info.get("hud", ""))
+        extra = getattr(self.world, "hud_extra", None)
+        if callable(extra):
+            text = f"{text}  {extra()}".strip()
+        return text
 
     # -- commands (state changes, never steps of their own) -------------------------------------------
 

@@ -79,6 +79,10 @@ class DreamWorld(World):
         self.prompt: World | None = None
         self.memory: SceneMemoryLike | None = None
         self.memory_enabled = memory
+        if memory:
+            from splat import SceneMemory
+
+            self.memory = SceneMemory(width=self.W, height=self.H)
         self.state = None
         self.c2w = np.eye(4)
         self.K = np.eye(3)
@@ -178,9 +182,19 @@ class DreamWorld(World):
         # of the seed and the actions alone.
         hud = f"DREAM  model {self.model.hash[:8]}  {self.sampler.steps}-step"
         if self.memory is not None:
-            hud += "  memory " + ("on" if self.memory_enabled else "off")
+            hud += "  memory " + (f"on: {len(self.memory)} Gaussians" if self.memory_enabled else "off")
         return Observation(rgb=rgb, depth=depth, cam_to_world=self.c2w.copy(), K=self.K.copy(), tick=self.tick,
                            info={"hud": hud, "dream": True})
+
+    def hud_extra(self) -> str:
+        """Live costs for the HUD: the tick and, with a memory, its render + insert time."""
+        t = self.timings
+        if not t:
+            return ""
+        text = f"dream {t['total_ms']:.0f} ms"
+        if self.memory is not None and self.memory_enabled:
+            text += f" (memory {t['memory_render_ms'] + t['memory_insert_ms']:.1f} ms)"
+        return text
 
     def command(self, name: str) -> str | None:
         """World commands from the window: 'memory' toggles the scene memory."""
@@ -189,6 +203,15 @@ class DreamWorld(World):
                 return "this dream has no scene memory"
             self.memory_enabled = not self.memory_enabled
             return f"memory {'on' if self.memory_enabled else 'off'}"
+        if name == "save_memory":
+            if self.memory is None or not hasattr(self.memory, "gaussians"):
+                return "this dream has no scene memory to save"
+            from splat import write_ply
+
+            path = Path("screenshots") / f"memory-{time.strftime('%Y%m%d-%H%M%S')}-{self.tick:06d}.ply"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            n = write_ply(path, self.memory.gaussians)
+            return f"saved {n} Gaussians to {path} (3DGS .ply)"
         return None
 
     def close(self) -> None:

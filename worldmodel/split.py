@@ -65,6 +65,9 @@ class SplitWorld(World):
         info["truth_position"] = truth.info.get("position")
         return Observation(rgb=rgb, depth=None, cam_to_world=dream.cam_to_world, K=None, tick=dream.tick, info=info)
 
+    def hud_extra(self) -> str:
+        return self.dream.hud_extra()
+
     def command(self, name: str) -> str | None:
         if name == "view":
             self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
