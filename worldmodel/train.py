@@ -34,7 +34,7 @@ import yaml
 
 from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
 from worldmodel.checkpoint import CheckpointError, load_state, save_model, save_state
-from worldmodel.config import ConfigError, ModelConfig, _build
+from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import (DataError, FrameStore, check_actions, find_recordings, frames_to_tensor,
                              memory_sources, reproject)
 from worldmodel.dynamics import DynamicsTransformer
@@ -449,14 +449,6 @@ class Trainer:
         self.export("dynamics", self.cfg.steps)
         self._say(f"done in {(time.time() - t0) / 60:.1f} min: model in {self.out} "
                   f"(play it: python play.py --world dream --checkpoint {self.out})")
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def main(argv: list[str] | None = None) -> int:
