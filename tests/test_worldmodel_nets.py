@@ -143,7 +143,7 @@ def test_cache_size_is_constant_over_a_long_rollout():
     assert state.kv.shape == shape
     assert state.frame == 12
     # Sink slot 0 keeps frame 0; the ring holds the two most recent frames.
-    assert state.slot_frame[:3].tolist() == [0, 11, 10]
+    assert state.slot_frame[0, :3].tolist() == [0, 11, 10]
 
 
 def test_velocity_prediction_and_no_memory_paths_agree_too():
@@ -321,3 +321,32 @@ def test_sampler_is_deterministic_given_a_generator():
         for u, v in zip(a, b):
             torch.testing.assert_close(u, v, atol=0, rtol=0)
     assert (rollout(0, 2)[0] - rollout(1, 2)[0]).abs().max() > 1e-4
+
+
+def test_resetting_one_batch_row_equals_a_fresh_rollout_for_that_row():
+    """A batched env resets one env: that row must continue exactly like a new single rollout, and the
+    other row must not notice."""
+    model = tiny_dynamics(window=3, sinks=1)
+    x, _, a, _ = clip(B=2, F=9, seed=3)
+    batched = model.new_state(2)
+    for f in range(5):  # both rows have some history
+        model.commit_frame(batched, x[:, f], a[:, f])
+    untouched = model.new_state(2)
+    for f in range(5):
+        model.commit_frame(untouched, x[:, f], a[:, f])
+    model.reset_rows(batched, [1])
+    fresh = model.new_state(1)
+    outs_b, outs_f, outs_u = [], [], []
+    for f in range(5, 9):  # row 1 restarts with frame 5 as its first frame
+        t = torch.full((2,), 0.7)
+        noisy = torch.randn(x[:, f].shape, generator=torch.Generator().manual_seed(f))
+        outs_b.append(model.denoise_step(batched, noisy, t, a[:, f]))
+        outs_u.append(model.denoise_step(untouched, noisy, t, a[:, f]))
+        outs_f.append(model.denoise_step(fresh, noisy[1:], t[1:], a[1:, f]))
+        model.commit_frame(batched, x[:, f], a[:, f])
+        model.commit_frame(untouched, x[:, f], a[:, f])
+        model.commit_frame(fresh, x[1:, f], a[1:, f])
+    for b, u, f in zip(outs_b, outs_u, outs_f):
+        torch.testing.assert_close(b[1:], f, atol=1e-4, rtol=1e-4)  # the reset row = a fresh rollout
+        torch.testing.assert_close(b[:1], u[:1], atol=1e-4, rtol=1e-4)  # the other row is unaffected
+    assert batched.kv.shape == untouched.kv.shape

@@ -186,3 +186,29 @@ def test_dream_gym_env_passes_check_env(tiny_model):
                          observation="dict")
     check_env(env.unwrapped)
     env.close()
+
+
+def test_vector_env_rows_match_single_dreams_and_autoreset(tiny_model):
+    from worldmodel.vector import DreamVectorEnv
+
+    prompt = {"width": 64, "height": 64}
+    envs = DreamVectorEnv(3, checkpoint=str(tiny_model), max_steps=4, prompt_config=prompt)
+    obs, info = envs.reset(seed=[5, 6, 7])
+    rng = np.random.default_rng(0)
+    acts = [np.concatenate([rng.random((3, 6)) > 0.5, rng.uniform(-5, 5, (3, 2))], 1).astype(np.float32) for _ in range(4)]
+    frames = [obs]
+    for a in acts:
+        obs, rew, term, trunc, info = envs.step(a)
+        frames.append(obs)
+    assert trunc.all() and not term.any()  # the time limit ends every episode at step 4
+    single = make_world("dream", checkpoint=str(tiny_model), prompt_config=prompt)
+    for row, seed in enumerate([5, 6, 7]):
+        ref = [single.reset(seed).rgb] + [single.step(Action.from_array(a[row])).rgb for a in acts]
+        for got, want in zip(frames, ref):
+            diff = np.abs(got[row].astype(int) - want.astype(int))
+            assert diff.mean() < 0.5 and diff.max() <= 8  # batched GEMMs round differently, nothing more
+    # Next step: every env autoresets to a fresh prompt frame, which is exactly a new single episode.
+    obs, rew, term, trunc, info = envs.step(acts[0])
+    assert not trunc.any() and (info["steps"] == 0).all()
+    envs.close()
+    single.close()

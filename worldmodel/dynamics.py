@@ -69,14 +69,17 @@ class DynamicsState:
     """
 
     kv: Tensor  # [layers, 2, B, heads, slots * L, head_dim]: keys and values
-    slot_frame: Tensor  # [slots] long: frame index held by each slot, -1 when empty
-    frame: int = 0  # frames committed so far = index of the frame being generated
+    # [B, slots] long: per batch row, the frame (counted from that row's episode start) held by each
+    # slot, -1 when empty. Rows can start episodes at different ticks (a batched env resetting one env).
+    slot_frame: Tensor
+    row_start: Tensor  # [B] long: the value of `frame` when each row's episode began
+    frame: int = 0  # frames committed so far (all rows step together) = index of the frame being generated
     pending_action: Tensor | None = None  # [B, 8] action whose pose token is in the scratch slot
     pending_pose: Tensor | None = None  # [B, 5] its pose prediction
     # Attention biases for the current frame (pose query, image query), rebuilt once per tick.
     bias_frame: int = -1
-    pose_bias: Tensor | None = field(default=None, repr=False)  # [1, H, 1, slots*L]
-    image_bias: Tensor | None = field(default=None, repr=False)  # [1, H, 1, slots*L]
+    pose_bias: Tensor | None = field(default=None, repr=False)  # [B|1, H, 1, slots*L]
+    image_bias: Tensor | None = field(default=None, repr=False)  # [B|1, H, 1, slots*L]
 
 
 def _upgrade_per_block_adaln(state_dict: dict, prefix: str, *args: object) -> None:
@@ -382,8 +385,20 @@ class DynamicsTransformer(nn.Module):
         # Zeros, not empty: masked slots get weight 0, and 0 * NaN from garbage memory would be NaN.
         return DynamicsState(
             kv=torch.zeros(shape, dtype=dtype, device=device),
-            slot_frame=torch.full((slots,), -1, dtype=torch.long, device=device),
+            slot_frame=torch.full((batch_size, slots), -1, dtype=torch.long, device=device),
+            row_start=torch.zeros(batch_size, dtype=torch.long, device=device),
         )
+
+    def reset_rows(self, state: DynamicsState, rows: Tensor | list[int]) -> None:
+        """Start new episodes in some batch rows: their cache is emptied and their next committed
+        frame becomes their frame 0 (and sink). Other rows are untouched, so a batch of environments
+        can reset one environment without disturbing the rest."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=state.kv.device)
+        state.kv[:, :, rows] = 0
+        state.slot_frame[rows] = -1
+        state.row_start[rows] = state.frame
+        state.bias_frame = -1  # the masks change: rebuild them
+        state.pending_action = state.pending_pose = None
 
     def _slot_of(self, frame: int) -> int:
         """Cache slot where a committed frame lives: sinks first, then a ring over the window."""
@@ -395,14 +410,21 @@ class DynamicsTransformer(nn.Module):
         if state.bias_frame == state.frame:
             return
         L = self.tokens_per_frame
-        state.slot_frame[-1] = state.frame
-        k_frame = state.slot_frame.repeat_interleave(L)
-        k_pose = torch.arange(k_frame.numel(), device=k_frame.device) % L == 0
-        q = torch.tensor([state.frame], device=k_frame.device)
-        args = (k_frame, k_pose, self.config.window, self.config.sinks)
+        rel = state.frame - state.row_start  # [B] each row's own frame index
+        state.slot_frame[:, -1] = rel
+        k_pose = torch.arange(state.slot_frame.shape[1] * L, device=rel.device) % L == 0
+        args = (self.config.window, self.config.sinks)
+        pose_q, image_q = torch.tensor([True], device=rel.device), torch.tensor([False], device=rel.device)
         with torch.no_grad():
-            state.pose_bias = self.attention_bias(q, torch.tensor([True], device=q.device), *args)
-            state.image_bias = self.attention_bias(q, torch.tensor([False], device=q.device), *args)
+            if bool((state.row_start == state.row_start[0]).all()):
+                # Every row is at the same point of its episode: one bias serves the whole batch.
+                k_frame, q = state.slot_frame[0].repeat_interleave(L), rel[:1]
+                state.pose_bias = self.attention_bias(q, pose_q, k_frame, k_pose, *args)
+                state.image_bias = self.attention_bias(q, image_q, k_frame, k_pose, *args)
+            else:
+                biases = [[self.attention_bias(rel[b:b + 1], kind, state.slot_frame[b].repeat_interleave(L), k_pose, *args)
+                           for b in range(rel.numel())] for kind in (pose_q, image_q)]
+                state.pose_bias, state.image_bias = (torch.cat(b, 0) for b in biases)
         state.bias_frame = state.frame
 
     def _run_cached(
@@ -424,7 +446,7 @@ class DynamicsTransformer(nn.Module):
         """
         self._prepare_tick(state)
         a_emb = self.action_embed(action)
-        start = (state.slot_frame.numel() - 1) * self.tokens_per_frame
+        start = (state.slot_frame.shape[1] - 1) * self.tokens_per_frame
         x = (a_emb + self.pose_token)[:, None]
         x = self._run_cached(state, x, a_emb + self.pose_cond, state.pose_bias, slice(start, start + 1))
         state.pending_action = action.clone()
@@ -441,7 +463,7 @@ class DynamicsTransformer(nn.Module):
         B = x.shape[0]
         t = torch.as_tensor(t, dtype=torch.float32, device=x.device).expand(B)
         cond = self.action_embed(action) + self.noise_embed(t)
-        start = (state.slot_frame.numel() - 1) * self.tokens_per_frame
+        start = (state.slot_frame.shape[1] - 1) * self.tokens_per_frame
         tokens = self._image_tokens(x, memory, None)
         write = slice(start + 1, start + self.tokens_per_frame)
         return self._run_cached(state, tokens, cond, state.image_bias, write, kv_only_last=commit), cond
@@ -468,10 +490,17 @@ class DynamicsTransformer(nn.Module):
         # Move the scratch slot (pose + image keys/values) into the frame's permanent slot. Done after
         # all layers because the slot being replaced (frame i - window) is still visible to frame i.
         L = self.tokens_per_frame
-        src = slice((state.slot_frame.numel() - 1) * L, state.slot_frame.numel() * L)
-        dst_slot = self._slot_of(state.frame)
-        dst = slice(dst_slot * L, (dst_slot + 1) * L)
-        state.kv[..., dst, :] = state.kv[..., src, :]
-        state.slot_frame[dst_slot] = state.frame
+        slots = state.slot_frame.shape[1]
+        src = slice((slots - 1) * L, slots * L)
+        rel = (state.frame - state.row_start).tolist()
+        for dst_slot in sorted({self._slot_of(r) for r in rel}):  # one group unless rows reset apart
+            rows = [b for b, r in enumerate(rel) if self._slot_of(r) == dst_slot]
+            dst = slice(dst_slot * L, (dst_slot + 1) * L)
+            if len(rows) == len(rel):
+                state.kv[..., dst, :] = state.kv[..., src, :]
+            else:
+                idx = torch.tensor(rows, device=state.kv.device)
+                state.kv[:, :, idx, :, dst] = state.kv[:, :, idx, :, src]
+            state.slot_frame[rows, dst_slot] = torch.tensor([rel[b] for b in rows], device=state.kv.device)
         state.frame += 1
         state.pending_action = state.pending_pose = None

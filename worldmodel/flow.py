@@ -147,13 +147,15 @@ class FlowSampler:
         memory: Tensor | None = None,
         generator: torch.Generator | None = None,
         commit: bool = True,
+        noise: Tensor | None = None,
     ) -> SampledFrame:
         """Generate the next frame for action [B, 8] (memory [B, C+1, h, w] or None) and, by default,
         commit it to `state`. Call `model.predict_pose(state, action)` first when the pose is needed
         to render the memory; it is reused here, not recomputed."""
         B = action.shape[0]
         device = state.kv.device
-        x = torch.randn((B, *model.latent_shape), generator=generator, device=device)
+        # `noise` [B, C, h, w]: the starting noise, when each batch row draws from its own generator.
+        x = noise if noise is not None else torch.randn((B, *model.latent_shape), generator=generator, device=device)
         ts = torch.linspace(1.0, 0.0, self.steps + 1).tolist()
         for t_now, t_next in zip(ts[:-1], ts[1:]):
             t = torch.full((B,), t_now, device=device)
