@@ -123,9 +123,12 @@ class DreamWorld(World):
             action = torch.zeros(1, 8)
             self.model.dynamics.commit_frame(self.state, z.to(self.model.dynamics.dtype), action)
             frame = self.model.autoencoder.decode(z)
+        obs = self._observe(frame, z)
         if self.memory is not None:
             self.memory.reset()
-        return self._observe(frame, z)
+            if obs.depth is not None:
+                self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, 0)  # the real first view
+        return obs
 
     def _scaled_K(self, obs: Observation) -> np.ndarray:
         if obs.K is None:

@@ -293,6 +293,59 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     return report
 
 
+def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1) -> dict[str, Any]:
+    """The revisit benchmark: open-loop dreams along the held-out revisit trajectories (which leave and
+    come back after more ticks than the context window), memory on vs off, scored against ground truth
+    on the frames after the return; plus the memory's own fidelity on ground-truth inserts."""
+    from engine.arena.splits import entry_actions, held_out_test_set
+    from splat import SceneMemory
+    from worldmodel.dream import DreamWorld
+
+    model = load_model(model_dir)
+    H, W = model.config.frame_size
+    entries = [e for e in held_out_test_set() if e.kind == "revisit"][:max_entries]
+    rows, fidelity, fidelity_covered, coverage = [], [], [], []
+    prompt = {"width": W * render_scale, "height": H * render_scale}
+    worlds = {on: DreamWorld(str(model_dir), steps=steps, memory=on, prompt_config=prompt) for on in (False, True)}
+    for e in entries:
+        tr = render_trajectory(e, (H, W), (H * render_scale, W * render_scale))
+        actions = entry_actions(e)
+        scores = {}
+        for on, world in worlds.items():
+            frames = [world.reset(e.level_seed).rgb] + [world.step(a).rgb for a in actions]
+            pred = np.stack(frames[e.return_tick:])
+            gt = tr.rgb[e.return_tick:len(frames)]
+            scores[on] = (float(psnr(pred, gt).mean()), float(ssim(pred, gt).mean()))
+        rows.append({"level_seed": e.level_seed, "gap_ticks": e.return_tick, "psnr_memory_on": scores[True][0],
+                     "psnr_memory_off": scores[False][0], "ssim_memory_on": scores[True][1],
+                     "ssim_memory_off": scores[False][1]})
+        # Fidelity: ground-truth frames in, rendered back at the same poses.
+        memory = SceneMemory(width=W, height=H)
+        K = worlds[True].K
+        for t in range(0, len(tr.rgb), 5):
+            memory.insert(tr.rgb[t], tr.depth[t], tr.c2w[t], K, t)
+            view = memory.render(tr.c2w[t], K, t)
+            fidelity.append(float(psnr(view.rgb, tr.rgb[t])))
+            cov = view.alpha > 0.5
+            coverage.append(float(cov.mean()))
+            if cov.any():
+                mse = ((view.rgb[cov].astype(float) - tr.rgb[t][cov].astype(float)) ** 2).mean()
+                fidelity_covered.append(10 * math.log10(255.0**2 / max(mse, 1e-10)))
+    for w in worlds.values():
+        w.close()
+    on = float(np.mean([r["psnr_memory_on"] for r in rows]))
+    off = float(np.mean([r["psnr_memory_off"] for r in rows]))
+    return {"revisit": {"memory_on": on, "memory_off": off, "gain_db": on - off,
+                        "ssim_memory_on": float(np.mean([r["ssim_memory_on"] for r in rows])),
+                        "ssim_memory_off": float(np.mean([r["ssim_memory_off"] for r in rows])),
+                        "context_window_frames": model.config.dynamics.window, "per_trajectory": rows},
+            # The memory holds geometry, not the sky (depth beyond its max_depth): fidelity is scored on the
+            # pixels it covers, with the coverage and the whole-frame figure beside it.
+            "memory_fidelity": float(np.mean(fidelity_covered)) if fidelity_covered else None,
+            "memory_fidelity_coverage": float(np.mean(coverage)),
+            "memory_fidelity_full_frame": float(np.mean(fidelity))}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worldmodel.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="model directory (model.yaml + model.safetensors)")
@@ -301,16 +354,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1, help="sampling steps per frame")
     p.add_argument("--starts", type=int, default=3, help="start ticks per trajectory")
     p.add_argument("--max-entries", type=int, default=None, help="use only the first N test trajectories (smoke runs)")
+    p.add_argument("--no-revisit", action="store_true", help="skip the memory revisit benchmark")
     p.add_argument("--data", nargs="+", default=None,
                    help="held-out recordings of any World to test on instead of the arena test set")
     args = p.parse_args(argv)
     try:
         report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts, max_entries=args.max_entries,
                           data=args.data)
+        if not args.no_revisit and not args.data:
+            report.update(revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps))
+            (args.out / "report.json").write_text(json.dumps(report, indent=2))
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     brief = {k: v for k, v in report.items() if k != "setup"}
+    if "revisit" in brief:
+        brief["revisit"] = {k: v for k, v in brief["revisit"].items() if k != "per_trajectory"}
     print(json.dumps(brief, indent=2))
     print(f"report: {args.out / 'report.json'}; plots: {args.out / 'psnr.png'}, {args.out / 'strip.png'}")
     return 0
