@@ -212,3 +212,13 @@ def test_vector_env_rows_match_single_dreams_and_autoreset(tiny_model):
     assert not trunc.any() and (info["steps"] == 0).all()
     envs.close()
     single.close()
+
+
+def test_revisit_benchmark_reports_memory_on_off_and_fidelity(tiny_model):
+    from worldmodel.evaluate import revisit
+
+    r = revisit(tiny_model, max_entries=1)
+    assert np.isfinite(r["revisit"]["memory_on"]) and np.isfinite(r["revisit"]["memory_off"])
+    row = r["revisit"]["per_trajectory"][0]
+    assert row["gap_ticks"] > r["revisit"]["context_window_frames"]  # the return is beyond the context
+    assert 0.0 < r["memory_fidelity_coverage"] <= 1.0 and r["memory_fidelity"] > 10.0
