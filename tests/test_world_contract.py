@@ -61,3 +61,21 @@ def test_world_contract(name, tmp_path_factory):
     finally:
         world.close()
         world.close()  # closing twice is allowed
+
+
+def test_engine_imports_no_neural_package():
+    """engine/ runs worlds by name; the dream and the memory plug in from outside and are never imported by it."""
+    import subprocess
+    import sys
+
+    modules = ["engine." + m for m in ("action", "app", "clock", "game", "glcontext", "gymenv", "input", "plane",
+                                       "recording", "replay", "rollout", "script", "window", "world")]
+    modules += ["engine.arena." + m for m in ("config", "level", "physics", "policies", "render", "splits",
+                                              "trajectories", "world")]
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('worldmodel', 'splat', 'torch'))\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"engine modules pulled in {out.stdout.strip()}"

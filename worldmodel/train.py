@@ -284,7 +284,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.ae.parameters(), cfg.grad_clip)
             opt.step()
             if step % cfg.log_every == 0:
-                psnr = -10 * math.log10(max(1e-10, float(((out.recon[:, :3].float().clamp(-1, 1) - rgb) ** 2).mean()) / 4))
+                psnr = -10 * math.log10(max(1e-10, float(((out.recon.detach()[:, :3].float().clamp(-1, 1) - rgb) ** 2).mean()) / 4))
                 self.log.write("autoencoder", step, loss=losses.total.item(), rgb=losses.rgb.item(), depth=losses.depth.item(), psnr=psnr)
                 bar.set_postfix(loss=f"{losses.total.item():.4f}", psnr=f"{psnr:.1f}")
             if self.d.main and (time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or step + 1 == cfg.ae_steps):
