@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from engine import Action, make_world
@@ -83,6 +84,44 @@ def test_sigkill_then_resume(arena_data, tmp_path):
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST,
               "--set", f"steps={progress + 4}")
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_fine_tune_on_splat_memory_renders(tiny_model, arena_data, tmp_path):
+    out = tmp_path / "splat_ft"
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST, "--set", "ae_steps=0",
+              "--set", "steps=4", "--set", f"init_from={tiny_model}", "--set", "memory_mode=splat")
+    assert p.returncode == 0, p.stderr[-3000:]
+    with np.load(out / "state" / "latents.npz") as z:
+        assert str(z["memory_mode"]) == "splat"
+        coverage = z["memory"][:, -1].mean(axis=(1, 2))  # the alpha channel at latent size
+    starts = [0, 41]  # two episodes: the reset frame + 40 ticks each
+    assert all(coverage[s] == 0 for s in starts)  # nothing is remembered before an episode's first frame
+    later = np.delete(coverage, starts)
+    # A frame's camera is a step from the last inserted one: the memory explains the view's geometry
+    # (the sky, about a third of these frames, is never inserted).
+    assert later.min() > 0.2 and later.mean() > 0.45, (later.min(), later.mean())
+    # Resuming the fine-tune keeps the starting model's autoencoder (ae_steps 0 never trains or saves one).
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST, "--set",
+              "ae_steps=0", "--set", "steps=6", "--set", f"init_from={tiny_model}", "--set", "memory_mode=splat")
+    assert p.returncode == 0, p.stderr[-3000:]
+    from worldmodel.checkpoint import load_model
+
+    base, tuned = load_model(tiny_model), load_model(out)
+    for (name, a), b in zip(base.autoencoder.state_dict().items(), tuned.autoencoder.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(a, b) for a, b in zip(base.dynamics.state_dict().values(),
+                                                     tuned.dynamics.state_dict().values()))
+    # The same rows with reprojected memory differ (a different memory image source, not a relabelled cache).
+    out2 = tmp_path / "reproj_ft"
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out2), *FAST, "--set", "ae_steps=0",
+              "--set", "steps=2", "--set", f"init_from={tiny_model}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    with np.load(out2 / "state" / "latents.npz") as z:
+        assert str(z["memory_mode"]) == "reproject"
+        assert not np.allclose(z["memory"][:, -1].mean(axis=(1, 2)), coverage)
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "bad"), *FAST,
+              "--set", "memory_mode=splats")
+    assert p.returncode == 2 and "memory_mode" in p.stderr and "'splat'" in p.stderr
 
 
 def test_data_parallel_with_two_gloo_processes(arena_data, tmp_path):

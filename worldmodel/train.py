@@ -63,6 +63,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Memory input: probability a frame gets its memory image, and how it is built.
     memory_prob: float = 0.5
+    # "reproject": earlier frames of the episode forward-splatted into the frame's camera (cheap, sharp);
+    # "splat": each episode streamed through splat.SceneMemory exactly as the dream does (render at the
+    # frame's camera, then insert the frame), so the model learns the real memory's look and its errors.
+    memory_mode: str = "reproject"
     memory_sources: int = 3
     memory_max_gap: int = 300
     memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
@@ -71,6 +75,10 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on CPU (~1.5x faster on AVX-512-BF16)
     checkpoint_minutes: float = 5.0
     log_every: int = 25
+
+    def __post_init__(self) -> None:
+        if self.memory_mode not in ("reproject", "splat"):
+            raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat'")
 
 
 def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
@@ -200,7 +208,7 @@ class Trainer:
         self.ae = FrameAutoencoder(model_cfg.autoencoder)
         self.dyn = DynamicsTransformer(model_cfg.dynamics, model_cfg.latent_shape)
         self.autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
-        if cfg.init_from and not resume:
+        if cfg.init_from:  # first the starting model; on --resume the run's own checkpoints then replace it
             from worldmodel.checkpoint import load_model
 
             init = load_model(cfg.init_from)
@@ -315,7 +323,8 @@ class Trainer:
         cache = self.state_dir / "latents.npz"
         if cache.exists():
             with np.load(cache, allow_pickle=False) as z:
-                if int(z["frames"]) == self.store.frames:
+                mode = str(z["memory_mode"]) if "memory_mode" in z.files else "reproject"
+                if int(z["frames"]) == self.store.frames and mode == self.cfg.memory_mode:
                     mem = torch.from_numpy(z["memory"]) if "memory" in z.files else None
                     return torch.from_numpy(z["latents"]), mem
         from tqdm import tqdm
@@ -329,7 +338,7 @@ class Trainer:
         if self.store.c2w is not None and self.store.depth is not None and self.mcfg.dynamics.use_memory:
             memory = self._memory_latents()
         if self.d.main:
-            arrays = {"latents": lat.numpy(), "frames": np.array(N)}
+            arrays = {"latents": lat.numpy(), "frames": np.array(N), "memory_mode": np.array(self.cfg.memory_mode)}
             if memory is not None:
                 arrays["memory"] = memory.numpy()
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -364,11 +373,12 @@ class Trainer:
             out[batch_rows] = torch.cat([z, alpha], 1)
             batch_rows.clear(); batch_rgb.clear(); batch_depth.clear(); batch_alpha.clear()
 
-        for row in tqdm(range(s.frames), desc="memory images", disable=not self.progress, mininterval=2):
-            src = memory_sources(s, row, rng, cfg.memory_sources, 1, cfg.memory_max_gap)
-            if len(src) == 0:
-                continue  # an episode's first frame has no memory: stays zero (= absent)
-            r = reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row], s.K[row], (H, W))
+        if cfg.memory_mode == "splat":
+            renders = self._splat_memory_renders()
+        else:
+            renders = self._reprojected_memory(rng)
+        for row, r in tqdm(renders, total=s.frames, desc=f"memory images ({cfg.memory_mode})",
+                           disable=not self.progress, mininterval=2):
             batch_rows.append(row)
             batch_rgb.append(r.rgb)
             batch_depth.append(r.depth)
@@ -377,6 +387,39 @@ class Trainer:
                 flush()
         flush()
         return out
+
+    def _reprojected_memory(self, rng: np.random.Generator):
+        """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera."""
+        s, cfg = self.store, self.cfg
+        H, W = self.mcfg.frame_size
+        for row in range(s.frames):
+            src = memory_sources(s, row, rng, cfg.memory_sources, 1, cfg.memory_max_gap)
+            if len(src) == 0:
+                continue  # an episode's first frame has no memory: stays zero (= absent)
+            yield row, reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row],
+                                 s.K[row], (H, W))
+
+    def _splat_memory_renders(self):
+        """(row, render) for every frame but an episode's first: the episode so far, streamed through a
+        splat.SceneMemory as the dream feeds it (first frame at tick 0; then per tick: render at the frame's
+        camera, insert the frame), rendered at the frame's camera before the frame itself is inserted."""
+        from splat import SceneMemory
+
+        s = self.store
+        H, W = self.mcfg.frame_size
+        memory = SceneMemory(width=W, height=H)
+        ends = list(s.starts[1:]) + [s.frames]
+        for start, end in zip(s.starts, ends):
+            memory.reset()
+            for row in range(int(start), int(end)):
+                tick = row - int(start)
+                depth = s.depth[row].astype(np.float32)
+                if tick > 0:
+                    yield row, memory.render(s.c2w[row], s.K[row], tick)
+                try:
+                    memory.insert(s.rgb[row], depth, s.c2w[row], s.K[row], tick)
+                except ValueError:
+                    pass  # a frame with no valid depth (all sky, say) adds nothing; the dream skips it too
 
     # -- stage 2 ---------------------------------------------------------------------------------------
 
