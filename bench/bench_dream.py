@@ -1,11 +1,13 @@
 """A long open-loop dream: does it stay sane, and does each tick cost the same at the end as at the start?
 
     python bench/bench_dream.py --checkpoint assets/model --ticks 10000     # writes bench/results/dream.json
+    python bench/bench_dream.py --memory        # with the splat scene memory: bench/results/dream_memory.json
 
-Drives DreamWorld (batch 1, memory off) with the explore policy for `--ticks` ticks and records, per
+Drives DreamWorld (batch 1, memory off unless --memory) with the explore policy for `--ticks` ticks and records, per
 window of 500 ticks: median ms per tick, process RSS, and the mean and standard deviation of the
 frames' pixel values, next to the same statistics of ground-truth arena frames (the range a
-non-collapsed dream should stay in). NaN anywhere fails the run.
+non-collapsed dream should stay in). NaN anywhere fails the run. With --memory, each window also
+records the memory's Gaussian count and its render + insert ms (both must stay flat).
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ def main() -> int:
     p.add_argument("--window", type=int, default=500)
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--seed", type=int, default=1_100_000)
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "dream.json"))
+    p.add_argument("--memory", action="store_true", help="dream with the splat scene memory on")
+    p.add_argument("--out", default=None, help="default bench/results/dream.json (dream_memory.json with --memory)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = str(ROOT / "bench" / "results" / ("dream_memory.json" if args.memory else "dream.json"))
 
     import torch
 
@@ -49,7 +54,7 @@ def main() -> int:
     from engine import make_world
     from engine.arena.policies import ExplorePolicy
 
-    world = make_world("dream", checkpoint=args.checkpoint, steps=args.steps)
+    world = make_world("dream", checkpoint=args.checkpoint, steps=args.steps, memory=args.memory)
     policy = ExplorePolicy()
     policy.reset(args.seed)
     obs = world.reset(args.seed)
@@ -66,7 +71,7 @@ def main() -> int:
     truth.close()
 
     windows = []
-    times, means, stds = [], [], []
+    times, means, stds, mem_ms = [], [], [], []
     nan = False
     for tick in range(1, args.ticks + 1):
         action = policy(obs)
@@ -75,14 +80,19 @@ def main() -> int:
         times.append((time.perf_counter() - t0) * 1e3)
         means.append(float(obs.rgb.mean()))
         stds.append(float(obs.rgb.std()))
+        if args.memory:
+            t = world.timings
+            mem_ms.append(t["memory_render_ms"] + t["memory_insert_ms"])
         nan |= obs.depth is not None and not np.all(np.isfinite(obs.depth))
         nan |= not np.all(np.isfinite(obs.cam_to_world))
         if tick % args.window == 0:
             windows.append({"end_tick": tick, "ms_median": round(statistics.median(times), 3),
                             "rss_mb": round(rss_mb(), 1), "frame_mean": round(statistics.mean(means), 2),
                             "frame_std": round(statistics.mean(stds), 2)})
+            if args.memory:
+                windows[-1].update(gaussians=len(world.memory), memory_ms_median=round(statistics.median(mem_ms), 3))
             print(json.dumps(windows[-1]), flush=True)
-            times, means, stds = [], [], []
+            times, means, stds, mem_ms = [], [], [], []
     world.close()
     first, last = windows[0], windows[-1]
     gt = {"frame_mean_range": [round(min(gt_means), 2), round(max(gt_means), 2)],
@@ -90,12 +100,17 @@ def main() -> int:
     in_range = all(gt["frame_mean_range"][0] - 10 <= w["frame_mean"] <= gt["frame_mean_range"][1] + 10 and
                    gt["frame_std_range"][0] - 10 <= w["frame_std"] <= gt["frame_std_range"][1] + 10 for w in windows)
     out = {
-        "checkpoint": args.checkpoint, "ticks": args.ticks, "sampling_steps": args.steps,
+        "checkpoint": args.checkpoint, "ticks": args.ticks, "sampling_steps": args.steps, "memory": args.memory,
+        "ticks_per_s_last_window": round(1000.0 / last["ms_median"], 1),
         "windows": windows, "ground_truth": gt, "no_nan": not nan, "stats_in_ground_truth_range": in_range,
         "ms_per_tick_first_window": first["ms_median"], "ms_per_tick_last_window": last["ms_median"],
         "cost_ratio_last_over_first": round(last["ms_median"] / first["ms_median"], 3),
         "rss_growth_mb": round(last["rss_mb"] - first["rss_mb"], 1),
     }
+    if args.memory:
+        out["gaussians_max"] = max(w["gaussians"] for w in windows)
+        out["memory_ms_first_window"] = first["memory_ms_median"]
+        out["memory_ms_last_window"] = last["memory_ms_median"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(json.dumps({k: v for k, v in out.items() if k != "windows"}, indent=2))
