@@ -261,3 +261,13 @@ def test_revisit_benchmark_reports_memory_on_off_and_fidelity(tiny_model):
     row = r["revisit"]["per_trajectory"][0]
     assert row["gap_ticks"] > r["revisit"]["context_window_frames"]  # the return is beyond the context
     assert 0.0 < r["memory_fidelity_coverage"] <= 1.0 and r["memory_fidelity"] > 10.0
+
+
+def test_bf16_setting_is_checked_and_auto_measures():
+    from worldmodel.config import ConfigError
+    from worldmodel.train import TrainConfig, bf16_is_faster
+
+    assert TrainConfig().bf16 == "auto"
+    with pytest.raises(ConfigError, match="train.bf16"):
+        TrainConfig(bf16="sometimes")
+    assert isinstance(bf16_is_faster(size=64, repeats=1), bool)

@@ -72,13 +72,33 @@ class TrainConfig:
     memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
     context_noise_max: float = 0.1
     pose_weight: float = 0.1
-    bf16: bool = True  # bf16 autocast on CPU (~1.5x faster on AVX-512-BF16)
+    # bf16 autocast on CPU: true, false, or "auto" = on only where a bf16 GEMM is measured to be faster
+    # than fp32 (AVX-512-BF16/AMX: ~1.5x faster training; plain AVX2: ~100x slower, emulated).
+    bf16: bool | str = "auto"
     checkpoint_minutes: float = 5.0
     log_every: int = 25
 
     def __post_init__(self) -> None:
         if self.memory_mode not in ("reproject", "splat"):
             raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat'")
+        if isinstance(self.bf16, str) and self.bf16 != "auto":
+            raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
+
+
+def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:
+    """Whether a bf16 matrix product beats fp32 on this CPU (a ~50 ms probe): CPUs with AVX-512-BF16 or
+    AMX run bf16 GEMMs natively; on others torch emulates them, orders of magnitude slower."""
+    def best(dtype: torch.dtype) -> float:
+        a = torch.randn(size, size).to(dtype)
+        a @ a
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return best(torch.bfloat16) < best(torch.float32)
 
 
 def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
@@ -207,7 +227,10 @@ class Trainer:
                   "(the dream will not move its camera, and the splat memory cannot be used)")
         self.ae = FrameAutoencoder(model_cfg.autoencoder)
         self.dyn = DynamicsTransformer(model_cfg.dynamics, model_cfg.latent_shape)
-        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+        self.bf16 = bf16_is_faster() if cfg.bf16 == "auto" else bool(cfg.bf16)
+        if cfg.bf16 == "auto":
+            self._say(f"bf16: auto -> {'on (bf16 GEMMs are faster here)' if self.bf16 else 'off (bf16 GEMMs are slower on this CPU)'}")
+        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
         if cfg.init_from:  # first the starting model; on --resume the run's own checkpoints then replace it
             from worldmodel.checkpoint import load_model
 
