@@ -75,3 +75,12 @@ def test_nan_from_a_policy_is_reported_cleanly(tmp_path):
 def test_list_worlds():
     p = run_play("--list-worlds")
     assert p.returncode == 0 and "plane" in p.stdout and "arena" in p.stdout
+
+
+def test_plain_play_dreams_with_the_shipped_model(tmp_path):
+    # What a new user's first `python play.py` runs: the committed model, no --world or --checkpoint.
+    assert (ROOT / "assets" / "model" / "model.safetensors").is_file(), "the shipped model is missing from assets/model"
+    p = run_play("--headless", "--ticks", "20", "--summary", str(tmp_path / "s.json"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["world"] == "dream" and summary["ticks"] == 20
