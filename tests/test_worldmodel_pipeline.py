@@ -54,6 +54,31 @@ def test_training_writes_a_loadable_model_and_a_log(tiny_model):
     assert ae[-1]["loss"] < ae[0]["loss"]  # it learned something in 12 steps
 
 
+def test_decoder_stage_changes_only_the_decoder(arena_data, tiny_model, tmp_path):
+    from worldmodel.checkpoint import load_model
+    from worldmodel.config import ConfigError
+    from worldmodel.train import TrainConfig
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_model, out)
+    before = load_model(out)
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST,
+              "--set", "decoder_steps=6")
+    assert p.returncode == 0, p.stderr[-2000:]
+    after = load_model(out)
+    assert after.info["stage"] == "decoder" and after.hash != before.hash
+    for name, w in before.autoencoder.state_dict().items():  # the latent space and the dynamics stay put
+        same = torch.equal(w, after.autoencoder.state_dict()[name])
+        assert same != name.startswith("decoder."), name
+    for name, w in before.dynamics.state_dict().items():
+        assert torch.equal(w, after.dynamics.state_dict()[name]), name
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    dec = [r for r in rows if r["stage"] == "decoder"]
+    assert dec and all(np.isfinite([r["loss"], r["psnr_noisy"], r["psnr_predicted"]]).all() for r in dec)
+    with pytest.raises(ConfigError, match="decoder_pred_fraction"):
+        TrainConfig(decoder_pred_fraction=1.5)
+
+
 def test_resume_continues_from_the_checkpoint(arena_data, tmp_path):
     out = tmp_path / "run"
     assert train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST).returncode == 0
@@ -251,6 +276,29 @@ def test_vector_env_rows_match_single_dreams_and_autoreset(tiny_model):
     assert not trunc.any() and (info["steps"] == 0).all()
     envs.close()
     single.close()
+
+
+def test_vector_env_latent_observations_decode_to_the_rgb_ones(tiny_model):
+    from worldmodel.vector import DreamVectorEnv
+
+    prompt = {"width": 64, "height": 64}
+    kinds = {k: DreamVectorEnv(2, checkpoint=str(tiny_model), prompt_config=prompt, observation=k)
+             for k in ("rgb", "latent")}
+    rng = np.random.default_rng(1)
+    acts = [np.concatenate([rng.random((2, 6)) > 0.5, rng.uniform(-5, 5, (2, 2))], 1).astype(np.float32) for _ in range(3)]
+    out = {k: [e.reset(seed=3)[0]] + [e.step(a)[0] for a in acts] for k, e in kinds.items()}
+    lat = kinds["latent"]
+    for got_latent, want_rgb in zip(out["latent"], out["rgb"]):
+        assert got_latent.dtype == np.float32 and lat.observation_space.contains(got_latent)
+        assert got_latent.shape[1:] == tuple(lat.model.config.latent_shape)
+        assert np.array_equal(lat.decode(got_latent), want_rgb)  # the same dream, only not decoded
+    assert lat.render() is None and not lat._frames  # nothing was decoded along the way
+    with pytest.raises(ValueError, match="observation must be"):
+        DreamVectorEnv(1, checkpoint=str(tiny_model), observation="pixels")
+    with pytest.raises(ValueError, match="latents must be"):
+        lat.decode(np.zeros((2, 3, 4, 4), np.float32))
+    for e in kinds.values():
+        e.close()
 
 
 def test_revisit_benchmark_reports_memory_on_off_and_fidelity(tiny_model):

@@ -11,6 +11,11 @@ decode for all environments, instead of B sequential DreamWorld steps. Environme
 prompt frame, which is exactly a fresh rollout for that row (tested), while the other rows carry on.
 Row i with reset seed s draws the same noise as `DreamWorld` reset with s, so the two agree.
 The scene memory is not used here (memory off).
+
+`observation="latent"` gives agents the model's own latent frames (float32 [B, C, h, w], what the dynamics
+sees) and skips the decoder, as agents trained in imagination on latent features do (DreamerV3's world-model
+states); `decode(latents)` turns them into RGB when a person wants to look. Reward / termination hooks and
+render_mode="rgb_array" are given decoded frames, so they still work, at the decoder's cost.
 """
 
 from __future__ import annotations
@@ -44,9 +49,11 @@ class DreamVectorEnv(VectorEnv):
     def __init__(self, num_envs: int, checkpoint: str | None = None, steps: int = 1, max_steps: int = 500,
                  reward_fn: RewardFn | None = None, terminate_fn: TerminateFn | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
-                 render_mode: str | None = None, threads: int = 2) -> None:
+                 render_mode: str | None = None, threads: int = 2, observation: str = "rgb") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if observation not in ("rgb", "latent"):
+            raise ValueError(f"observation must be 'rgb' or 'latent', got {observation!r}")
         torch.set_num_threads(threads)
         self.model = load_model(checkpoint or SHIPPED_MODEL)
         self.num_envs, self.max_steps, self.render_mode = num_envs, max_steps, render_mode
@@ -60,7 +67,14 @@ class DreamVectorEnv(VectorEnv):
         # One prompt world serves every env: it only renders the first frame of an episode.
         self.prompt: World = make_world(self.prompt_name, **prompt_config)
         self.sampler = FlowSampler(steps=steps)
-        self.single_observation_space = spaces.Box(0, 255, (self.H, self.W, 3), np.uint8)
+        self.observation = observation
+        # Pixels are made only when someone looks at them: rgb observations, hooks, or rgb_array renders.
+        self._pixels = observation == "rgb" or reward_fn is not None or terminate_fn is not None \
+            or render_mode == "rgb_array"
+        if observation == "latent":
+            self.single_observation_space = spaces.Box(-np.inf, np.inf, tuple(self.model.config.latent_shape), np.float32)
+        else:
+            self.single_observation_space = spaces.Box(0, 255, (self.H, self.W, 3), np.uint8)
         self.single_action_space = action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -120,8 +134,7 @@ class DreamVectorEnv(VectorEnv):
         z = self._start_rows(list(range(self.num_envs)), seeds)
         dyn.commit_frame(self.state, z.to(dyn.dtype), torch.zeros(self.num_envs, 8, dtype=dyn.dtype))
         self._autoreset[:] = False
-        obs = self._observe(self.model.autoencoder.decode(z))
-        return self._batch(obs), {"seed": np.array(seeds)}
+        return self._output(z), {"seed": np.array(seeds)}
 
     @torch.no_grad()
     def step(self, actions: np.ndarray):
@@ -152,8 +165,9 @@ class DreamVectorEnv(VectorEnv):
             z[torch.from_numpy(resetting)] = prompt_z
         dyn.commit_frame(self.state, z.to(dyn.dtype), a)
         prev = self._frames
-        obs = self._observe(self.model.autoencoder.decode(z))
         self.steps[moving] += 1
+        out = self._output(z)
+        obs = self._frames
         rewards = np.zeros(self.num_envs, np.float32)
         terminated = np.zeros(self.num_envs, bool)
         for i in moving:
@@ -165,7 +179,27 @@ class DreamVectorEnv(VectorEnv):
         truncated = (self.steps >= self.max_steps) & ~terminated
         truncated[resetting] = False
         self._autoreset = terminated | truncated
-        return self._batch(obs), rewards, terminated, truncated, {"steps": self.steps.copy()}
+        return out, rewards, terminated, truncated, {"steps": self.steps.copy()}
+
+    def _output(self, z: torch.Tensor) -> np.ndarray:
+        """The batched observation for latents z [B, C, h, w]; decodes (and keeps Observations for hooks
+        and render) only when pixels are needed."""
+        if self._pixels:
+            obs = self._observe(self.model.autoencoder.decode(z))
+            if self.observation == "rgb":
+                return self._batch(obs)
+        else:
+            self._frames = []
+        return np.ascontiguousarray(z.float().numpy())
+
+    @torch.no_grad()
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Latent observations [B, C, h, w] float32 -> RGB frames [B, H, W, 3] uint8."""
+        z = torch.from_numpy(np.asarray(latents, np.float32))
+        if z.dim() != 4 or tuple(z.shape[1:]) != tuple(self.model.config.latent_shape):
+            raise ValueError(f"latents must be [B, {', '.join(map(str, self.model.config.latent_shape))}], "
+                             f"got {list(z.shape)}")
+        return tensor_to_frames(self.model.autoencoder.decode(z).rgb)
 
     def _observe(self, frame) -> list[Observation]:
         rgb = tensor_to_frames(frame.rgb)
