@@ -54,31 +54,6 @@ def test_training_writes_a_loadable_model_and_a_log(tiny_model):
     assert ae[-1]["loss"] < ae[0]["loss"]  # it learned something in 12 steps
 
 
-def test_decoder_stage_changes_only_the_decoder(arena_data, tiny_model, tmp_path):
-    from worldmodel.checkpoint import load_model
-    from worldmodel.config import ConfigError
-    from worldmodel.train import TrainConfig
-
-    out = tmp_path / "run"
-    shutil.copytree(tiny_model, out)
-    before = load_model(out)
-    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST,
-              "--set", "decoder_steps=6")
-    assert p.returncode == 0, p.stderr[-2000:]
-    after = load_model(out)
-    assert after.info["stage"] == "decoder" and after.hash != before.hash
-    for name, w in before.autoencoder.state_dict().items():  # the latent space and the dynamics stay put
-        same = torch.equal(w, after.autoencoder.state_dict()[name])
-        assert same != name.startswith("decoder."), name
-    for name, w in before.dynamics.state_dict().items():
-        assert torch.equal(w, after.dynamics.state_dict()[name]), name
-    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    dec = [r for r in rows if r["stage"] == "decoder"]
-    assert dec and all(np.isfinite([r["loss"], r["psnr_noisy"], r["psnr_predicted"]]).all() for r in dec)
-    with pytest.raises(ConfigError, match="decoder_pred_fraction"):
-        TrainConfig(decoder_pred_fraction=1.5)
-
-
 def test_resume_continues_from_the_checkpoint(arena_data, tmp_path):
     out = tmp_path / "run"
     assert train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST).returncode == 0

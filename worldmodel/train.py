@@ -1,5 +1,4 @@
-"""Train a world model from engine recordings: the frame autoencoder, then the dynamics transformer
-(and optionally a decoder fine-tune on the dynamics' own predictions).
+"""Train a world model from engine recordings: the frame autoencoder, then the dynamics transformer.
 
     python -m worldmodel.train --config assets/configs/model_default.yaml --data data/arena_train --out runs/m1
     python -m worldmodel.train --config ... --out runs/m1 --resume          # after a kill, carry on
@@ -73,11 +72,6 @@ class TrainConfig:
     memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
     context_noise_max: float = 0.1
     pose_weight: float = 0.1
-    # Stage 3 (optional): the decoder alone, on what the dream gives it (see Trainer.train_decoder).
-    decoder_steps: int = 0
-    decoder_lr: float = 2e-4
-    decoder_pred_fraction: float = 0.5  # share of each batch decoded from the dynamics' own predictions
-    decoder_latent_noise: float = 0.2  # noise on the true latents in the rest of the batch
     # bf16 autocast on CPU: true, false, or "auto" = on only where a bf16 GEMM is measured to be faster
     # than fp32 (AVX-512-BF16/AMX: ~1.5x faster training; plain AVX2: ~100x slower, emulated).
     bf16: bool | str = "auto"
@@ -87,10 +81,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.memory_mode not in ("reproject", "splat"):
             raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat'")
-        if not 0.0 <= self.decoder_pred_fraction <= 1.0:
-            raise ConfigError(f"train.decoder_pred_fraction: {self.decoder_pred_fraction} is not in [0, 1]")
-        if self.decoder_latent_noise < 0 or self.decoder_steps < 0:
-            raise ConfigError("train.decoder_latent_noise and train.decoder_steps must be >= 0")
         if isinstance(self.bf16, str) and self.bf16 != "auto":
             raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
 
@@ -516,91 +506,13 @@ class Trainer:
                 last_ckpt = time.time()
         self.dyn.eval()
 
-    # -- stage 3 ---------------------------------------------------------------------------------------
-
-    def train_decoder(self) -> None:
-        """Fine-tune the decoder alone on what it is given in the dream. The encoder, the latent space and
-        the dynamics stay fixed, so the dynamics remains valid. Each batch decodes, toward the true frame,
-        the dynamics' own one-step predictions of that frame from `window` ground-truth context frames
-        (a `decoder_pred_fraction` of the batch: the latents of a dream tick, memory off) and true latents
-        plus Gaussian noise (the rest: keeps plain reconstruction sharp). A decoder trained only on clean
-        latents turns a predicted latent's small errors into grid artefacts; GameNGen likewise fine-tunes
-        its latent decoder for its own setting."""
-        from worldmodel.autoencoder import AutoencoderOutput
-        from worldmodel.flow import to_x0_and_velocity
-
-        cfg = self.cfg
-        if cfg.decoder_steps <= 0:
-            return
-        lat, _ = self.encode_all()
-        actions = torch.from_numpy(self.store.actions)
-        ctx = self.mcfg.dynamics.window
-        starts = self.store.clip_starts(ctx + 1)
-        params = list(self.ae.decoder.parameters())
-        opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=1e-4)
-        start = 0
-        if self.resume and (self.state_dir / "dec.safetensors").exists():
-            start = load_state(self.state_dir, "dec", self.ae.decoder, opt)["step"]
-        broadcast_module(self.ae.decoder, self.d)
-        if start >= cfg.decoder_steps:
-            return
-        loss_fn = AutoencoderLoss(depth_weight=0.5 if self.use_depth else 0.0)
-        n_pred = int(round(cfg.ae_batch * cfg.decoder_pred_fraction))
-        self._say(f"decoder: steps {start}..{cfg.decoder_steps}, batch {cfg.ae_batch} ({n_pred} predicted latents)")
-        from tqdm import tqdm
-
-        bar = tqdm(range(start, cfg.decoder_steps), desc="decoder", disable=not self.progress, initial=start,
-                   total=cfg.decoder_steps)
-        last_ckpt = time.time()
-        self.dyn.eval()
-        self.ae.train()
-        for step in bar:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg.decoder_steps, cfg.decoder_lr, min(cfg.warmup, cfg.decoder_steps // 10))
-            rows = self.rng.integers(0, self.store.frames, cfg.ae_batch - n_pred)
-            z = lat[rows] + cfg.decoder_latent_noise * torch.randn((len(rows), *lat.shape[1:]))
-            if n_pred:
-                clip = self.rng.choice(starts, n_pred)[:, None] + np.arange(ctx + 1)  # [n, ctx + 1]
-                x = lat[clip].clone()
-                t = torch.zeros(n_pred, ctx + 1)
-                t[:, -1] = 1.0  # the frame being made starts as pure noise: one sampling step, as in the dream
-                x[:, -1] = torch.randn(x[:, -1].shape)
-                with torch.no_grad(), self.autocast:
-                    out = self.dyn(x.to(self.dyn.dtype), t, actions[clip])
-                x0, _ = to_x0_and_velocity(out.pred[:, -1].float(), x[:, -1], t[:, -1, None, None, None],
-                                           self.mcfg.dynamics.prediction)
-                z = torch.cat([z, x0])
-                rows = np.concatenate([rows, clip[:, -1]])
-            rgb, depth = self._frames(rows)
-            with self.autocast:
-                recon = self.ae.decode_raw(z)
-                losses = loss_fn(self.ae, AutoencoderOutput(latent=z, recon=recon), rgb, depth)
-            opt.zero_grad(set_to_none=True)
-            losses.total.backward()
-            average_gradients(self.ae.decoder, self.d)
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            if step % cfg.log_every == 0:
-                mse = ((recon.detach()[:, :3].float().clamp(-1, 1) - rgb) ** 2).mean(dim=(1, 2, 3)) / 4
-                psnr = (-10 * torch.log10(mse.clamp_min(1e-10)))
-                k = len(rows) - n_pred
-                self.log.write("decoder", step, loss=losses.total.item(), psnr_noisy=float(psnr[:k].mean()) if k else 0.0,
-                               psnr_predicted=float(psnr[k:].mean()) if n_pred else 0.0)
-                bar.set_postfix(loss=f"{losses.total.item():.4f}", pred_psnr=f"{float(psnr[k:].mean()) if n_pred else 0:.1f}")
-            if self.d.main and (time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or step + 1 == cfg.decoder_steps):
-                save_state(self.state_dir, "dec", self.ae.decoder, opt, {"step": step + 1})
-                self.export("decoder", step + 1)
-                last_ckpt = time.time()
-        self.ae.eval()
-
     def run(self) -> None:
         t0 = time.time()
         self.train_autoencoder()
         if self.resume and (self.state_dir / "ae.safetensors").exists():
             self.ae.eval()
         self.train_dynamics()
-        self.train_decoder()
-        self.export("decoder" if self.cfg.decoder_steps > 0 else "dynamics", self.cfg.decoder_steps or self.cfg.steps)
+        self.export("dynamics", self.cfg.steps)
         self._say(f"done in {(time.time() - t0) / 60:.1f} min: model in {self.out} "
                   f"(play it: python play.py --world dream --checkpoint {self.out})")
 
