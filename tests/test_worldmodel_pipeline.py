@@ -268,6 +268,7 @@ def test_vector_env_latent_observations_decode_to_the_rgb_ones(tiny_model):
         assert got_latent.shape[1:] == tuple(lat.model.config.latent_shape)
         assert np.array_equal(lat.decode(got_latent), want_rgb)  # the same dream, only not decoded
     assert lat.render() is None and not lat._frames  # nothing was decoded along the way
+    assert [o.tick for o in kinds["rgb"]._frames] == [3, 3]  # the frame after 3 steps says tick 3
     with pytest.raises(ValueError, match="observation must be"):
         DreamVectorEnv(1, checkpoint=str(tiny_model), observation="pixels")
     with pytest.raises(ValueError, match="latents must be"):
