@@ -31,13 +31,19 @@ FAMILIES = {  # torch op name fragments -> family
 }
 
 
+def random_actions(rng, B: int, ticks: int) -> list:
+    """`ticks` batches of B random engine actions (keys held 40 % of the time, looks within +-5 degrees)."""
+    import numpy as np
+
+    return [np.concatenate([rng.random((B, 6)) > 0.6, rng.uniform(-5, 5, (B, 2))], 1).astype(np.float32)
+            for _ in range(ticks)]
+
+
 def profile_breakdown(envs, rng, B: int, ticks: int) -> dict[str, float]:
     """Self CPU ms per environment-tick by op family (attention, linear, conv, everything else)."""
-    import numpy as np
     from torch.profiler import ProfilerActivity, profile
 
-    acts = [np.concatenate([rng.random((B, 6)) > 0.6, rng.uniform(-5, 5, (B, 2))], 1).astype(np.float32)
-            for _ in range(ticks)]
+    acts = random_actions(rng, B, ticks)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for a in acts:
             envs.step(a)
@@ -57,15 +63,12 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "vector.json"))
     args = p.parse_args()
     import worldmodel  # noqa: F401  (sets OMP_WAIT_POLICY before torch)
-    import numpy as np
     import torch
 
     torch.set_num_threads(2)
-    from worldmodel.vector import DreamVectorEnv
-
     out = {"checkpoint": args.checkpoint, "threads": 2}
     for mode in ("rgb", "latent"):
-        results = run_mode(DreamVectorEnv, args, mode, np)
+        results = run_mode(args, mode)
         key = "batches" if mode == "rgb" else "latent_batches"
         out[key] = results
         out["speedup_16_over_1" + ("" if mode == "rgb" else "_latent")] = round(
@@ -75,8 +78,12 @@ def main() -> int:
     return 0
 
 
-def run_mode(DreamVectorEnv, args, mode: str, np) -> dict:
+def run_mode(args, mode: str) -> dict:
     """Total ticks/s (and the profile) for B = 1, 4, 16 with `observation=mode`."""
+    import numpy as np
+
+    from worldmodel.vector import DreamVectorEnv
+
     results = {}
     for B in (1, 4, 16):
         envs = DreamVectorEnv(B, checkpoint=args.checkpoint, max_steps=10**9, observation=mode)
@@ -84,8 +91,7 @@ def run_mode(DreamVectorEnv, args, mode: str, np) -> dict:
         rng = np.random.default_rng(0)
         rates = []
         for _ in range(args.repeats):
-            acts = [np.concatenate([rng.random((B, 6)) > 0.6, rng.uniform(-5, 5, (B, 2))], 1).astype(np.float32)
-                    for _ in range(args.ticks)]
+            acts = random_actions(rng, B, args.ticks)
             envs.step(acts[0])  # warm-up
             t0 = time.perf_counter()
             for a in acts:
