@@ -306,6 +306,19 @@ def test_tiny_dynamics_overfits_a_fixed_sequence():
     assert end.pose.item() > 0  # the pose term is wired in
 
 
+def test_noise_levels_mix_context_pure_noise_and_logit_normal():
+    """The 1-step sampler asks only for t = 1: a set share of training frames must sit exactly there."""
+    g = torch.Generator().manual_seed(0)
+    t = FlowMatching(context_prob=0.25, pure_noise_prob=0.3, context_noise_max=0.1).sample_t(200, 100, generator=g)
+    assert abs((t == 1.0).float().mean().item() - 0.3) < 0.01
+    assert abs((t <= 0.1).float().mean().item() - 0.25) < 0.015  # logit-normal adds ~0.3 % there
+    middle = t[(t > 0.1) & (t < 1.0)]
+    assert abs(middle.float().mean().item() - 0.5) < 0.02 and abs(middle.numel() / t.numel() - 0.45) < 0.015
+    assert (FlowMatching(pure_noise_prob=0.0).sample_t(200, 100, generator=g) == 1.0).sum() == 0
+    with pytest.raises(ValueError, match="pure_noise_prob"):
+        FlowMatching(context_prob=0.5, pure_noise_prob=0.6)
+
+
 def test_sampler_is_deterministic_given_a_generator():
     model = tiny_dynamics()
     actions = clip(F=3)[2]

@@ -294,4 +294,6 @@ def test_bf16_setting_is_checked_and_auto_measures():
     assert TrainConfig().bf16 == "auto"
     with pytest.raises(ConfigError, match="train.bf16"):
         TrainConfig(bf16="sometimes")
+    with pytest.raises(ConfigError, match="train.pure_noise_prob"):
+        TrainConfig(pure_noise_prob=0.9)
     assert isinstance(bf16_is_faster(size=64, repeats=1), bool)

@@ -49,14 +49,17 @@ class FlowMatching:
     """The training objective with Diffusion-Forcing per-frame noise levels.
 
     t per frame: with probability `context_prob` a "context" level U(0, context_noise_max) (the regime
-    of committed frames at inference), otherwise logit-normal(logit_mean, logit_std) (SD3-style, which
-    puts most mass on mid noise levels) or uniform.
+    of committed frames at inference); with probability `pure_noise_prob` exactly 1, the level every
+    sample starts from (and the only one a 1-step sampler ever asks for: logit-normal draws t > 0.95
+    with probability 0.002, so without this the first step is barely trained); otherwise
+    logit-normal(logit_mean, logit_std) (SD3-style, most mass on mid noise levels) or uniform.
     """
 
     t_sampling: str = "logit_normal"  # or "uniform"
     logit_mean: float = 0.0
     logit_std: float = 1.0
     context_prob: float = 0.25
+    pure_noise_prob: float = 0.25
     context_noise_max: float = 0.1
     pose_weight: float = 0.1
     huber_delta: float = 1.0
@@ -64,6 +67,9 @@ class FlowMatching:
     def __post_init__(self) -> None:
         if self.t_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"t_sampling must be 'logit_normal' or 'uniform', got {self.t_sampling!r}")
+        if min(self.context_prob, self.pure_noise_prob) < 0 or self.context_prob + self.pure_noise_prob > 1:
+            raise ValueError(f"context_prob ({self.context_prob}) and pure_noise_prob ({self.pure_noise_prob}) "
+                             "must be >= 0 and sum to at most 1")
 
     def sample_t(self, batch: int, frames: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> Tensor:
         """Independent noise level per frame: [B, F] in [0, 1]."""
@@ -73,9 +79,10 @@ class FlowMatching:
             t = torch.sigmoid(z)
         else:
             t = torch.rand(shape, generator=generator, device=device)
-        ctx = torch.rand(shape, generator=generator, device=device) < self.context_prob
+        u = torch.rand(shape, generator=generator, device=device)
         t_ctx = torch.rand(shape, generator=generator, device=device) * self.context_noise_max
-        return torch.where(ctx, t_ctx, t)
+        t = torch.where(u < self.context_prob + self.pure_noise_prob, torch.ones_like(t), t)
+        return torch.where(u < self.context_prob, t_ctx, t)
 
     def loss(
         self,

@@ -71,6 +71,8 @@ class TrainConfig:
     memory_max_gap: int = 300
     memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
     context_noise_max: float = 0.1
+    # Fraction of frames trained at pure noise (t = 1), where sampling starts; see FlowMatching.
+    pure_noise_prob: float = 0.25
     pose_weight: float = 0.1
     # bf16 autocast on CPU: true, false, or "auto" = on only where a bf16 GEMM is measured to be faster
     # than fp32 (AVX-512-BF16/AMX: ~1.5x faster training; plain AVX2: ~100x slower, emulated).
@@ -83,6 +85,9 @@ class TrainConfig:
             raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat'")
         if isinstance(self.bf16, str) and self.bf16 != "auto":
             raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
+        if not 0 <= self.pure_noise_prob <= 0.75:
+            raise ConfigError(f"train.pure_noise_prob: {self.pure_noise_prob} is not in [0, 0.75] (a quarter of the "
+                              "frames are context-level; the rest share what is left)")
 
 
 def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:
@@ -461,7 +466,8 @@ class Trainer:
         broadcast_module(self.dyn, self.d)
         if start >= cfg.steps:
             return
-        objective = FlowMatching(context_noise_max=cfg.context_noise_max, pose_weight=cfg.pose_weight)
+        objective = FlowMatching(context_noise_max=cfg.context_noise_max, pure_noise_prob=cfg.pure_noise_prob,
+                                 pose_weight=cfg.pose_weight)
         self._say(f"dynamics: steps {start}..{cfg.steps}, {len(starts)} clip starts of {cfg.clip_frames} frames, "
                   f"memory {'on' if memory is not None else 'off'}, {sum(p.numel() for p in self.dyn.parameters())/1e6:.2f}M params")
         from tqdm import tqdm
