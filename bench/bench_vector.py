@@ -9,6 +9,11 @@ Also written, per B: where a batched tick's CPU time goes, per environment (torc
 family over `--profile-ticks` ticks): the linear layers and the decoder's convolutions share their weights
 across the batch and get cheaper per environment as B grows; attention against each row's own KV cache does
 not (it is B independent problems), and it bounds the speed-up.
+
+And the ceiling any batching could reach on this machine, measured in the same run: the FLOPs of one
+environment-tick (torch's FlopCounterMode, attention counted through the naive backend's matmuls) over
+this machine's 2-thread GEMM peak give the time one environment-tick would take at peak; B = 1's measured
+time over that is the largest B = 16 / B = 1 ratio possible, even if batching made every op run at peak.
 """
 
 from __future__ import annotations
@@ -54,6 +59,31 @@ def profile_breakdown(envs, rng, B: int, ticks: int) -> dict[str, float]:
     return {k: round(v / (ticks * B), 3) for k, v in totals.items()}
 
 
+def flops_per_env_tick(checkpoint: str, mode: str, ticks: int = 3) -> float:
+    """FLOPs of one environment-tick (window full), counted with attention as explicit matmuls."""
+    import numpy as np
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from worldmodel.attention import force_backend
+    from worldmodel.vector import DreamVectorEnv
+
+    envs = DreamVectorEnv(1, checkpoint=checkpoint, max_steps=10**9, observation=mode)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for a in random_actions(rng, 1, 12):  # fill the KV window: the cost of every later tick
+        envs.step(a)
+    counter = FlopCounterMode(display=False)
+    force_backend("naive")  # SDPA's CPU kernel is not counted by FlopCounterMode; its matmuls are the same work
+    try:
+        with counter:
+            for a in random_actions(rng, 1, ticks):
+                envs.step(a)
+    finally:
+        force_backend(None)
+        envs.close()
+    return counter.get_total_flops() / ticks
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", default=str(ROOT / "assets" / "model"))
@@ -64,6 +94,7 @@ def main() -> int:
     args = p.parse_args()
     import worldmodel  # noqa: F401  (sets OMP_WAIT_POLICY before torch)
     import torch
+    from bench_dynamics import measure_peak_gflops
 
     torch.set_num_threads(2)
     out = {"checkpoint": args.checkpoint, "threads": 2}
@@ -73,6 +104,15 @@ def main() -> int:
         out[key] = results
         out["speedup_16_over_1" + ("" if mode == "rgb" else "_latent")] = round(
             results["16"]["total_ticks_per_s"] / results["1"]["total_ticks_per_s"], 2)
+        flops = flops_per_env_tick(args.checkpoint, mode)
+        peak = measure_peak_gflops(torch.float32)
+        floor_ms = flops / (peak * 1e9) * 1e3
+        out["ceiling" + ("" if mode == "rgb" else "_latent")] = {
+            "gflop_per_env_tick": round(flops / 1e9, 3), "gemm_peak_gflops": round(peak, 1),
+            "ms_per_env_tick_at_peak": round(floor_ms, 2),
+            "max_speedup_16_over_1": round(results["1"]["ms_per_batched_tick"] / floor_ms, 2),
+            "b16_fraction_of_peak": round(floor_ms / (results["16"]["ms_per_batched_tick"] / 16), 2)}
+        print(mode, "ceiling", out["ceiling" + ("" if mode == "rgb" else "_latent")], flush=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
     return 0

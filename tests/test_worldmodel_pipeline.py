@@ -180,6 +180,31 @@ def test_dream_world_is_deterministic_and_keeps_the_contract(tiny_model):
     world.close()
 
 
+def test_a_model_carries_its_context_noise_and_bad_values_are_named(tiny_model, tmp_path):
+    from worldmodel.checkpoint import CheckpointError, load_model
+    from worldmodel.vector import DreamVectorEnv
+
+    assert load_model(tiny_model).context_noise == 0.0  # a model that does not say commits clean frames
+    tuned = tmp_path / "tuned"
+    shutil.copytree(tiny_model, tuned, ignore=shutil.ignore_patterns("state"))
+    cfg = yaml.safe_load((tuned / "model.yaml").read_text())
+    cfg["info"]["sampling"] = {"context_noise": 0.25, "chosen_by": "a validation sweep"}
+    (tuned / "model.yaml").write_text(yaml.safe_dump(cfg))
+    prompt = {"width": 64, "height": 64}
+    dream = make_world("dream", checkpoint=str(tuned), prompt_config=prompt)
+    assert dream.sampler.context_noise == 0.25 and dream.config["context_noise"] == 0.25  # replays get it too
+    assert make_world("dream", checkpoint=str(tuned), prompt_config=prompt, context_noise=0.0).sampler.context_noise == 0.0
+    envs = DreamVectorEnv(1, checkpoint=str(tuned), prompt_config=prompt)
+    assert envs.sampler.context_noise == 0.25
+    envs.close()
+    dream.close()
+    for bad in (1.5, "high", {"level": 0.2}):
+        cfg["info"]["sampling"] = {"context_noise": bad} if not isinstance(bad, dict) else bad
+        (tuned / "model.yaml").write_text(yaml.safe_dump(cfg))
+        with pytest.raises(CheckpointError, match="info.sampling"):
+            load_model(tuned)
+
+
 def test_broken_checkpoints_are_named(tiny_model, tmp_path):
     from worldmodel.checkpoint import CheckpointError, load_model
 
@@ -227,11 +252,12 @@ def test_dream_gym_env_passes_check_env(tiny_model):
     env.close()
 
 
-def test_vector_env_rows_match_single_dreams_and_autoreset(tiny_model):
+@pytest.mark.parametrize("context_noise", [None, 0.3])
+def test_vector_env_rows_match_single_dreams_and_autoreset(tiny_model, context_noise):
     from worldmodel.vector import DreamVectorEnv
 
     prompt = {"width": 64, "height": 64}
-    envs = DreamVectorEnv(3, checkpoint=str(tiny_model), max_steps=4, prompt_config=prompt)
+    envs = DreamVectorEnv(3, checkpoint=str(tiny_model), max_steps=4, prompt_config=prompt, context_noise=context_noise)
     obs, info = envs.reset(seed=[5, 6, 7])
     rng = np.random.default_rng(0)
     acts = [np.concatenate([rng.random((3, 6)) > 0.5, rng.uniform(-5, 5, (3, 2))], 1).astype(np.float32) for _ in range(4)]
@@ -240,7 +266,7 @@ def test_vector_env_rows_match_single_dreams_and_autoreset(tiny_model):
         obs, rew, term, trunc, info = envs.step(a)
         frames.append(obs)
     assert trunc.all() and not term.any()  # the time limit ends every episode at step 4
-    single = make_world("dream", checkpoint=str(tiny_model), prompt_config=prompt)
+    single = make_world("dream", checkpoint=str(tiny_model), prompt_config=prompt, context_noise=context_noise)
     for row, seed in enumerate([5, 6, 7]):
         ref = [single.reset(seed).rgb] + [single.step(Action.from_array(a[row])).rgb for a in acts]
         for got, want in zip(frames, ref):

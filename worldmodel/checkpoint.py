@@ -43,6 +43,12 @@ class LoadedModel:
     info: dict[str, Any]
     hash: str  # sha256 of the weights file (first 16 hex digits): recordings cite it
 
+    @property
+    def context_noise(self) -> float:
+        """The noise level the dream commits its own frames at, chosen for this model on validation data
+        (model.yaml `info: {sampling: {context_noise: ...}}`); 0 (clean) when the model does not say."""
+        return float((self.info.get("sampling") or {}).get("context_noise", 0.0))
+
 
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -99,7 +105,14 @@ def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any
         config = ModelConfig.from_dict(data["model"], source=str(path))
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    return config, data.get("info") or {}
+    info = data.get("info") or {}
+    sampling = info.get("sampling") or {}
+    if not isinstance(sampling, dict) or set(sampling) - {"context_noise", "chosen_by"}:
+        raise CheckpointError(f"{path}: info.sampling must be a mapping with the keys context_noise, chosen_by; got {sampling!r}")
+    cn = sampling.get("context_noise", 0.0)
+    if isinstance(cn, bool) or not isinstance(cn, (int, float)) or not 0.0 <= cn < 1.0:
+        raise CheckpointError(f"{path}: info.sampling.context_noise must be a number in [0, 1), got {cn!r}")
+    return config, info
 
 
 def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:

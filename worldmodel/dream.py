@@ -52,7 +52,7 @@ class DreamWorld(World):
     name = "dream"
     deterministic = True
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float = 0.0,
+    def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
                  memory: bool = False, bf16: bool = False, threads: int = 2) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
@@ -60,6 +60,8 @@ class DreamWorld(World):
         self.model: LoadedModel = load_model(self.checkpoint)
         cfg = self.model.config
         self.H, self.W = cfg.frame_size
+        if context_noise is None:  # the level chosen for this model on validation data (model.yaml), else clean
+            context_noise = self.model.context_noise
         self.sampler = FlowSampler(steps=steps, context_noise=context_noise)
         self.bf16 = bf16
         if bf16:

@@ -127,7 +127,7 @@ class RolloutResult:
 
 @torch.no_grad()
 def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, c2w0: np.ndarray, context: int,
-              horizon: int, steps: int, seed: int, memory: Any = None) -> RolloutResult:
+              horizon: int, steps: int, seed: int, memory: Any = None, context_noise: float = 0.0) -> RolloutResult:
     """Batched rollouts. latents [B, context, C, h, w] and actions [B, context + horizon, 8] (row i leads into
     frame i); c2w0 [B, 4, 4] the pose of the last context frame. Returns dreamed frames and poses."""
     dyn = model.dynamics
@@ -135,7 +135,7 @@ def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, 
     state = dyn.new_state(B)
     for i in range(context):
         dyn.commit_frame(state, latents[:, i].to(dyn.dtype), actions[:, i].to(dyn.dtype))
-    sampler = FlowSampler(steps=steps)
+    sampler = FlowSampler(steps=steps, context_noise=context_noise)
     gen = torch.Generator().manual_seed(seed)
     frames, poses = [], []
     c2w = c2w0.copy()
@@ -215,10 +215,14 @@ def save_strip(path: Path, dream: np.ndarray, truth: np.ndarray, scale: int = 3)
 
 def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, starts_per_traj: int = 3,
              render_scale: int = 2, max_entries: int | None = None, seed: int = 0,
-             data: list[str] | None = None) -> dict[str, Any]:
-    """Run the protocol in the module docstring; `data` replaces the arena test set with recordings."""
+             data: list[str] | None = None, context_noise: float | None = None) -> dict[str, Any]:
+    """Run the protocol in the module docstring; `data` replaces the arena test set with recordings.
+    `context_noise`: the level the dream's own frames are committed at (as in DreamWorld; None: the
+    model's own, from its model.yaml)."""
     torch.set_num_threads(2)
     model = load_model(model_dir)
+    if context_noise is None:
+        context_noise = model.context_noise
     H, W = model.config.frame_size
     context = min(context, model.config.dynamics.window)
     if data:
@@ -247,7 +251,8 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
             last.append(tr.rgb[t0])
     truth_np, last_np = np.stack(truth), np.stack(last)
     t_start = time.perf_counter()
-    result = open_loop(model, torch.stack(lat_b), torch.stack(act_b), np.stack(c2w_b), context, hmax, steps, seed)
+    result = open_loop(model, torch.stack(lat_b), torch.stack(act_b), np.stack(c2w_b), context, hmax, steps, seed,
+                       context_noise=context_noise)
     rollout_s = time.perf_counter() - t_start
     gt_c2w = []
     for tr in trajs:
@@ -278,7 +283,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     report["ae_psnr"] = float(psnr(recon, all_rgb).mean())
     report["ticks_per_s"] = measure_ticks_per_s(model, steps)
     report["setup"] = {"checkpoint": str(model_dir), "model_hash": model.hash, "trajectories": len(trajs),
-                       "rollouts": len(lat_b), "context": context, "sampling_steps": steps,
+                       "rollouts": len(lat_b), "context": context, "sampling_steps": steps, "context_noise": context_noise,
                        "frame_size": [H, W], "render_size": [H * render_scale, W * render_scale],
                        "batched_rollout_s": round(rollout_s, 2), "seed": seed, "model_info": model.info,
                        "test_set": data or "arena held-out TEST_SET (moving)", "horizons": list(horizons)}
@@ -293,7 +298,8 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     return report
 
 
-def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1) -> dict[str, Any]:
+def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1,
+            context_noise: float | None = None) -> dict[str, Any]:
     """The revisit benchmark: open-loop dreams along the held-out revisit trajectories (which leave and
     come back after more ticks than the context window), memory on vs off, scored against ground truth
     on the frames after the return; plus the memory's own fidelity on ground-truth inserts."""
@@ -306,7 +312,8 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     entries = [e for e in held_out_test_set() if e.kind == "revisit"][:max_entries]
     rows, fidelity, fidelity_covered, coverage = [], [], [], []
     prompt = {"width": W * render_scale, "height": H * render_scale}
-    worlds = {on: DreamWorld(str(model_dir), steps=steps, memory=on, prompt_config=prompt) for on in (False, True)}
+    worlds = {on: DreamWorld(str(model_dir), steps=steps, memory=on, prompt_config=prompt,
+                             context_noise=context_noise) for on in (False, True)}
     for e in entries:
         tr = render_trajectory(e, (H, W), (H * render_scale, W * render_scale))
         actions = entry_actions(e)
@@ -352,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--context", type=int, default=8, help="ground-truth frames before the open loop")
     p.add_argument("--steps", type=int, default=1, help="sampling steps per frame")
+    p.add_argument("--context-noise", type=float, default=None,
+                   help="noise level the dream's own frames are committed at (default: the model's, from its "
+                        "model.yaml info.sampling; sweep it on validation recordings with --data)")
     p.add_argument("--starts", type=int, default=3, help="start ticks per trajectory")
     p.add_argument("--max-entries", type=int, default=None, help="use only the first N test trajectories (smoke runs)")
     p.add_argument("--no-revisit", action="store_true", help="skip the memory revisit benchmark")
@@ -360,9 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts, max_entries=args.max_entries,
-                          data=args.data)
+                          data=args.data, context_noise=args.context_noise)
         if not args.no_revisit and not args.data:
-            report.update(revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps))
+            report.update(revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps,
+                                  context_noise=args.context_noise))
             (args.out / "report.json").write_text(json.dumps(report, indent=2))
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

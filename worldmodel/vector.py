@@ -49,7 +49,8 @@ class DreamVectorEnv(VectorEnv):
     def __init__(self, num_envs: int, checkpoint: str | None = None, steps: int = 1, max_steps: int = 500,
                  reward_fn: RewardFn | None = None, terminate_fn: TerminateFn | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
-                 render_mode: str | None = None, threads: int = 2, observation: str = "rgb") -> None:
+                 render_mode: str | None = None, threads: int = 2, observation: str = "rgb",
+                 context_noise: float | None = None) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if observation not in ("rgb", "latent"):
@@ -66,7 +67,8 @@ class DreamVectorEnv(VectorEnv):
             prompt_config = info.get("prompt_config") or {"width": render[1], "height": render[0]}
         # One prompt world serves every env: it only renders the first frame of an episode.
         self.prompt: World = make_world(self.prompt_name, **prompt_config)
-        self.sampler = FlowSampler(steps=steps)
+        # Each dreamed frame enters the context at this noise level (as in DreamWorld; None: the model's own).
+        self.sampler = FlowSampler(steps=steps, context_noise=self.model.context_noise if context_noise is None else context_noise)
         self.observation = observation
         # Pixels are made only when someone looks at them: rgb observations, hooks, or rgb_array renders.
         self._pixels = observation == "rgb" or reward_fn is not None or terminate_fn is not None \
@@ -156,14 +158,23 @@ class DreamVectorEnv(VectorEnv):
         motion = dyn.predict_pose(self.state, a).float().numpy()
         moving = np.setdiff1d(np.arange(self.num_envs), resetting)
         self.c2w[moving] = apply_ego_motion(self.c2w[moving], motion[moving])
-        noise = torch.cat([torch.randn((1, *self.model.config.latent_shape), generator=g) for g in self.generators])
-        if len(resetting):  # reset rows consumed no noise in a fresh rollout: give the draw back
+        shape = (1, *self.model.config.latent_shape)
+        noise = torch.cat([torch.randn(shape, generator=g) for g in self.generators])
+        cn = self.sampler.context_noise
+        # Each row's context noise comes from its own generator, after its start noise (DreamWorld's order).
+        ctx_noise = torch.cat([torch.randn(shape, generator=g) for g in self.generators]) if cn > 0 else None
+        if len(resetting):  # reset rows consumed no noise in a fresh rollout: give the draws back
             for r in resetting:
                 self.generators[r].manual_seed(int(self.generators[r].initial_seed()))
         z = self.sampler.sample(dyn, self.state, a, noise=noise.to(dyn.dtype), commit=False).latent.float()
         if len(resetting):
             z[torch.from_numpy(resetting)] = prompt_z
-        dyn.commit_frame(self.state, z.to(dyn.dtype), a)
+        ctx, t_ctx = z, torch.zeros(self.num_envs)
+        if cn > 0:  # moving rows commit their frame at the context level; a reset row's prompt frame is clean
+            t_ctx[moving] = cn
+            w = t_ctx[:, None, None, None]
+            ctx = (1 - w) * z + w * ctx_noise
+        dyn.commit_frame(self.state, ctx.to(dyn.dtype), a, t_ctx=t_ctx.to(dyn.dtype))
         prev = self._frames
         self.steps[moving] += 1
         out = self._output(z)
