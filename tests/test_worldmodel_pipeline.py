@@ -124,6 +124,27 @@ def test_fine_tune_on_splat_memory_renders(tiny_model, arena_data, tmp_path):
     assert p.returncode == 2 and "memory_mode" in p.stderr and "'splat'" in p.stderr
 
 
+def test_fine_tune_on_memories_of_the_models_own_predictions(tiny_model, arena_data, tmp_path):
+    runs = {}
+    for mode in ("splat", "splat_predicted"):
+        out = tmp_path / mode
+        p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST, "--set", "ae_steps=0",
+                  "--set", "steps=2", "--set", f"init_from={tiny_model}", "--set", f"memory_mode={mode}")
+        assert p.returncode == 0, p.stderr[-3000:]
+        with np.load(out / "state" / "latents.npz") as z:
+            assert str(z["memory_mode"]) == mode
+            runs[mode] = z["memory"]
+    starts = [0, 41]
+    for mode, mem in runs.items():
+        assert all(mem[s].max() == 0 for s in starts)  # nothing is remembered before an episode's first frame
+        assert mem[1][-1].mean() > 0.2  # the second frame sees the first (real) view in both modes
+    # Frames after the first are the model's predictions, not the recordings: other memory images.
+    assert not np.allclose(runs["splat"][2:41, :-1], runs["splat_predicted"][2:41, :-1], atol=1e-3)
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "bad"), *FAST,
+              "--set", "memory_mode=splat_predicted")
+    assert p.returncode == 2 and "init_from" in p.stderr
+
+
 def test_data_parallel_with_two_gloo_processes(arena_data, tmp_path):
     out = tmp_path / "ddp"
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29631",

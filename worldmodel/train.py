@@ -65,7 +65,9 @@ class TrainConfig:
     memory_prob: float = 0.5
     # "reproject": earlier frames of the episode forward-splatted into the frame's camera (cheap, sharp);
     # "splat": each episode streamed through splat.SceneMemory exactly as the dream does (render at the
-    # frame's camera, then insert the frame), so the model learns the real memory's look and its errors.
+    # frame's camera, then insert the frame), so the model learns the real memory's look and its errors;
+    # "splat_predicted": the same, but the frames streamed in are the init_from model's own one-step
+    # predictions (ground-truth context, decoded RGB + depth), the kind of frame the dream feeds its memory.
     memory_mode: str = "reproject"
     memory_sources: int = 3
     memory_max_gap: int = 300
@@ -81,8 +83,10 @@ class TrainConfig:
     log_every: int = 25
 
     def __post_init__(self) -> None:
-        if self.memory_mode not in ("reproject", "splat"):
-            raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat'")
+        if self.memory_mode not in ("reproject", "splat", "splat_predicted"):
+            raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat', 'splat_predicted'")
+        if self.memory_mode == "splat_predicted" and not self.init_from:
+            raise ConfigError("train.memory_mode: 'splat_predicted' streams a trained model's own predictions: set train.init_from")
         if isinstance(self.bf16, str) and self.bf16 != "auto":
             raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
         if not 0 <= self.pure_noise_prob <= 0.75:
@@ -364,7 +368,7 @@ class Trainer:
             lat[rows] = self.ae.encode(rgb, depth).float()
         memory = None
         if self.store.c2w is not None and self.store.depth is not None and self.mcfg.dynamics.use_memory:
-            memory = self._memory_latents()
+            memory = self._memory_latents(lat)
         if self.d.main:
             arrays = {"latents": lat.numpy(), "frames": np.array(N), "memory_mode": np.array(self.cfg.memory_mode)}
             if memory is not None:
@@ -376,7 +380,7 @@ class Trainer:
         return lat, memory
 
     @torch.no_grad()
-    def _memory_latents(self) -> torch.Tensor:
+    def _memory_latents(self, lat: torch.Tensor) -> torch.Tensor:
         """Per frame: earlier frames of its episode reprojected into its camera, encoded, + coverage alpha."""
         from tqdm import tqdm
 
@@ -402,7 +406,9 @@ class Trainer:
             batch_rows.clear(); batch_rgb.clear(); batch_depth.clear(); batch_alpha.clear()
 
         if cfg.memory_mode == "splat":
-            renders = self._splat_memory_renders()
+            renders = self._splat_memory_renders(self.store.rgb, self.store.depth)
+        elif cfg.memory_mode == "splat_predicted":
+            renders = self._splat_memory_renders(*self._predicted_frames(lat))
         else:
             renders = self._reprojected_memory(rng)
         for row, r in tqdm(renders, total=s.frames, desc=f"memory images ({cfg.memory_mode})",
@@ -416,6 +422,43 @@ class Trainer:
         flush()
         return out
 
+    @torch.no_grad()
+    def _predicted_frames(self, lat: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Every frame as the model predicts it in one sampling step from the ground-truth frames before it
+        (decoded RGB uint8 + depth in metres): blurry and imperfect like the dream's own frames, but anchored
+        to the truth, so a memory built from them matches the episode's cameras. An episode's first frame
+        stays the real one, as the dream's first view is."""
+        from tqdm import tqdm
+
+        from worldmodel.data import tensor_to_frames
+        from worldmodel.flow import FlowSampler
+
+        s, dyn, ae = self.store, self.dyn.eval(), self.ae.eval()
+        rgb, depth = s.rgb.copy(), s.depth.astype(np.float32)
+        sampler = FlowSampler(steps=1)
+        gen = torch.Generator().manual_seed(self.cfg.seed + 11)
+        actions = torch.from_numpy(s.actions)
+        by_length: dict[int, list[int]] = {}
+        for start, n in zip(s.starts, s.lengths):
+            by_length.setdefault(int(n), []).append(int(start))
+        bar = tqdm(total=s.frames, desc="one-step predictions", disable=not self.progress, mininterval=2)
+        for n, starts in by_length.items():
+            for i in range(0, len(starts), batch):
+                rows = torch.tensor(starts[i:i + batch])
+                state = dyn.new_state(len(rows))
+                dyn.commit_frame(state, lat[rows].to(dyn.dtype), torch.zeros(len(rows), 8, dtype=dyn.dtype))
+                for t in range(1, n):
+                    a = actions[rows + t].to(dyn.dtype)
+                    dyn.predict_pose(state, a)
+                    z = sampler.sample(dyn, state, a, generator=gen, commit=False).latent
+                    out = ae.decode(z.float())
+                    rgb[(rows + t).numpy()] = tensor_to_frames(out.rgb)
+                    depth[(rows + t).numpy()] = out.depth[:, 0].float().numpy()
+                    dyn.commit_frame(state, lat[rows + t].to(dyn.dtype), a)  # teacher forcing: the truth goes on
+                bar.update(len(rows) * n)
+        bar.close()
+        return rgb, depth
+
     def _reprojected_memory(self, rng: np.random.Generator):
         """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera."""
         s, cfg = self.store, self.cfg
@@ -427,7 +470,7 @@ class Trainer:
             yield row, reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row],
                                  s.K[row], (H, W))
 
-    def _splat_memory_renders(self):
+    def _splat_memory_renders(self, rgb: np.ndarray, depth: np.ndarray):
         """(row, render) for every frame but an episode's first: the episode so far, streamed through a
         splat.SceneMemory as the dream feeds it (first frame at tick 0; then per tick: render at the frame's
         camera, insert the frame), rendered at the frame's camera before the frame itself is inserted."""
@@ -441,11 +484,10 @@ class Trainer:
             memory.reset()
             for row in range(int(start), int(end)):
                 tick = row - int(start)
-                depth = s.depth[row].astype(np.float32)
                 if tick > 0:
                     yield row, memory.render(s.c2w[row], s.K[row], tick)
                 try:
-                    memory.insert(s.rgb[row], depth, s.c2w[row], s.K[row], tick)
+                    memory.insert(rgb[row], depth[row].astype(np.float32), s.c2w[row], s.K[row], tick)
                 except ValueError:
                     pass  # a frame with no valid depth (all sky, say) adds nothing; the dream skips it too
 
