@@ -99,20 +99,19 @@ def main() -> int:
     torch.set_num_threads(2)
     out = {"checkpoint": args.checkpoint, "threads": 2}
     for mode in ("rgb", "latent"):
+        suffix = "" if mode == "rgb" else "_latent"
         results = run_mode(args, mode)
-        key = "batches" if mode == "rgb" else "latent_batches"
-        out[key] = results
-        out["speedup_16_over_1" + ("" if mode == "rgb" else "_latent")] = round(
-            results["16"]["total_ticks_per_s"] / results["1"]["total_ticks_per_s"], 2)
+        out["batches" if mode == "rgb" else "latent_batches"] = results
+        out["speedup_16_over_1" + suffix] = round(results["16"]["total_ticks_per_s"] / results["1"]["total_ticks_per_s"], 2)
         flops = flops_per_env_tick(args.checkpoint, mode)
         peak = measure_peak_gflops(torch.float32)
         floor_ms = flops / (peak * 1e9) * 1e3
-        out["ceiling" + ("" if mode == "rgb" else "_latent")] = {
+        out["ceiling" + suffix] = {
             "gflop_per_env_tick": round(flops / 1e9, 3), "gemm_peak_gflops": round(peak, 1),
             "ms_per_env_tick_at_peak": round(floor_ms, 2),
             "max_speedup_16_over_1": round(results["1"]["ms_per_batched_tick"] / floor_ms, 2),
             "b16_fraction_of_peak": round(floor_ms / (results["16"]["ms_per_batched_tick"] / 16), 2)}
-        print(mode, "ceiling", out["ceiling" + ("" if mode == "rgb" else "_latent")], flush=True)
+        print(mode, "ceiling", out["ceiling" + suffix], flush=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
     return 0

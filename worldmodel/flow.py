@@ -172,9 +172,28 @@ class FlowSampler:
             x = x0 if t_next == 0.0 and model.config.prediction == "x0" else x + (t_next - t_now) * v
         pose = state.pending_pose
         if commit:
-            ctx = x
-            if self.context_noise > 0:
-                noise = torch.randn(x.shape, generator=generator, device=device)
-                ctx = (1 - self.context_noise) * x + self.context_noise * noise
-            model.commit_frame(state, ctx, action, memory, t_ctx=self.context_noise)
+            self.commit(model, state, x, action, memory, generator=generator)
         return SampledFrame(latent=x, pose=pose)
+
+    def commit(
+        self,
+        model: DynamicsTransformer,
+        state: DynamicsState,
+        x: Tensor,
+        action: Tensor,
+        memory: Tensor | None = None,
+        level: float | Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """Append the clean frame x [B, C, h, w] to the context at noise level `level` (default
+        `context_noise`; a [B] tensor gives each row its own), noised with `noise` (drawn from `generator`
+        when not given; nothing is drawn when every level is 0)."""
+        level = self.context_noise if level is None else level
+        w = torch.as_tensor(level, dtype=x.dtype, device=x.device)
+        if bool((w > 0).any()):
+            if noise is None:
+                noise = torch.randn(x.shape, generator=generator, device=x.device)
+            w = w[:, None, None, None] if w.dim() else w
+            x = (1 - w) * x + w * noise.to(x.dtype)
+        model.commit_frame(state, x, action, memory, t_ctx=level)

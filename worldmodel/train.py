@@ -89,9 +89,10 @@ class TrainConfig:
             raise ConfigError("train.memory_mode: 'splat_predicted' streams a trained model's own predictions: set train.init_from")
         if isinstance(self.bf16, str) and self.bf16 != "auto":
             raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
-        if not 0 <= self.pure_noise_prob <= 0.75:
-            raise ConfigError(f"train.pure_noise_prob: {self.pure_noise_prob} is not in [0, 0.75] (a quarter of the "
-                              "frames are context-level; the rest share what is left)")
+        try:
+            FlowMatching(pure_noise_prob=self.pure_noise_prob)
+        except ValueError as e:
+            raise ConfigError(f"train.pure_noise_prob: {e}") from None
 
 
 def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:

@@ -169,12 +169,9 @@ class DreamVectorEnv(VectorEnv):
         z = self.sampler.sample(dyn, self.state, a, noise=noise.to(dyn.dtype), commit=False).latent.float()
         if len(resetting):
             z[torch.from_numpy(resetting)] = prompt_z
-        ctx, t_ctx = z, torch.zeros(self.num_envs)
-        if cn > 0:  # moving rows commit their frame at the context level; a reset row's prompt frame is clean
-            t_ctx[moving] = cn
-            w = t_ctx[:, None, None, None]
-            ctx = (1 - w) * z + w * ctx_noise
-        dyn.commit_frame(self.state, ctx.to(dyn.dtype), a, t_ctx=t_ctx.to(dyn.dtype))
+        level = torch.zeros(self.num_envs)  # moving rows commit at the context level; a reset row's prompt is clean
+        level[moving] = cn
+        self.sampler.commit(dyn, self.state, z.to(dyn.dtype), a, level=level.to(dyn.dtype), noise=ctx_noise)
         prev = self._frames
         self.steps[moving] += 1
         out = self._output(z)
