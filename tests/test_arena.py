@@ -303,6 +303,22 @@ def test_revisit_entries_return_to_start_pose() -> None:
             assert far[0] > 2.0  # it really went somewhere
 
 
+def test_validation_revisits_are_planned_like_the_test_set_on_validation_seeds() -> None:
+    from engine.arena.splits import TestEntry, revisit_entries
+
+    val = revisit_entries("validation", 3)
+    assert [e.split for e in val] == ["validation"] * 3
+    for entry in val:
+        assert split_of(entry.level_seed) == "validation" and split_of(entry.policy_seed) == "validation"
+        traj = entry_trajectory(entry)
+        assert REVISIT_MIN <= entry.return_tick <= REVISIT_MAX and traj.error_at(entry.return_tick)[0] < 0.5
+    assert revisit_entries("test", 8) == [e for e in TEST_SET if e.kind == "revisit"]
+    with pytest.raises(ValueError, match="train"):
+        revisit_entries("train", 1)
+    with pytest.raises(ValueError, match="not in the test range"):
+        TestEntry(val[0].level_seed, val[0].policy_seed, "revisit", val[0].ticks, val[0].return_tick)
+
+
 def test_revisit_replays_in_rendered_world() -> None:
     entry = next(e for e in TEST_SET if e.kind == "revisit")
     traj = entry_trajectory(entry)

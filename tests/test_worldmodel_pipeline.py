@@ -143,6 +143,18 @@ def test_fine_tune_on_memories_of_the_models_own_predictions(tiny_model, arena_d
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "bad"), *FAST,
               "--set", "memory_mode=splat_predicted")
     assert p.returncode == 2 and "init_from" in p.stderr
+    # Other scene-memory settings: other memory images (the cache is rebuilt), and the model says which it used.
+    out = tmp_path / "fine"
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST, "--set", "ae_steps=0",
+              "--set", "steps=2", "--set", f"init_from={tiny_model}", "--set", "memory_mode=splat",
+              "--set", "memory={subsample: 1, scale_factor: 0.3}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    with np.load(out / "state" / "latents.npz") as z:
+        assert not np.allclose(z["memory"][2:41, :-1], runs["splat"][2:41, :-1], atol=1e-3)
+    assert yaml.safe_load((out / "model.yaml").read_text())["info"]["memory"] == {"subsample": 1, "scale_factor": 0.3}
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "typo"), *FAST,
+              "--set", "memory={subsampel: 1}")
+    assert p.returncode == 2 and "subsampel" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_data_parallel_with_two_gloo_processes(arena_data, tmp_path):
@@ -223,6 +235,32 @@ def test_a_model_carries_its_context_noise_and_bad_values_are_named(tiny_model, 
         cfg["info"]["sampling"] = {"context_noise": bad} if not isinstance(bad, dict) else bad
         (tuned / "model.yaml").write_text(yaml.safe_dump(cfg))
         with pytest.raises(CheckpointError, match="info.sampling"):
+            load_model(tuned)
+
+
+def test_a_model_carries_its_scene_memory_settings_and_bad_ones_are_named(tiny_model, tmp_path):
+    from worldmodel.checkpoint import CheckpointError, load_model
+
+    tuned = tmp_path / "tuned"
+    shutil.copytree(tiny_model, tuned, ignore=shutil.ignore_patterns("state"))
+    cfg = yaml.safe_load((tuned / "model.yaml").read_text())
+    cfg["info"]["memory"] = {"subsample": 1, "scale_factor": 0.3, "budget": 3000, "chosen_by": "validation revisits"}
+    (tuned / "model.yaml").write_text(yaml.safe_dump(cfg))
+    prompt = {"width": 64, "height": 64}
+    dream = make_world("dream", checkpoint=str(tuned), prompt_config=prompt, memory=True)
+    mc = dream.memory.config
+    assert (mc.subsample, mc.scale_factor, mc.budget) == (1, 0.3, 3000)
+    assert dream.config["memory_settings"] == {"subsample": 1, "scale_factor": 0.3, "budget": 3000}  # replays get it
+    # an explicit choice wins over the model's (evaluate --memory); the memory is then the default one
+    plain = make_world("dream", checkpoint=str(tuned), prompt_config=prompt, memory=True, memory_settings={})
+    assert (plain.memory.config.subsample, plain.memory.config.budget) == (2, 20000)
+    dream.close()
+    plain.close()
+    for bad, named in (({"subsampel": 1}, "subsampel"), ({"subsample": 0}, "subsample"),
+                       ({"budget": "big"}, "budget"), ([1, 2], "mapping")):
+        cfg["info"]["memory"] = bad
+        (tuned / "model.yaml").write_text(yaml.safe_dump(cfg))
+        with pytest.raises(CheckpointError, match=named):
             load_model(tuned)
 
 
@@ -332,6 +370,21 @@ def test_revisit_benchmark_reports_memory_on_off_and_fidelity(tiny_model):
     row = r["revisit"]["per_trajectory"][0]
     assert row["gap_ticks"] > r["revisit"]["context_window_frames"]  # the return is beyond the context
     assert 0.0 < r["memory_fidelity_coverage"] <= 1.0 and r["memory_fidelity"] > 10.0
+    assert r["revisit"]["split"] == "test" and r["revisit"]["memory_settings"] == {}
+
+
+def test_memory_settings_are_chosen_on_validation_revisits(tiny_model, tmp_path):
+    """evaluate --revisit-only --revisit-split validation --memory K=V: the sweep a model's info.memory comes from."""
+    from worldmodel.evaluate import main
+
+    out = tmp_path / "val"
+    assert main(["--checkpoint", str(tiny_model), "--out", str(out), "--revisit-only", "--revisit-split", "validation",
+                 "--max-entries", "1", "--memory", "subsample=1", "--memory", "scale_factor=0.3"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["revisit"]["split"] == "validation" and r["revisit"]["memory_settings"] == {"subsample": 1, "scale_factor": 0.3}
+    assert r["revisit"]["per_trajectory"][0]["level_seed"] < 1_100_000 and "psnr" not in r  # validation seeds; no open loop
+    assert main(["--checkpoint", str(tiny_model), "--out", str(out), "--revisit-only", "--memory", "subsampel=1"]) == 2
+    assert main(["--checkpoint", str(tiny_model), "--out", str(out), "--revisit-only", "--memory", "subsample"]) == 2
 
 
 def test_bf16_setting_is_checked_and_auto_measures():

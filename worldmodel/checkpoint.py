@@ -49,6 +49,12 @@ class LoadedModel:
         (model.yaml `info: {sampling: {context_noise: ...}}`); 0 (clean) when the model does not say."""
         return float((self.info.get("sampling") or {}).get("context_noise", 0.0))
 
+    @property
+    def memory_settings(self) -> dict[str, Any]:
+        """splat.MemoryConfig fields the model's scene memory uses (model.yaml `info: {memory: {...}}`): the
+        memory it was fine-tuned with, or the one chosen for it on validation revisits; {} = the defaults."""
+        return {k: v for k, v in (self.info.get("memory") or {}).items() if k != "chosen_by"}
+
 
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -112,7 +118,38 @@ def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any
     cn = sampling.get("context_noise", 0.0)
     if isinstance(cn, bool) or not isinstance(cn, (int, float)) or not 0.0 <= cn < 1.0:
         raise CheckpointError(f"{path}: info.sampling.context_noise must be a number in [0, 1), got {cn!r}")
+    check_memory_settings(info.get("memory"), f"{path}: info.memory")
     return config, info
+
+
+def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:
+    """Scene-memory settings: a mapping of splat.MemoryConfig fields (not width/height: the model's frame size
+    sets those) plus an optional `chosen_by` note. Raises CheckpointError naming the bad key or value."""
+    if settings is None:
+        return {}
+    from dataclasses import fields
+
+    from splat import MemoryConfig
+
+    allowed = sorted(f.name for f in fields(MemoryConfig) if f.name not in ("width", "height"))
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{where} must be a mapping of scene-memory settings, got {settings!r}")
+    unknown = sorted(set(settings) - set(allowed) - {"chosen_by"})
+    if unknown:
+        raise CheckpointError(f"{where}: unknown key(s) {unknown}; the scene-memory settings are {allowed} (and chosen_by)")
+    values = {k: v for k, v in settings.items() if k != "chosen_by"}
+    types = {f.name: f.type for f in fields(MemoryConfig)}
+    for k, v in values.items():
+        want = types[k] if isinstance(types[k], str) else types[k].__name__
+        ok = {"int": isinstance(v, int) and not isinstance(v, bool), "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+              "bool": isinstance(v, bool), "str": isinstance(v, str)}.get(want, True)
+        if not ok:
+            raise CheckpointError(f"{where}.{k} must be of type {want}, got {v!r}")
+    try:
+        MemoryConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    return values
 
 
 def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:

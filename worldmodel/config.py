@@ -176,6 +176,10 @@ def _convert(value: Any, hint: Any, key: str, source: str | None) -> Any:
         if value not in typing.get_args(hint):
             raise ConfigError(f"{_where(key, source)} must be one of {list(typing.get_args(hint))}, got {value!r}")
         return value
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{_where(key, source)} must be a mapping, got {value!r}")
+        return dict(value)
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):

@@ -20,7 +20,7 @@ import torch
 
 from engine.action import Action
 from engine.world import Observation, World, make_world
-from worldmodel.checkpoint import LoadedModel, load_model
+from worldmodel.checkpoint import LoadedModel, check_memory_settings, load_model
 from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
 from worldmodel.flow import FlowSampler
 from worldmodel.pose import apply_ego_motion
@@ -54,7 +54,8 @@ class DreamWorld(World):
 
     def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
-                 memory: bool = False, bf16: bool = False, threads: int = 2) -> None:
+                 memory: bool = False, bf16: bool = False, threads: int = 2,
+                 memory_settings: dict[str, Any] | None = None) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
         torch.set_num_threads(threads)
         self.model: LoadedModel = load_model(self.checkpoint)
@@ -76,15 +77,20 @@ class DreamWorld(World):
         else:
             render = info.get("render_size", [2 * self.H, 2 * self.W])
             self.prompt_config = {"width": render[1], "height": render[0]}
+        if memory_settings is None:  # the scene memory the model was tuned with (model.yaml), else the defaults
+            memory_settings = self.model.memory_settings
+        else:
+            memory_settings = check_memory_settings(dict(memory_settings), "memory_settings")
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
-                            prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads)
+                            prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads,
+                            memory_settings=dict(memory_settings))
         self.prompt: World | None = None
         self.memory: SceneMemoryLike | None = None
         self.memory_enabled = memory
         if memory:
             from splat import SceneMemory
 
-            self.memory = SceneMemory(width=self.W, height=self.H)
+            self.memory = SceneMemory(width=self.W, height=self.H, **memory_settings)
         self.state = None
         self.c2w = np.eye(4)
         self.K = np.eye(3)

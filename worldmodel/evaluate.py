@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
@@ -299,21 +300,31 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
 
 
 def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1,
-            context_noise: float | None = None) -> dict[str, Any]:
+            context_noise: float | None = None, split: str = "test",
+            memory_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The revisit benchmark: open-loop dreams along the held-out revisit trajectories (which leave and
     come back after more ticks than the context window), memory on vs off, scored against ground truth
-    on the frames after the return; plus the memory's own fidelity on ground-truth inserts."""
-    from engine.arena.splits import entry_actions, held_out_test_set
+    on the frames after the return; plus the memory's own fidelity on ground-truth inserts.
+    `split="validation"`: revisits planned the same way on validation seeds, for choosing settings;
+    `memory_settings`: splat.MemoryConfig fields instead of the model's own (model.yaml info.memory)."""
+    from engine.arena.splits import entry_actions, held_out_test_set, revisit_entries
     from splat import SceneMemory
+    from worldmodel.checkpoint import check_memory_settings
     from worldmodel.dream import DreamWorld
 
     model = load_model(model_dir)
     H, W = model.config.frame_size
-    entries = [e for e in held_out_test_set() if e.kind == "revisit"][:max_entries]
+    if memory_settings is None:
+        memory_settings = model.memory_settings
+    memory_settings = check_memory_settings(dict(memory_settings), "memory settings")
+    if split == "test":
+        entries = [e for e in held_out_test_set() if e.kind == "revisit"][:max_entries]
+    else:
+        entries = revisit_entries(split, max_entries or 8)
     rows, fidelity, fidelity_covered, coverage = [], [], [], []
     prompt = {"width": W * render_scale, "height": H * render_scale}
     worlds = {on: DreamWorld(str(model_dir), steps=steps, memory=on, prompt_config=prompt,
-                             context_noise=context_noise) for on in (False, True)}
+                             context_noise=context_noise, memory_settings=memory_settings) for on in (False, True)}
     for e in entries:
         tr = render_trajectory(e, (H, W), (H * render_scale, W * render_scale))
         actions = entry_actions(e)
@@ -327,7 +338,7 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
                      "psnr_memory_off": scores[False][0], "ssim_memory_on": scores[True][1],
                      "ssim_memory_off": scores[False][1]})
         # Fidelity: ground-truth frames in, rendered back at the same poses.
-        memory = SceneMemory(width=W, height=H)
+        memory = SceneMemory(width=W, height=H, **memory_settings)
         K = worlds[True].K
         for t in range(0, len(tr.rgb), 5):
             memory.insert(tr.rgb[t], tr.depth[t], tr.c2w[t], K, t)
@@ -345,7 +356,8 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     return {"revisit": {"memory_on": on, "memory_off": off, "gain_db": on - off,
                         "ssim_memory_on": float(np.mean([r["ssim_memory_on"] for r in rows])),
                         "ssim_memory_off": float(np.mean([r["ssim_memory_off"] for r in rows])),
-                        "context_window_frames": model.config.dynamics.window, "per_trajectory": rows},
+                        "context_window_frames": model.config.dynamics.window, "split": split,
+                        "memory_settings": memory_settings, "per_trajectory": rows},
             # The memory holds geometry, not the sky (depth beyond its max_depth): fidelity is scored on the
             # pixels it covers, with the coverage and the whole-frame figure beside it.
             "memory_fidelity": float(np.mean(fidelity_covered)) if fidelity_covered else None,
@@ -365,15 +377,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--starts", type=int, default=3, help="start ticks per trajectory")
     p.add_argument("--max-entries", type=int, default=None, help="use only the first N test trajectories (smoke runs)")
     p.add_argument("--no-revisit", action="store_true", help="skip the memory revisit benchmark")
+    p.add_argument("--revisit-only", action="store_true", help="only the memory revisit benchmark (no open loop)")
+    p.add_argument("--revisit-split", choices=("test", "validation"), default="test",
+                   help="revisit trajectories: the held-out test set, or the same kind planned on validation seeds "
+                        "(choose memory settings there)")
+    p.add_argument("--memory", action="append", default=[], metavar="KEY=VALUE",
+                   help="scene-memory setting (a splat.MemoryConfig field, e.g. subsample=1) instead of the model's; "
+                        "repeatable")
     p.add_argument("--data", nargs="+", default=None,
                    help="held-out recordings of any World to test on instead of the arena test set")
     args = p.parse_args(argv)
+    if args.revisit_only and (args.no_revisit or args.data):
+        p.error("--revisit-only runs the arena revisit benchmark; it cannot go with --no-revisit or --data")
     try:
-        report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts, max_entries=args.max_entries,
-                          data=args.data, context_noise=args.context_noise)
+        memory_settings = None
+        if args.memory:
+            memory_settings = {}
+            for item in args.memory:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ValueError(f"--memory {item!r}: expected KEY=VALUE, e.g. --memory subsample=1")
+                memory_settings[key.strip()] = yaml.safe_load(value)
+        if args.revisit_only:
+            args.out.mkdir(parents=True, exist_ok=True)
+            report = {}
+        else:
+            report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts,
+                              max_entries=args.max_entries, data=args.data, context_noise=args.context_noise)
         if not args.no_revisit and not args.data:
             report.update(revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps,
-                                  context_noise=args.context_noise))
+                                  context_noise=args.context_noise, split=args.revisit_split,
+                                  memory_settings=memory_settings))
             (args.out / "report.json").write_text(json.dumps(report, indent=2))
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -382,7 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     if "revisit" in brief:
         brief["revisit"] = {k: v for k, v in brief["revisit"].items() if k != "per_trajectory"}
     print(json.dumps(brief, indent=2))
-    print(f"report: {args.out / 'report.json'}; plots: {args.out / 'psnr.png'}, {args.out / 'strip.png'}")
+    if args.revisit_only:
+        print(f"report: {args.out / 'report.json'}")
+    else:
+        print(f"report: {args.out / 'report.json'}; plots: {args.out / 'psnr.png'}, {args.out / 'strip.png'}")
     return 0
 
 

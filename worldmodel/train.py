@@ -23,7 +23,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch.distributed as dist
 import yaml
 
 from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
-from worldmodel.checkpoint import CheckpointError, load_state, save_model, save_state
+from worldmodel.checkpoint import CheckpointError, check_memory_settings, load_state, save_model, save_state
 from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import (DataError, FrameStore, check_actions, find_recordings, frames_to_tensor,
                              memory_sources, reproject)
@@ -72,6 +72,9 @@ class TrainConfig:
     memory_sources: int = 3
     memory_max_gap: int = 300
     memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
+    # splat.MemoryConfig fields for the "splat" modes' memory (e.g. {subsample: 1, scale_factor: 0.3}); written to
+    # the model's model.yaml (info.memory) so the dream builds the same memory. {}: init_from's, else the defaults.
+    memory: dict[str, Any] = field(default_factory=dict)
     context_noise_max: float = 0.1
     # Fraction of frames trained at pure noise (t = 1), where sampling starts; see FlowMatching.
     pure_noise_prob: float = 0.25
@@ -93,6 +96,10 @@ class TrainConfig:
             FlowMatching(pure_noise_prob=self.pure_noise_prob)
         except ValueError as e:
             raise ConfigError(f"train.pure_noise_prob: {e}") from None
+        try:
+            check_memory_settings(self.memory, "train.memory")
+        except CheckpointError as e:
+            raise ConfigError(str(e)) from None
 
 
 def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:
@@ -250,6 +257,8 @@ class Trainer:
             self.ae.load_state_dict(init.autoencoder.state_dict())
             self.dyn.load_state_dict(init.dynamics.state_dict())
             self._say(f"initialised from {cfg.init_from} (model {init.hash})")
+        # The scene memory the "splat" modes build, and the dream then builds the same (model.yaml info.memory).
+        self.memory_settings = dict(cfg.memory) or (dict(init.memory_settings) if cfg.init_from else {})
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -284,6 +293,8 @@ class Trainer:
             info = {"stage": stage, "step": step, "frames": self.store.frames, "episodes": self.store.episodes,
                     "data": list(self.cfg.data), "has_pose": self.ego is not None, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
                     **self._prompt_info()}
+            if self.memory_settings:
+                info["memory"] = dict(self.memory_settings)
             save_model(self.out, self.mcfg, self.ae, self.dyn, info)
 
     def _prompt_info(self) -> dict[str, Any]:
@@ -357,7 +368,9 @@ class Trainer:
         if cache.exists():
             with np.load(cache, allow_pickle=False) as z:
                 mode = str(z["memory_mode"]) if "memory_mode" in z.files else "reproject"
-                if int(z["frames"]) == self.store.frames and mode == self.cfg.memory_mode:
+                settings = str(z["memory_settings"]) if "memory_settings" in z.files else "{}"
+                if (int(z["frames"]) == self.store.frames and mode == self.cfg.memory_mode
+                        and settings == self._memory_key()):
                     mem = torch.from_numpy(z["memory"]) if "memory" in z.files else None
                     return torch.from_numpy(z["latents"]), mem
         from tqdm import tqdm
@@ -371,7 +384,8 @@ class Trainer:
         if self.store.c2w is not None and self.store.depth is not None and self.mcfg.dynamics.use_memory:
             memory = self._memory_latents(lat)
         if self.d.main:
-            arrays = {"latents": lat.numpy(), "frames": np.array(N), "memory_mode": np.array(self.cfg.memory_mode)}
+            arrays = {"latents": lat.numpy(), "frames": np.array(N), "memory_mode": np.array(self.cfg.memory_mode),
+                      "memory_settings": np.array(self._memory_key())}
             if memory is not None:
                 arrays["memory"] = memory.numpy()
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -379,6 +393,10 @@ class Trainer:
             np.savez(tmp, **arrays)
             os.replace(tmp, cache)
         return lat, memory
+
+    def _memory_key(self) -> str:
+        """The memory settings as the latents cache records them (a change rebuilds the memory images)."""
+        return json.dumps(self.memory_settings if self.cfg.memory_mode != "reproject" else {}, sort_keys=True)
 
     @torch.no_grad()
     def _memory_latents(self, lat: torch.Tensor) -> torch.Tensor:
@@ -479,7 +497,7 @@ class Trainer:
 
         s = self.store
         H, W = self.mcfg.frame_size
-        memory = SceneMemory(width=W, height=H)
+        memory = SceneMemory(width=W, height=H, **self.memory_settings)
         ends = list(s.starts[1:]) + [s.frames]
         for start, end in zip(s.starts, ends):
             memory.reset()

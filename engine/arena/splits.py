@@ -68,11 +68,14 @@ class TestEntry:
     kind: Literal["moving", "revisit"]
     ticks: int  # number of actions
     return_tick: int | None = None  # revisits: the tick at which the pose is back at the tick-0 pose
+    split: str = "test"  # "validation" for entries made to choose settings on (see revisit_entries)
 
     def __post_init__(self) -> None:
+        if self.split not in ("test", "validation"):
+            raise ValueError(f"entry split must be 'test' or 'validation', got {self.split!r}")
         for seed in (self.level_seed, self.policy_seed):
-            if split_of(seed) != "test":
-                raise ValueError(f"test entry seed {seed} is not in the test range {SPLITS['test']}")
+            if split_of(seed) != self.split:
+                raise ValueError(f"{self.split} entry seed {seed} is not in the {self.split} range {SPLITS[self.split]}")
         if self.kind == "revisit":
             if self.return_tick is None or not REVISIT_MIN <= self.return_tick <= REVISIT_MAX:
                 raise ValueError(f"revisit entry needs return_tick in [{REVISIT_MIN}, {REVISIT_MAX}], "
@@ -130,16 +133,26 @@ def entry_actions(entry: TestEntry) -> list[Action]:
     return entry_trajectory(entry).actions
 
 
-def _generate(n_moving: int = 8, n_revisit: int = 8) -> list[TestEntry]:
+def revisit_entries(split: str = "validation", count: int = 8) -> list[TestEntry]:
+    """Revisit trajectories (out and back to the tick-0 pose) on `split`'s seeds, planned the way the test
+    set's were: the validation ones are for choosing settings (say, the scene memory's) without the test set."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"revisit entries come from the 'test' or 'validation' split, not {split!r}")
     config = load_preset(TEST_PRESET)
-    test = SPLITS["test"]
-    entries = [TestEntry(test.start + i, test.start + 50_000 + i, "moving", MOVING_TICKS) for i in range(n_moving)]
-    for i in range(n_revisit):
-        level_seed, policy_seed = test.start + 1000 + i, test.start + 51_000 + i
+    r = SPLITS[split]
+    entries = []
+    for i in range(count):
+        level_seed, policy_seed = r.start + 1000 + i, r.start + 51_000 + i
         traj = plan_revisit(config, level_seed, policy_seed, TEST_TICK_RATE, REVISIT_MIN, REVISIT_MAX,
                             hold_ticks=REVISIT_HOLD)
-        entries.append(TestEntry(level_seed, policy_seed, "revisit", len(traj.actions), traj.return_tick))
+        entries.append(TestEntry(level_seed, policy_seed, "revisit", len(traj.actions), traj.return_tick, split))
     return entries
+
+
+def _generate(n_moving: int = 8, n_revisit: int = 8) -> list[TestEntry]:
+    test = SPLITS["test"]
+    entries = [TestEntry(test.start + i, test.start + 50_000 + i, "moving", MOVING_TICKS) for i in range(n_moving)]
+    return entries + revisit_entries("test", n_revisit)
 
 
 if __name__ == "__main__":
