@@ -59,8 +59,9 @@ def profile_breakdown(envs, rng, B: int, ticks: int) -> dict[str, float]:
     return {k: round(v / (ticks * B), 3) for k, v in totals.items()}
 
 
-def flops_per_env_tick(checkpoint: str, mode: str, ticks: int = 3) -> float:
-    """FLOPs of one environment-tick (window full), counted with attention as explicit matmuls."""
+def flops_per_env_tick(checkpoint: str, mode: str, ticks: int = 3) -> tuple[float, float]:
+    """FLOPs of one environment-tick (window full), counted with attention as explicit matmuls: (all of them,
+    attention's: the batched matmuls, which only the naive attention issues)."""
     import numpy as np
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -81,7 +82,9 @@ def flops_per_env_tick(checkpoint: str, mode: str, ticks: int = 3) -> float:
     finally:
         force_backend(None)
         envs.close()
-    return counter.get_total_flops() / ticks
+    by_op = counter.get_flop_counts().get("Global", {})
+    attention = sum(v for k, v in by_op.items() if "bmm" in str(k))
+    return counter.get_total_flops() / ticks, attention / ticks
 
 
 def main() -> int:
@@ -103,7 +106,7 @@ def main() -> int:
         results = run_mode(args, mode)
         out["batches" if mode == "rgb" else "latent_batches"] = results
         out["speedup_16_over_1" + suffix] = round(results["16"]["total_ticks_per_s"] / results["1"]["total_ticks_per_s"], 2)
-        flops = flops_per_env_tick(args.checkpoint, mode)
+        flops, attention_flops = flops_per_env_tick(args.checkpoint, mode)
         peak = measure_peak_gflops(torch.float32)
         floor_ms = flops / (peak * 1e9) * 1e3
         out["ceiling" + suffix] = {
@@ -111,6 +114,17 @@ def main() -> int:
             "ms_per_env_tick_at_peak": round(floor_ms, 2),
             "max_speedup_16_over_1": round(results["1"]["ms_per_batched_tick"] / floor_ms, 2),
             "b16_fraction_of_peak": round(floor_ms / (results["16"]["ms_per_batched_tick"] / 16), 2)}
+        prof16 = results["16"].get("profile_ms_per_env_tick")
+        if prof16:
+            # A tighter bound from this run's own B = 16 profile: the linear layers and convolutions as measured
+            # (already near peak), attention's FLOPs at GEMM peak, and everything else (elementwise ops, Python,
+            # the per-tick bookkeeping) free. No batching of this model reaches past it on this machine.
+            attn_ms = attention_flops / (peak * 1e9) * 1e3
+            best_ms = prof16["linear"] + prof16["conv (decoder)"] + attn_ms
+            out["ceiling" + suffix].update({
+                "attention_gflop_per_env_tick": round(attention_flops / 1e9, 3),
+                "attention_b16_fraction_of_peak": round(attn_ms / prof16["attention"], 2),
+                "max_speedup_if_attention_at_peak_and_all_else_free": round(results["1"]["ms_per_batched_tick"] / best_ms, 2)})
         print(mode, "ceiling", out["ceiling" + suffix], flush=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

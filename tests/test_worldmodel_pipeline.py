@@ -371,6 +371,8 @@ def test_revisit_benchmark_reports_memory_on_off_and_fidelity(tiny_model):
     assert row["gap_ticks"] > r["revisit"]["context_window_frames"]  # the return is beyond the context
     assert 0.0 < r["memory_fidelity_coverage"] <= 1.0 and r["memory_fidelity"] > 10.0
     assert r["revisit"]["split"] == "test" and r["revisit"]["memory_settings"] == {}
+    # the oracle (a memory of the ground truth) is its own dream: scored separately, not a copy of memory on
+    assert np.isfinite(r["revisit"]["memory_oracle"]) and row["psnr_memory_oracle"] != row["psnr_memory_on"]
 
 
 def test_memory_settings_are_chosen_on_validation_revisits(tiny_model, tmp_path):

@@ -299,6 +299,30 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     return report
 
 
+class GroundTruthMemory:
+    """A scene memory fed the ground truth instead of the dream: every insert puts the trajectory's true frame
+    and depth at its true pose, every render is at the true pose of that tick. Wrapped around the dream's own
+    SceneMemory (same settings), it is the revisit benchmark's oracle: the dream still makes every frame, but
+    the memory it is conditioned on is right, so `memory_oracle - memory_off` says how much this model could
+    gain from memory, and `memory_oracle - memory_on` how much its own memory loses of that."""
+
+    def __init__(self, memory: Any, trajectory: Trajectory) -> None:
+        self.memory, self.tr = memory, trajectory
+
+    def reset(self) -> None:
+        self.memory.reset()
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+    def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int):
+        return self.memory.render(self.tr.c2w[tick], K, tick)
+
+    def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
+               dynamic_mask: np.ndarray | None = None) -> None:
+        self.memory.insert(self.tr.rgb[tick], self.tr.depth[tick], self.tr.c2w[tick], K, tick)
+
+
 def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1,
             context_noise: float | None = None, split: str = "test",
             memory_settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -323,23 +347,26 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
         entries = revisit_entries(split, max_entries or 8)
     rows, fidelity, fidelity_covered, coverage = [], [], [], []
     prompt = {"width": W * render_scale, "height": H * render_scale}
-    worlds = {on: DreamWorld(str(model_dir), steps=steps, memory=on, prompt_config=prompt,
-                             context_noise=context_noise, memory_settings=memory_settings) for on in (False, True)}
+    worlds = {kind: DreamWorld(str(model_dir), steps=steps, memory=kind != "off", prompt_config=prompt,
+                               context_noise=context_noise, memory_settings=memory_settings)
+              for kind in ("off", "on", "oracle")}
     for e in entries:
         tr = render_trajectory(e, (H, W), (H * render_scale, W * render_scale))
         actions = entry_actions(e)
         scores = {}
-        for on, world in worlds.items():
+        for kind, world in worlds.items():
+            if kind == "oracle":
+                world.attach_memory(GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr))
             frames = [world.reset(e.level_seed).rgb] + [world.step(a).rgb for a in actions]
             pred = np.stack(frames[e.return_tick:])
             gt = tr.rgb[e.return_tick:len(frames)]
-            scores[on] = (float(psnr(pred, gt).mean()), float(ssim(pred, gt).mean()))
-        rows.append({"level_seed": e.level_seed, "gap_ticks": e.return_tick, "psnr_memory_on": scores[True][0],
-                     "psnr_memory_off": scores[False][0], "ssim_memory_on": scores[True][1],
-                     "ssim_memory_off": scores[False][1]})
+            scores[kind] = (float(psnr(pred, gt).mean()), float(ssim(pred, gt).mean()))
+        rows.append({"level_seed": e.level_seed, "gap_ticks": e.return_tick,
+                     **{f"psnr_memory_{k}": v[0] for k, v in scores.items()},
+                     **{f"ssim_memory_{k}": v[1] for k, v in scores.items()}})
         # Fidelity: ground-truth frames in, rendered back at the same poses.
         memory = SceneMemory(width=W, height=H, **memory_settings)
-        K = worlds[True].K
+        K = worlds["on"].K
         for t in range(0, len(tr.rgb), 5):
             memory.insert(tr.rgb[t], tr.depth[t], tr.c2w[t], K, t)
             view = memory.render(tr.c2w[t], K, t)
@@ -353,9 +380,14 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
         w.close()
     on = float(np.mean([r["psnr_memory_on"] for r in rows]))
     off = float(np.mean([r["psnr_memory_off"] for r in rows]))
+    oracle = float(np.mean([r["psnr_memory_oracle"] for r in rows]))
     return {"revisit": {"memory_on": on, "memory_off": off, "gain_db": on - off,
                         "ssim_memory_on": float(np.mean([r["ssim_memory_on"] for r in rows])),
                         "ssim_memory_off": float(np.mean([r["ssim_memory_off"] for r in rows])),
+                        # Diagnostic: the same dream given a memory of the ground truth instead of its own frames
+                        # (see GroundTruthMemory) — how much a memory could help this model if it were right.
+                        "memory_oracle": oracle, "oracle_gain_db": oracle - off,
+                        "ssim_memory_oracle": float(np.mean([r["ssim_memory_oracle"] for r in rows])),
                         "context_window_frames": model.config.dynamics.window, "split": split,
                         "memory_settings": memory_settings, "per_trajectory": rows},
             # The memory holds geometry, not the sky (depth beyond its max_depth): fidelity is scored on the
