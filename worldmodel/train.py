@@ -258,7 +258,8 @@ class Trainer:
             self.dyn.load_state_dict(init.dynamics.state_dict())
             self._say(f"initialised from {cfg.init_from} (model {init.hash})")
         # The scene memory the "splat" modes build, and the dream then builds the same (model.yaml info.memory).
-        self.memory_settings = dict(cfg.memory) or (dict(init.memory_settings) if cfg.init_from else {})
+        own = check_memory_settings(cfg.memory, "train.memory")  # without a chosen_by note
+        self.memory_settings = own or (dict(init.memory_settings) if cfg.init_from else {})
 
     # -- helpers ---------------------------------------------------------------------------------------
 
