@@ -10,9 +10,15 @@ h in 1, 8, 32, 128; the copy-last baseline compares the ground truth at t0 inste
 ego-motion, integrated from t0, is compared with the true pose after 32 ticks. Also reported: the
 autoencoder's reconstruction PSNR on the test frames and the dream's ticks/s (batch 1).
 
+Then the memory revisit benchmark (`revisit`): dreams along the test set's revisit trajectories from their
+first real view, with the scene memory off, on (built from the dream's own frames), and an oracle (the memory
+fed the ground truth at the true poses: what a right memory would give this model), scored after the return;
+and the memory's fidelity on ground-truth inserts. `--revisit-only --revisit-split validation --memory K=V`
+runs it alone on revisits planned on validation seeds, to choose the memory's settings.
+
 Writes `report.json` (keys ae_psnr, psnr.model.{1,8,32,128}, psnr.copy_last.{...}, ssim.*,
-pose_error_32.{position_m,yaw_deg}, ticks_per_s, ...), `psnr.png` (PSNR against horizon) and
-`strip.png` (dreamed frames over ground truth).
+pose_error_32.{position_m,yaw_deg}, ticks_per_s, revisit.{memory_on,memory_off,memory_oracle,...},
+memory_fidelity, ...), `psnr.png` (PSNR against horizon) and `strip.png` (dreamed frames over ground truth).
 """
 
 from __future__ import annotations
