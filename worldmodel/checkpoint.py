@@ -134,7 +134,7 @@ def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:
     allowed = sorted(f.name for f in fields(MemoryConfig) if f.name not in ("width", "height"))
     if not isinstance(settings, dict):
         raise CheckpointError(f"{where} must be a mapping of scene-memory settings, got {settings!r}")
-    unknown = sorted(set(settings) - set(allowed) - {"chosen_by"})
+    unknown = sorted(set(settings) - set(allowed) - {"chosen_by"}, key=str)
     if unknown:
         raise CheckpointError(f"{where}: unknown key(s) {unknown}; the scene-memory settings are {allowed} (and chosen_by)")
     values = {k: v for k, v in settings.items() if k != "chosen_by"}

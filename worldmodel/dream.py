@@ -80,7 +80,7 @@ class DreamWorld(World):
         if memory_settings is None:  # the scene memory the model was tuned with (model.yaml), else the defaults
             memory_settings = self.model.memory_settings
         else:
-            memory_settings = check_memory_settings(dict(memory_settings), "memory_settings")
+            memory_settings = check_memory_settings(memory_settings, "memory_settings")
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
                             prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads,
                             memory_settings=dict(memory_settings))

@@ -346,7 +346,7 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     H, W = model.config.frame_size
     if memory_settings is None:
         memory_settings = model.memory_settings
-    memory_settings = check_memory_settings(dict(memory_settings), "memory settings")
+    memory_settings = check_memory_settings(memory_settings, "memory settings")
     if split == "test":
         entries = [e for e in held_out_test_set() if e.kind == "revisit"][:max_entries]
     else:
@@ -425,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", nargs="+", default=None,
                    help="held-out recordings of any World to test on instead of the arena test set")
     args = p.parse_args(argv)
-    if args.revisit_only and (args.no_revisit or args.data):
-        p.error("--revisit-only runs the arena revisit benchmark; it cannot go with --no-revisit or --data")
+    if (args.revisit_only or args.memory or args.revisit_split != "test") and (args.no_revisit or args.data):
+        p.error("--revisit-only, --memory and --revisit-split are for the arena revisit benchmark; "
+                "they cannot go with --no-revisit or --data")
     try:
         memory_settings = None
         if args.memory:
@@ -436,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not sep:
                     raise ValueError(f"--memory {item!r}: expected KEY=VALUE, e.g. --memory subsample=1")
                 memory_settings[key.strip()] = yaml.safe_load(value)
+            from worldmodel.checkpoint import check_memory_settings
+
+            check_memory_settings(memory_settings, "--memory")  # before the open loop, not after it
         if args.revisit_only:
             args.out.mkdir(parents=True, exist_ok=True)
             report = {}

@@ -260,6 +260,7 @@ class Trainer:
         # The scene memory the "splat" modes build, and the dream then builds the same (model.yaml info.memory).
         own = check_memory_settings(cfg.memory, "train.memory")  # without a chosen_by note
         self.memory_settings = own or (dict(init.memory_settings) if cfg.init_from else {})
+        self.init_hash = init.hash if cfg.init_from else ""
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -294,7 +295,7 @@ class Trainer:
             info = {"stage": stage, "step": step, "frames": self.store.frames, "episodes": self.store.episodes,
                     "data": list(self.cfg.data), "has_pose": self.ego is not None, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
                     **self._prompt_info()}
-            if self.memory_settings:
+            if self.memory_settings and self.cfg.memory_mode != "reproject":  # only what the memory images used
                 info["memory"] = dict(self.memory_settings)
             save_model(self.out, self.mcfg, self.ae, self.dyn, info)
 
@@ -397,7 +398,12 @@ class Trainer:
 
     def _memory_key(self) -> str:
         """The memory settings as the latents cache records them (a change rebuilds the memory images)."""
-        return json.dumps(self.memory_settings if self.cfg.memory_mode != "reproject" else {}, sort_keys=True)
+        if self.cfg.memory_mode == "reproject":
+            return "{}"
+        key = dict(self.memory_settings)
+        if self.cfg.memory_mode == "splat_predicted":
+            key["predicted_by"] = self.init_hash  # another starting model predicts other frames
+        return json.dumps(key, sort_keys=True)
 
     @torch.no_grad()
     def _memory_latents(self, lat: torch.Tensor) -> torch.Tensor:
