@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from worldmodel.autoencoder import FrameAutoencoder
-from worldmodel.config import ConfigError, ModelConfig
+from worldmodel.config import ConfigError, ModelConfig, _build
 from worldmodel.dynamics import DynamicsTransformer
 
 MODEL_YAML = "model.yaml"
@@ -138,16 +138,9 @@ def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:
     if unknown:
         raise CheckpointError(f"{where}: unknown key(s) {unknown}; the scene-memory settings are {allowed} (and chosen_by)")
     values = {k: v for k, v in settings.items() if k != "chosen_by"}
-    types = {f.name: f.type for f in fields(MemoryConfig)}
-    for k, v in values.items():
-        want = types[k] if isinstance(types[k], str) else types[k].__name__
-        ok = {"int": isinstance(v, int) and not isinstance(v, bool), "float": isinstance(v, (int, float)) and not isinstance(v, bool),
-              "bool": isinstance(v, bool), "str": isinstance(v, str)}.get(want, True)
-        if not ok:
-            raise CheckpointError(f"{where}.{k} must be of type {want}, got {v!r}")
-    try:
-        MemoryConfig(**values)
-    except (TypeError, ValueError) as e:
+    try:  # the project's strict config loader checks the types (a YAML true is not a 1), then MemoryConfig its ranges
+        _build(MemoryConfig, values, where, None)
+    except (ConfigError, ValueError) as e:
         raise CheckpointError(f"{where}: {e}") from None
     return values
 
