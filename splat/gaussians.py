@@ -24,6 +24,7 @@ FIELDS: dict[str, tuple[tuple[int, ...], type]] = {
     "created_tick": ((), np.int64),
     "confirmed_tick": ((), np.int64),  # last tick an observation agreed with this Gaussian
     "dynamic": ((), np.bool_),  # came from a pixel of something that moves on its own: short-lived
+    "trust": ((), np.float32),  # (0, 1]: how much the frame it came from is believed (1: a real observation)
 }
 
 
@@ -32,7 +33,7 @@ class Gaussians:
     """Struct of arrays, each [capacity, ...]; rows [0, count) are live.
 
     means [C, 3] f32, quats [C, 4] f32 (wxyz), scales [C, 3] f32 (linear), opacities [C] f32, colors [C, 3] f32,
-    created_tick [C] i64, confirmed_tick [C] i64, dynamic [C] bool.
+    created_tick [C] i64, confirmed_tick [C] i64, dynamic [C] bool, trust [C] f32.
     """
 
     means: np.ndarray
@@ -43,6 +44,7 @@ class Gaussians:
     created_tick: np.ndarray
     confirmed_tick: np.ndarray
     dynamic: np.ndarray
+    trust: np.ndarray
     count: int = 0
 
     @classmethod
@@ -52,6 +54,7 @@ class Gaussians:
             raise ValueError(f"capacity must be >= 1 (got {capacity})")
         arrays = {name: np.zeros((capacity, *shape), dtype) for name, (shape, dtype) in FIELDS.items()}
         arrays["quats"][:, 0] = 1.0  # identity rotation, so unused rows are still valid Gaussians
+        arrays["trust"][:] = 1.0
         return cls(**arrays, count=0)
 
     @property
@@ -66,11 +69,11 @@ class Gaussians:
         return getattr(self, name)[: self.count]
 
     def append(self, means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: np.ndarray,
-               colors: np.ndarray, tick: int, dynamic: np.ndarray | bool = False) -> int:
+               colors: np.ndarray, tick: int, dynamic: np.ndarray | bool = False, trust: float = 1.0) -> int:
         """Add M Gaussians (means [M, 3], quats [M, 4], scales [M, 3], opacities [M], colors [M, 3]).
 
-        created_tick = confirmed_tick = tick. Raises ValueError if they do not fit: the caller prunes first.
-        Returns the new count.
+        created_tick = confirmed_tick = tick; all get the same trust. Raises ValueError if they do not fit: the
+        caller prunes first. Returns the new count.
         """
         m = int(means.shape[0])
         if self.count + m > self.capacity:
@@ -84,6 +87,7 @@ class Gaussians:
         self.created_tick[s] = tick
         self.confirmed_tick[s] = tick
         self.dynamic[s] = dynamic
+        self.trust[s] = trust
         self.count += m
         return self.count
 
@@ -111,7 +115,7 @@ class Gaussians:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, np.ndarray], capacity: int | None = None) -> "Gaussians":
-        """Inverse of `state_dict`; missing bookkeeping fields default to tick 0 / static."""
+        """Inverse of `state_dict`; missing bookkeeping fields default to tick 0 / static / trust 1."""
         for name in ("means", "quats", "scales", "opacities", "colors"):
             if name not in state:
                 raise ValueError(f"Gaussian state is missing '{name}' (has {sorted(state)})")

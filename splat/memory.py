@@ -20,6 +20,14 @@ insert (SplaTAM-style densification from RGB-D with a known pose, plus a 4D twis
 4. Dynamic content (`dynamic_mask`) becomes dynamic Gaussians that expire `dynamic_lifetime` ticks after they were
    last confirmed: a moving object leaves no trail, a still one is re-confirmed and lives on.
 5. Hard budget: when full, evict in this order: low opacity, oldest confirmation, most redundant (crowded voxel).
+6. Trust: a frame comes with its `source_age`, the ticks since its content was last anchored in a real
+   observation (0: a real frame; the dream's k-th frame after its real first view: k). Its trust is
+   0.5 ** (source_age / trust_half_life) (trust_half_life 0: everything trusted alike), and each Gaussian keeps
+   the trust of the frame that made it. A less trusted frame moves a more trusted Gaussian's colour and fades
+   it less (in proportion to the trust ratio), and within a cell the most trusted Gaussians survive
+   deduplication: a dream's frames blur and drift with their horizon (the open-loop PSNR falls from ~23 dB one
+   tick out to ~14 dB at 32), so what the memory learnt from the early, sharp ones is not overwritten by later,
+   worse views of the same place (the confidence idea of GEN3C's cache, here per source frame).
 
 render skips Gaussians hidden behind nearer ones with a coarse z-buffer of the means (see `_visible`): back-to-front
 blending cannot stop early, so hidden Gaussians would otherwise cost as much as visible ones.
@@ -75,6 +83,7 @@ class MemoryConfig:
     occlusion_cull: bool = True  # skip Gaussians hidden behind nearer ones (see SceneMemory._visible)
     unpremultiply: bool = True  # render rgb as colour / alpha (full colour where covered, black where empty)
     backend: str = "auto"  # rasterize backend: "auto", "cpu" or "gsplat"
+    trust_half_life: float = 0.0  # ticks of source_age that halve a frame's trust (0: no trust weighting)
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -85,6 +94,8 @@ class MemoryConfig:
             raise ValueError(f"subsample must be >= 1 (got {self.subsample})")
         if not 0 < self.prune_to <= 1:
             raise ValueError(f"prune_to must be in (0, 1] (got {self.prune_to})")
+        if not self.trust_half_life >= 0:
+            raise ValueError(f"trust_half_life must be >= 0 ticks (got {self.trust_half_life}); 0 turns trust off")
         if self.far_plane <= self.max_depth:
             raise ValueError(f"far_plane ({self.far_plane}) must exceed max_depth ({self.max_depth})")
 
@@ -258,17 +269,26 @@ class SceneMemory:
     def _margin(self, d: np.ndarray) -> np.ndarray:
         return self.config.depth_margin_abs + self.config.depth_margin_rel * d
 
+    def trust(self, source_age: int) -> float:
+        """The trust (0, 1] of a frame whose content is `source_age` ticks from a real observation (item 6)."""
+        if not (np.isfinite(source_age) and source_age >= 0):
+            raise ValueError(f"source_age must be a finite number of ticks >= 0 (got {source_age})")
+        h = self.config.trust_half_life
+        return 1.0 if h == 0 else max(float(0.5 ** (source_age / h)), 1e-6)
+
     def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
-               dynamic_mask: np.ndarray | None = None) -> None:
+               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None:
         """Fold one frame into the memory.
 
         rgb [H, W, 3] uint8; depth [H, W] float32 metres along the camera z axis (NaN / inf / <= 0 ignored; finite
         beyond max_depth is sky: not inserted, but free space in front of it); cam_to_world [4, 4]; K [3, 3] for
-        this frame's size; dynamic_mask [H, W] bool or None. Raises ValueError (memory unchanged) on wrong
-        shapes, a degenerate K or pose, or a depth map with no valid pixel.
+        this frame's size; dynamic_mask [H, W] bool or None; source_age: ticks since the frame's content was last
+        anchored in a real observation (0: real; see the module docstring, item 6). Raises ValueError (memory
+        unchanged) on wrong shapes, a degenerate K or pose, a depth map with no valid pixel, or a bad source_age.
         """
         t0 = time.perf_counter()
         rgb, depth, c2w, K, dynamic_mask = self._check_frame(rgb, depth, cam_to_world, K, dynamic_mask)
+        trust = self.trust(source_age)
         cfg = self.config
         h, w = depth.shape
         stats = InsertStats()
@@ -303,10 +323,11 @@ class SceneMemory:
                 obs_col = rgb[rc, cc_].astype(np.float32) / 255.0
                 a_px = np.maximum(rendered.alpha[0, rc, cc_], 1e-6)[:, None]
                 resid = obs_col - rendered.rgb[0, rc, cc_] / a_px
-                g.colors[conf] = np.clip(g.colors[conf] + cfg.color_blend * resid, 0.0, 1.0)
+                weight = np.minimum(1.0, trust / g.trust[conf])[:, None]  # a less trusted view moves it less
+                g.colors[conf] = np.clip(g.colors[conf] + cfg.color_blend * weight * resid, 0.0, 1.0)
                 stats.deduped = self._dedup(conf, r[agree], c[agree], w)
                 faded = inview[free & ~agree]
-                g.opacities[faded] *= cfg.fade
+                g.opacities[faded] *= cfg.fade ** np.minimum(1.0, trust / g.trust[faded])
                 stats.confirmed, stats.faded = int(conf.size), int(faded.size)
                 gone = g.live("opacities") < cfg.min_opacity  # faded into free space, or dropped by _dedup
                 stats.removed_free_space = g.compact(~gone)
@@ -337,7 +358,7 @@ class SceneMemory:
             first = len(g)
             target = rgb[rr, cc].astype(np.float32) / 255.0
             g.append(means, quats, np.repeat(sigma[:, None], 3, 1), np.full(m, cfg.opacity, np.float32),
-                     target, tick, dyn)
+                     target, tick, dyn, trust)
             stats.added = m
             self._version += 1
             if cfg.fit_iters and m >= cfg.fit_min_fraction * rows.size:
@@ -356,8 +377,9 @@ class SceneMemory:
 
     def _dedup(self, conf: np.ndarray, rows: np.ndarray, cols: np.ndarray, w: int) -> int:
         """Bound how many Gaussians explain one surface spot: among the confirmed Gaussians (conf [M], at pixels
-        rows/cols [M]), keep at most `max_per_cell` per subsample x subsample cell, newest first (the newest were
-        added where the older ones no longer covered the view, so they fit it best). The rest get opacity 0 and
+        rows/cols [M]), keep at most `max_per_cell` per subsample x subsample cell, the most trusted first and among
+        equally trusted the newest (the newest were added where the older ones no longer covered the view, so they
+        fit it best). The rest get opacity 0 and
         are removed with the faded ones. Without this, walking toward a surface keeps adding finer Gaussians on
         top of coarser ones, and the render cost grows with every pass. Returns how many were dropped."""
         cfg, g = self.config, self.gaussians
@@ -365,7 +387,8 @@ class SceneMemory:
             return 0
         s = cfg.subsample
         cell = (rows // s) * ((w + s - 1) // s) + cols // s
-        order = np.lexsort((-g.created_tick[conf], cell))  # by cell, newest first within a cell
+        # by cell; within a cell the most trusted first, then the newest
+        order = np.lexsort((-g.created_tick[conf], -g.trust[conf], cell))
         cell_sorted = cell[order]
         starts = np.flatnonzero(np.r_[True, cell_sorted[1:] != cell_sorted[:-1]])
         rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))

@@ -264,6 +264,49 @@ def test_confirmed_dynamic_gaussians_live_on() -> None:
     assert int(mem.gaussians.live("dynamic").sum()) > 100
 
 
+def test_trust_keeps_a_real_view_against_later_dreamed_ones() -> None:
+    """A real red wall, then dreamed views of the same wall in another colour and with the wall gone: with trust,
+    the dreamed frames (far from the real one) barely move its colour and do not erase it; without, they do."""
+    real, depth = flat_frame(5.0, color=(200, 40, 40))
+    dreamed, _ = flat_frame(5.0, color=(40, 40, 200))
+    gone = np.full((32, 32), 150.0, np.float32)  # the dream lost the wall: sky
+    results = {}
+    for half_life in (0.0, 4.0):
+        mem = memory32(trust_half_life=half_life)
+        mem.insert(real, depth, np.eye(4), K32, 0)
+        assert np.all(mem.gaussians.live("trust") == 1.0)
+        for t in range(12, 18):  # dreamed 12-17 ticks after the real view: trust 0.125 ... 0.05
+            mem.insert(dreamed, depth, np.eye(4), K32, t, source_age=t)
+        colour = mem.render(np.eye(4), K32, 18).rgb[8:24, 8:24].reshape(-1, 3).mean(0)
+        for t in range(18, 20):
+            mem.insert(real, gone, np.eye(4), K32, t, source_age=t)
+        results[half_life] = colour, mem.render(np.eye(4), K32, 20).alpha[8:24, 8:24].mean()
+    (c_off, a_off), (c_on, a_on) = results[0.0], results[4.0]
+    assert c_off[2] > c_off[0]  # untrusting memory: the dreamed blue took over
+    assert c_on[0] > 150 and c_on[2] < 90  # trust: still close to the real red
+    assert a_off < 0.5 < 0.8 < a_on  # two sky views erase the wall, unless they are much less trusted
+    assert memory32(trust_half_life=4.0).trust(8) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="source_age"):
+        memory32().insert(real, depth, np.eye(4), K32, 0, source_age=-1)
+    with pytest.raises(ValueError, match="trust_half_life"):
+        memory32(trust_half_life=-1.0)
+
+
+def test_dedup_keeps_the_most_trusted() -> None:
+    """Duplicates of a real view's Gaussians, made later by a dreamed view: the confirming view's deduplication
+    keeps the real ones when the duplicates are less trusted, and the newer ones when they are trusted alike."""
+    rgb, depth = flat_frame(5.0)
+    for dup_trust, survivor_tick in ((0.25, 0), (1.0, 1)):
+        mem = memory32(max_per_cell=1)
+        mem.insert(rgb, depth, np.eye(4), K32, 0)
+        g = mem.gaussians
+        n = len(g)
+        g.append(g.means[:n].copy(), g.quats[:n].copy(), g.scales[:n].copy(), g.opacities[:n].copy(),
+                 g.colors[:n].copy(), 1, trust=dup_trust)
+        mem.insert(rgb, depth, np.eye(4), K32, 2)
+        assert len(mem) <= n and np.all(mem.gaussians.live("created_tick") == survivor_tick)
+
+
 @pytest.mark.parametrize("case,match", [
     ("nan_depth", "depth"), ("zero_depth", "depth"), ("degenerate_K", "K"), ("nan_K", "K"),
     ("rgb_shape", "rgb"), ("depth_shape", "depth"), ("pose", "cam_to_world"), ("mask_shape", "dynamic_mask"),

@@ -373,6 +373,25 @@ def test_revisit_benchmark_reports_memory_on_off_and_fidelity(tiny_model):
     assert r["revisit"]["split"] == "test" and r["revisit"]["memory_settings"] == {}
     # the oracle (a memory of the ground truth) is its own dream: scored separately, not a copy of memory on
     assert np.isfinite(r["revisit"]["memory_oracle"]) and row["psnr_memory_oracle"] != row["psnr_memory_on"]
+    # the pose-drift decomposition: the true memory seen from the dream's camera, and the truth rendered there
+    assert np.isfinite(r["revisit"]["memory_oracle_dream_pose"]) and row["pose_drift_at_return"]["position_m"] >= 0
+    assert all(np.isfinite(v) for v in r["revisit"]["at_dream_pose"].values())
+
+
+def test_truth_at_given_poses_matches_the_trajectory():
+    """render_at_poses (the revisit benchmark's truth at the dream's cameras) gives the trajectory's own frames
+    when handed the trajectory's own cameras, and something else from other cameras."""
+    from engine.arena.splits import held_out_test_set
+    from worldmodel.evaluate import render_at_poses, render_trajectory
+
+    entry = next(e for e in held_out_test_set() if e.kind == "revisit")
+    tr = render_trajectory(entry, (32, 32), (64, 64))
+    ticks = np.array([0, 10, 40])
+    again = render_at_poses(entry, tr.c2w[ticks], ticks, (32, 32), (64, 64))
+    assert np.abs(again.astype(int) - tr.rgb[ticks].astype(int)).max() <= 1
+    moved = tr.c2w[ticks].copy()
+    moved[:, 0, 3] += 1.0
+    assert np.abs(render_at_poses(entry, moved, ticks, (32, 32), (64, 64)).astype(int) - tr.rgb[ticks]).mean() > 3
 
 
 def test_memory_settings_are_chosen_on_validation_revisits(tiny_model, tmp_path):

@@ -39,7 +39,7 @@ class SceneMemoryLike(Protocol):
     """What the dream needs from a scene memory (splat.SceneMemory implements it)."""
 
     def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
-               dynamic_mask: np.ndarray | None = None) -> None: ...
+               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None: ...
 
     def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int) -> MemoryRender: ...
 
@@ -171,7 +171,8 @@ class DreamWorld(World):
         self.tick += 1
         obs = self._observe(frame, sample.latent)
         if self.memory is not None and obs.depth is not None:
-            self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, self.tick)
+            # every frame after the real first view is dreamed: its content is `tick` ticks from a real one
+            self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, self.tick, source_age=self.tick)
         t5 = time.perf_counter()
         self.timings = {"pose_ms": (t1 - t0) * 1e3, "memory_render_ms": (t2 - t1) * 1e3, "sample_ms": (t3 - t2) * 1e3,
                         "decode_ms": (t4 - t3) * 1e3, "memory_insert_ms": (t5 - t4) * 1e3, "total_ms": (t5 - t0) * 1e3}

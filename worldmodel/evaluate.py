@@ -12,7 +12,9 @@ autoencoder's reconstruction PSNR on the test frames and the dream's ticks/s (ba
 
 Then the memory revisit benchmark (`revisit`): dreams along the test set's revisit trajectories from their
 first real view, with the scene memory off, on (built from the dream's own frames), and an oracle (the memory
-fed the ground truth at the true poses: what a right memory would give this model), scored after the return;
+fed the ground truth at the true poses: what a right memory would give this model; and the same true memory
+seen from the dream's own drifted camera, which separates the pose drift's cost from the frames'), scored after
+the return;
 and the memory's fidelity on ground-truth inserts. `--revisit-only --revisit-split validation --memory K=V`
 runs it alone on revisits planned on validation seeds, to choose the memory's settings.
 
@@ -73,6 +75,22 @@ def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]
     acts[1:] = np.stack([a.to_array() for a in actions])
     name = f"{entry.kind}-{entry.level_seed}"
     return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts, name)
+
+
+def render_at_poses(entry, c2w: np.ndarray, ticks: np.ndarray, size: tuple[int, int],
+                    render_size: tuple[int, int]) -> np.ndarray:
+    """The arena level of a test entry seen from given cameras c2w [N, 4, 4] at given ticks [N] (movers where
+    they are then): the ground truth of what a dream should show from where *it* believes the camera is."""
+    from engine.arena import ArenaWorld
+    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
+
+    world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
+    try:
+        world.reset(entry.level_seed)
+        rgb = np.stack([world.renderer.render(m, int(t) / TEST_TICK_RATE).rgb for m, t in zip(c2w, ticks)])
+    finally:
+        world.close()
+    return area_resize(rgb, size)
 
 
 def recorded_trajectories(paths: list[str], size: tuple[int, int]) -> list[Trajectory]:
@@ -310,10 +328,13 @@ class GroundTruthMemory:
     and depth at its true pose, every render is at the true pose of that tick. Wrapped around the dream's own
     SceneMemory (same settings), it is the revisit benchmark's oracle: the dream still makes every frame, but
     the memory it is conditioned on is right, so `memory_oracle - memory_off` says how much this model could
-    gain from memory, and `memory_oracle - memory_on` how much its own memory loses of that."""
+    gain from memory, and `memory_oracle - memory_on` how much its own memory loses of that.
+    `render_at_truth=False` renders that true memory at the dream's own camera instead (`memory_oracle_dream_pose`):
+    `memory_oracle - memory_oracle_dream_pose` is what the dream's pose drift costs, and
+    `memory_oracle_dream_pose - memory_on` what its frames (blur, wrong colours and depth) cost."""
 
-    def __init__(self, memory: Any, trajectory: Trajectory) -> None:
-        self.memory, self.tr = memory, trajectory
+    def __init__(self, memory: Any, trajectory: Trajectory, render_at_truth: bool = True) -> None:
+        self.memory, self.tr, self.render_at_truth = memory, trajectory, render_at_truth
 
     def reset(self) -> None:
         self.memory.reset()
@@ -322,11 +343,12 @@ class GroundTruthMemory:
         return len(self.memory)
 
     def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int):
-        return self.memory.render(self.tr.c2w[tick], K, tick)
+        # render_at_truth=False: the dream's own (drifted) camera, so the oracle's loss is the pose drift alone
+        return self.memory.render(self.tr.c2w[tick] if self.render_at_truth else cam_to_world, K, tick)
 
     def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
-               dynamic_mask: np.ndarray | None = None) -> None:
-        self.memory.insert(self.tr.rgb[tick], self.tr.depth[tick], self.tr.c2w[tick], K, tick)
+               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None:
+        self.memory.insert(self.tr.rgb[tick], self.tr.depth[tick], self.tr.c2w[tick], K, tick)  # real: age 0
 
 
 def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1,
@@ -355,19 +377,31 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     prompt = {"width": W * render_scale, "height": H * render_scale}
     worlds = {kind: DreamWorld(str(model_dir), steps=steps, memory=kind != "off", prompt_config=prompt,
                                context_noise=context_noise, memory_settings=memory_settings)
-              for kind in ("off", "on", "oracle")}
+              for kind in ("off", "on", "oracle", "oracle_dream_pose")}
     for e in entries:
         tr = render_trajectory(e, (H, W), (H * render_scale, W * render_scale))
         actions = entry_actions(e)
         scores = {}
         for kind, world in worlds.items():
-            if kind == "oracle":
-                world.attach_memory(GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr))
-            frames = [world.reset(e.level_seed).rgb] + [world.step(a).rgb for a in actions]
-            pred = np.stack(frames[e.return_tick:])
-            gt = tr.rgb[e.return_tick:len(frames)]
+            if kind.startswith("oracle"):
+                world.attach_memory(GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr,
+                                                      render_at_truth=kind == "oracle"))
+            obs = [world.reset(e.level_seed)] + [world.step(a) for a in actions]
+            pred = np.stack([o.rgb for o in obs[e.return_tick:]])
+            gt = tr.rgb[e.return_tick:len(obs)]
             scores[kind] = (float(psnr(pred, gt).mean()), float(ssim(pred, gt).mean()))
-        rows.append({"level_seed": e.level_seed, "gap_ticks": e.return_tick,
+            if kind in ("on", "off"):  # the truth from the dream's own (drifted) cameras
+                ticks = np.arange(e.return_tick, len(obs))
+                gt_there = render_at_poses(e, np.stack([o.cam_to_world for o in obs[e.return_tick:]]), ticks,
+                                           (H, W), (H * render_scale, W * render_scale))
+                scores[f"{kind}_at_dream_pose"] = (float(psnr(pred, gt_there).mean()),
+                                                   float(ssim(pred, gt_there).mean()))
+            if kind == "on":  # how far the dream's camera is from the truth on its return
+                p_dream, yaw_dream, _ = decompose(obs[e.return_tick].cam_to_world[None])
+                p_true, yaw_true, _ = decompose(tr.c2w[e.return_tick][None])
+                drift = {"position_m": float(np.linalg.norm(p_dream - p_true)),
+                         "yaw_deg": float(np.abs(wrap_deg(yaw_dream - yaw_true)).max())}
+        rows.append({"level_seed": e.level_seed, "gap_ticks": e.return_tick, "pose_drift_at_return": drift,
                      **{f"psnr_memory_{k}": v[0] for k, v in scores.items()},
                      **{f"ssim_memory_{k}": v[1] for k, v in scores.items()}})
         # Fidelity: ground-truth frames in, rendered back at the same poses.
@@ -387,6 +421,7 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     on = float(np.mean([r["psnr_memory_on"] for r in rows]))
     off = float(np.mean([r["psnr_memory_off"] for r in rows]))
     oracle = float(np.mean([r["psnr_memory_oracle"] for r in rows]))
+    oracle_dream_pose = float(np.mean([r["psnr_memory_oracle_dream_pose"] for r in rows]))
     return {"revisit": {"memory_on": on, "memory_off": off, "gain_db": on - off,
                         "ssim_memory_on": float(np.mean([r["ssim_memory_on"] for r in rows])),
                         "ssim_memory_off": float(np.mean([r["ssim_memory_off"] for r in rows])),
@@ -394,6 +429,16 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
                         # (see GroundTruthMemory) — how much a memory could help this model if it were right.
                         "memory_oracle": oracle, "oracle_gain_db": oracle - off,
                         "ssim_memory_oracle": float(np.mean([r["ssim_memory_oracle"] for r in rows])),
+                        # ... and that true memory seen from the dream's own drifted camera: the pose drift's share
+                        "memory_oracle_dream_pose": oracle_dream_pose,
+                        "pose_drift_cost_db": oracle - oracle_dream_pose,
+                        # Scored against the truth rendered at the dream's own cameras instead: the scene's
+                        # consistency with the pose drift taken out (models whose camera is an input, not a
+                        # prediction, are scored this way by construction)
+                        "at_dream_pose": {k: float(np.mean([r[f"psnr_memory_{k}_at_dream_pose"] for r in rows]))
+                                          for k in ("on", "off")},
+                        "pose_drift_at_return_m": float(np.mean([r["pose_drift_at_return"]["position_m"] for r in rows])),
+                        "pose_drift_at_return_deg": float(np.mean([r["pose_drift_at_return"]["yaw_deg"] for r in rows])),
                         "context_window_frames": model.config.dynamics.window, "split": split,
                         "memory_settings": memory_settings, "per_trajectory": rows},
             # The memory holds geometry, not the sky (depth beyond its max_depth): fidelity is scored on the

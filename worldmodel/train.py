@@ -434,7 +434,7 @@ class Trainer:
         if cfg.memory_mode == "splat":
             renders = self._splat_memory_renders(self.store.rgb, self.store.depth)
         elif cfg.memory_mode == "splat_predicted":
-            renders = self._splat_memory_renders(*self._predicted_frames(lat))
+            renders = self._splat_memory_renders(*self._predicted_frames(lat), predicted=True)
         else:
             renders = self._reprojected_memory(rng)
         for row, r in tqdm(renders, total=s.frames, desc=f"memory images ({cfg.memory_mode})",
@@ -496,7 +496,7 @@ class Trainer:
             yield row, reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row],
                                  s.K[row], (H, W))
 
-    def _splat_memory_renders(self, rgb: np.ndarray, depth: np.ndarray):
+    def _splat_memory_renders(self, rgb: np.ndarray, depth: np.ndarray, predicted: bool = False):
         """(row, render) for every frame but an episode's first: the episode so far, streamed through a
         splat.SceneMemory as the dream feeds it (first frame at tick 0; then per tick: render at the frame's
         camera, insert the frame), rendered at the frame's camera before the frame itself is inserted."""
@@ -513,7 +513,9 @@ class Trainer:
                 if tick > 0:
                     yield row, memory.render(s.c2w[row], s.K[row], tick)
                 try:
-                    memory.insert(rgb[row], depth[row].astype(np.float32), s.c2w[row], s.K[row], tick)
+                    # splat_predicted frames are one step from the real context (age 1); splat's are real
+                    age = 1 if predicted and tick > 0 else 0
+                    memory.insert(rgb[row], depth[row].astype(np.float32), s.c2w[row], s.K[row], tick, source_age=age)
                 except ValueError:
                     pass  # a frame with no valid depth (all sky, say) adds nothing; the dream skips it too
 
