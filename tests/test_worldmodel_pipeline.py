@@ -418,3 +418,35 @@ def test_bf16_setting_is_checked_and_auto_measures():
     with pytest.raises(ConfigError, match="train.pure_noise_prob"):
         TrainConfig(pure_noise_prob=0.9)
     assert isinstance(bf16_is_faster(size=64, repeats=1), bool)
+
+
+def test_ridge_recovers_a_linear_map():
+    from worldmodel.posefit import ridge
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6))
+    w_true, b_true = rng.normal(size=(2, 6)), np.array([0.5, -1.0])
+    w, b = ridge(x, x @ w_true.T + b_true, 1e-9)
+    assert np.allclose(w, w_true, atol=1e-6) and np.allclose(b, b_true, atol=1e-6)
+    w_big, _ = ridge(x, x @ w_true.T + b_true, 10.0)  # a strong penalty shrinks the weights, not the offset
+    assert np.abs(w_big).sum() < 0.2 * np.abs(w_true).sum()
+
+
+def test_posefit_changes_only_the_pose_head(tiny_model, tmp_path):
+    """python -m worldmodel.posefit: dreams on training levels, refits the ego-motion head's last layer, and writes
+    a model that differs from its source in that layer alone, with the held-out errors before and after."""
+    from safetensors.numpy import load_file
+
+    from worldmodel.posefit import main
+
+    out = tmp_path / "refit"
+    assert main(["--checkpoint", str(tiny_model), "--out", str(out), "--episodes", "4", "--ticks", "12"]) == 0
+    before, after = load_file(str(tiny_model / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert before.keys() == after.keys()
+    changed = sorted(k for k in before if not np.array_equal(before[k], after[k]))
+    assert changed == ["dynamics.pose_head.3.bias", "dynamics.pose_head.3.weight"]
+    report = json.loads((out / "posefit.json").read_text())
+    assert report["samples"] == 4 * 12 and set(report["held_out_after"]) == set(report["held_out_before"])
+    info = yaml.safe_load((out / "model.yaml").read_text())["info"]
+    assert info["pose_refit"]["episodes"] == 4 and info["stage"] == "dynamics"
+    assert main(["--checkpoint", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
