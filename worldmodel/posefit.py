@@ -38,15 +38,16 @@ from worldmodel.pose import ego_motion
 COMPONENTS = ("dx_m", "dy_m", "dz_m", "dyaw_deg", "dpitch_deg")
 
 
-def ground_truth_episode(seed: int, ticks: int, prompt_config: dict[str, Any]) -> tuple[list, np.ndarray]:
+def ground_truth_episode(level_seed: int, policy_seed: int, ticks: int,
+                         prompt_config: dict[str, Any]) -> tuple[list, np.ndarray]:
     """The explore policy in the arena on one level: (actions [ticks], camera-to-world [ticks + 1, 4, 4])."""
     from engine.arena import ArenaWorld, ExplorePolicy
 
     world = ArenaWorld(**prompt_config)
     policy = ExplorePolicy()
     try:
-        obs = world.reset(seed)
-        policy.reset(seed)
+        obs = world.reset(level_seed)
+        policy.reset(policy_seed)
         actions, c2w = [], [obs.cam_to_world]
         for _ in range(ticks):
             a = policy(obs)
@@ -61,44 +62,46 @@ def ground_truth_episode(seed: int, ticks: int, prompt_config: dict[str, Any]) -
 def dream_features(dream: Any, seed: int, actions: list) -> tuple[np.ndarray, np.ndarray]:
     """Dream along `actions` from the level's first view; per tick the pose token going into the ego-motion head
     [T, d] and what the head predicted [T, 5] (metres / degrees)."""
-    head = dream.model.dynamics.pose_head
-    feats: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach().reshape(-1, inp[0].shape[-1])))
+    dyn = dream.model.dynamics
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hook = dyn.pose_head.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].detach(), out.detach())))
     try:
         dream.reset(seed)
-        feats.clear()
-        poses = [dream.c2w.copy()]
+        seen.clear()
         for a in actions:
             dream.step(a)
-            poses.append(dream.c2w.copy())
     finally:
         hook.remove()
-    f = torch.cat(feats).float().numpy()
-    if len(f) != len(actions):
-        raise RuntimeError(f"expected one pose prediction per tick ({len(actions)}), the hook saw {len(f)}")
-    c = np.stack(poses)
-    return f, ego_motion(c[:-1], c[1:]).astype(np.float64)
+    if len(seen) != len(actions):
+        raise RuntimeError(f"expected one pose prediction per tick ({len(actions)}), the hook saw {len(seen)}")
+    tokens = torch.cat([t.reshape(-1, t.shape[-1]) for t, _ in seen]).float().numpy()
+    pred = torch.cat([o.reshape(-1, o.shape[-1]) for _, o in seen]).float() * dyn.pose_scale
+    return tokens, pred.double().numpy()
 
 
 def train_head(head: torch.nn.Module, tokens: np.ndarray, target: np.ndarray, steps: int,
                held: tuple[np.ndarray, np.ndarray] | None = None, lr: float = 3e-4) -> tuple[int, list[float]]:
     """Fine-tune the whole ego-motion head (in place) on tokens [N, d] -> target [N, 5] (pose_scale units), full
-    batch AdamW. With `held` (tokens, target): the held-out MSE every 25 steps; returns the best step and them."""
+    batch AdamW. With `held` (tokens, target): the held-out MSE every 25 steps, and the head is left at its best
+    step (early stopping); returns that step and the curve."""
     x, y = torch.from_numpy(tokens).float(), torch.from_numpy(target).float()
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
-    curve, best = [], (float("inf"), 0)
+    curve, best, best_state = [], (float("inf"), 0), None
     for step in range(steps + 1):
         if held is not None and step % 25 == 0:
             with torch.no_grad():
                 mse = float(((head(torch.from_numpy(held[0]).float()) - torch.from_numpy(held[1]).float()) ** 2).mean())
             curve.append(mse)
-            best = min(best, (mse, step))
+            if mse < best[0]:
+                best, best_state = (mse, step), copy.deepcopy(head.state_dict())
         if step == steps:
             break
         loss = ((head(x) - y) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+    if best_state is not None:
+        head.load_state_dict(best_state)
     return best[1], curve
 
 
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 4 or args.ticks < 10:
         p.error("--episodes must be >= 4 (a quarter is held out) and --ticks >= 10")
     import worldmodel  # noqa: F401  (thread settings before torch work)
-    from engine.arena.splits import split_seeds
+    from engine.rollout import episode_seeds
     from worldmodel.dream import DreamWorld
 
     torch.set_num_threads(2)
@@ -143,15 +146,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{model.info.get('prompt_world')!r}", file=sys.stderr)
         return 2
     prompt = dict(model.info.get("prompt_config", {}))
-    seeds = split_seeds("train", args.episodes, args.offset)
+    # (level, policy) seed pairs exactly as `engine.rollout --split train` recorded the training data
+    pairs = episode_seeds("arena", "train", args.episodes, 0, args.offset)
+    seeds = [level for level, _ in pairs]
     # Half the dreams with the scene memory on, half off: the dream runs both ways.
     dreams = {on: DreamWorld(args.checkpoint, memory=on, prompt_config=prompt) for on in (False, True)}
     scale = model.dynamics.pose_scale.double().numpy()
     feats, truth, preds, episode = [], [], [], []
     t0 = time.perf_counter()
     try:
-        for i, seed in enumerate(seeds):
-            actions, c2w = ground_truth_episode(seed, args.ticks, prompt)
+        for i, (seed, policy_seed) in enumerate(pairs):
+            actions, c2w = ground_truth_episode(seed, policy_seed, args.ticks, prompt)
             f, pred = dream_features(dreams[i % 2 == 1], seed, actions)
             feats.append(f)
             preds.append(pred)
@@ -202,8 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     linear_pred = (hidden[held] @ w.T + b) * scale
     start = copy.deepcopy(head.state_dict())
     best_step, curve = train_head(head, x[fit], target[fit], args.head_steps, (x[held], target[held]))
-    head.load_state_dict(start)
-    train_head(head, x[fit], target[fit], best_step)
     with torch.no_grad():
         mlp_pred = head(torch.from_numpy(x[held]).float()).double().numpy() * scale
     head.load_state_dict(start)
