@@ -323,11 +323,14 @@ class SceneMemory:
                 obs_col = rgb[rc, cc_].astype(np.float32) / 255.0
                 a_px = np.maximum(rendered.alpha[0, rc, cc_], 1e-6)[:, None]
                 resid = obs_col - rendered.rgb[0, rc, cc_] / a_px
-                weight = np.minimum(1.0, trust / g.trust[conf])[:, None]  # a less trusted view moves it less
-                g.colors[conf] = np.clip(g.colors[conf] + cfg.color_blend * weight * resid, 0.0, 1.0)
-                stats.deduped = self._dedup(conf, r[agree], c[agree], w)
                 faded = inview[free & ~agree]
-                g.opacities[faded] *= cfg.fade ** np.minimum(1.0, trust / g.trust[faded])
+                step, fade = cfg.color_blend, cfg.fade
+                if trust < 1.0:  # a less trusted view moves a more trusted Gaussian's colour, and fades it, less
+                    step = cfg.color_blend * np.minimum(1.0, trust / g.trust[conf])[:, None]
+                    fade = cfg.fade ** np.minimum(1.0, trust / g.trust[faded])
+                g.colors[conf] = np.clip(g.colors[conf] + step * resid, 0.0, 1.0)
+                stats.deduped = self._dedup(conf, r[agree], c[agree], w)
+                g.opacities[faded] *= fade
                 stats.confirmed, stats.faded = int(conf.size), int(faded.size)
                 gone = g.live("opacities") < cfg.min_opacity  # faded into free space, or dropped by _dedup
                 stats.removed_free_space = g.compact(~gone)

@@ -1,8 +1,8 @@
 """Refit the ego-motion head on the model's own dreams: less camera drift.
 
 The dream integrates the predicted ego-motion tick after tick, so a small systematic error becomes a large pose
-error: the shipped model's yaw runs ~0.05-0.12 deg per tick ahead of the actions and its eye sinks ~2 mm per tick
-on flat ground, which after a 250-tick revisit is ~1 m and ~10 deg off. Teacher-forced training never shows the
+error: the memory fine-tune's (afce4b6f) yaw ran ~0.05-0.12 deg per tick ahead of the actions and its eye sank
+~1-3 mm per tick on flat ground (3 validation revisits), ~1 m and ~10 deg off after a 250-tick revisit. Teacher-forced training never shows the
 pose head the features of its own long dreams, where that bias lives (the exposure bias Self Forcing trains
 against). This stage dreams with the training split's actions (the ground-truth arena run by the explore policy
 on training seeds, as the data was recorded), records the pose token going into the ego-motion head at every
