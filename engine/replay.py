@@ -6,14 +6,15 @@
 
 `--verify` rebuilds the recorded world from meta.yaml (name + config), resets it with the recorded seeds
 and steps the recorded actions. Deterministic worlds must match bit for bit (RGB, and depth when
-recorded); for others the PSNR is reported and must reach `--min-psnr`.
+recorded); for others the PSNR is reported and must reach `--min-psnr`. A recording may name only
+registered worlds: one made in your own `module:Class` world is verified with `--world module:Class`
+(you name the code to run, not the file you were given).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from engine.action import Action
-from engine.recording import Recording, RecordingError
-from engine.world import Observation, World, make_world
+from engine.image import PSNR_CAP_DB, psnr
+from engine.recording import META_FILE, Recording, RecordingError
+from engine.world import Observation, World, WorldNotFoundError, make_world, make_world_from_file
 
 
 class ReplayWorld(World):
@@ -78,12 +80,6 @@ class RecordedActions:
         return self.recording[self.i].action or Action()
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images (inf when identical)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 @dataclass
 class VerifyResult:
     steps: int
@@ -100,14 +96,26 @@ class VerifyResult:
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         for k in ("min_psnr", "mean_psnr"):
-            d[k] = None if math.isinf(d[k]) else round(d[k], 3)
+            d[k] = None if d[k] >= PSNR_CAP_DB else round(d[k], 3)  # None: every frame identical
         return d
 
 
-def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = None) -> VerifyResult:
-    """Re-simulate `recording` on a fresh copy of its world and compare every saved frame."""
+def recorded_world(recording: Recording, world_name: str | None = None) -> World:
+    """A fresh copy of the world `recording` was made in, from its meta.yaml: a registered world only
+    (a shared recording must not run code), unless the caller names the world (`world_name`, trusted)."""
     meta = recording.meta
-    world = world or make_world(meta.world, **meta.world_config)
+    if world_name is not None:
+        return make_world(world_name, **meta.world_config)
+    source = str(Path(recording.path) / META_FILE)
+    hint = (f"If you trust this recording, name its world on the command line: "
+            f"python -m engine.replay {recording.path} --verify --world {meta.world}")
+    return make_world_from_file(meta.world, meta.world_config, source, hint)
+
+
+def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = None) -> VerifyResult:
+    """Re-simulate `recording` on a fresh copy of its world (`recorded_world`) and compare every saved frame."""
+    meta = recording.meta
+    world = world or recorded_world(recording)
     psnrs: list[float] = []
     same_rgb = same_depth = 0
     pose_err = 0.0
@@ -127,7 +135,7 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
                     obs = world.step(a)
             else:
                 obs = world.step(rec.action or Action())
-            p = psnr(obs.rgb, rec.obs.rgb)
+            p = float(psnr(obs.rgb, rec.obs.rgb))
             psnrs.append(p)
             rgb_ok = bool(np.array_equal(obs.rgb, rec.obs.rgb))
             same_rgb += rgb_ok
@@ -142,19 +150,26 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
                 first_bad = i
     finally:
         world.close()
-    finite = [p for p in psnrs if math.isfinite(p)]
+    finite = [p for p in psnrs if p < PSNR_CAP_DB]
     return VerifyResult(
         steps=len(recording),
         identical_rgb=same_rgb,
         identical_depth=same_depth if meta.has_depth else None,
-        min_psnr=min(psnrs) if psnrs else math.inf,
-        mean_psnr=(sum(finite) / len(finite)) if finite else math.inf,
+        min_psnr=min(psnrs) if psnrs else PSNR_CAP_DB,
+        mean_psnr=(sum(finite) / len(finite)) if finite else PSNR_CAP_DB,
         max_pose_error_m=pose_err,
         first_mismatch=first_bad,
         matched=first_bad is None and len(recording) > 0,
         deterministic=meta.deterministic,
         truncated=recording.truncated,
     )
+
+
+def _build_errors() -> tuple[type[BaseException], ...]:
+    """What rebuilding a recorded world fails with that is the recording's or the user's doing (one line, exit 2)."""
+    errors: tuple[type[BaseException], ...] = (WorldNotFoundError, TypeError, ValueError, RecordingError)
+    checkpoint = sys.modules.get("worldmodel.checkpoint")  # evaluated after the failure: loaded if it was a dream
+    return errors + ((checkpoint.CheckpointError,) if checkpoint is not None else ())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true", help="re-simulate the actions and compare the frames")
     parser.add_argument("--min-psnr", type=float, default=30.0, help="match threshold for non-deterministic worlds")
     parser.add_argument("--realtime", action="store_true", help="headless: pace at the recorded tick rate")
+    parser.add_argument("--world", default=None, metavar="NAME",
+                        help="--verify: rebuild this world (a name or module:Class you trust) instead of meta.yaml's")
     args = parser.parse_args(argv)
     try:
         rec = Recording(args.recording)
@@ -174,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {args.recording} was cut short (status {rec.meta.status!r}); "
               f"{len(rec)} of {len(rec.rows)} logged steps have saved frames", file=sys.stderr)
     if args.verify:
-        result = verify(rec, args.min_psnr)
+        try:
+            world = recorded_world(rec, args.world)
+        except _build_errors() as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        result = verify(rec, args.min_psnr, world)
         print(json.dumps(result.to_json(), indent=2))
         verdict = "MATCH" if result.matched else f"MISMATCH (first at step {result.first_mismatch})"
         print(f"{verdict}: {result.identical_rgb}/{result.steps} frames identical, min PSNR {result.min_psnr:.2f} dB")

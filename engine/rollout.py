@@ -8,17 +8,21 @@ Each episode is one recording directory `OUT/ep_NNNNN` (reset seed = the episode
 `summary.json` lists episode lengths, returns and ticks/s. Seeds come from `--split` (the world's
 train/validation/test ranges, for worlds that define them) or from `--seed-start` upwards, so data
 sets of different splits never share a level. An existing episode directory that is complete is
-skipped, so an interrupted run is resumed by running the same command again.
+skipped, so an interrupted run is resumed by running the same command again. One rollout at a time
+writes into an `--out`: it holds `OUT/.rollout.lock` (with its pid) while it runs, and a second one is
+refused; the lock of a process that died is taken over. The worker processes die with the rollout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +39,70 @@ from engine.world import Observation, WorldNotFoundError, make_world, validate_o
 # A reward hook: reward(prev_obs, action, obs) -> float; a termination hook: done(obs) -> bool.
 RewardFn = Callable[[Observation, Action, Observation], float]
 DoneFn = Callable[[Observation], bool]
+
+
+LOCK_FILE = ".rollout.lock"
+
+
+class RolloutBusyError(RuntimeError):
+    """Another running rollout holds the lock on this --out."""
+
+
+@contextlib.contextmanager
+def out_lock(out: Path):
+    """Hold `out/.rollout.lock` while a rollout writes into `out`: RolloutBusyError when a live process holds it.
+
+    The lock is an flock on the file (the kernel drops it when its process dies, however it dies), so a lock
+    left by a killed rollout is taken over; the file holds the owner's pid for the message."""
+    import fcntl
+
+    path = out / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RolloutBusyError(f"{out} is in use by another rollout (pid {owner}, lock {path}); wait for it to "
+                                   f"finish or stop it, or choose another --out") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and our lock: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: this worker is killed when the rollout process dies (Linux), or exits if it already has."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the check between episodes still stops orphans
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+_PROGRESS = None  # a worker's progress queue, given by the pool initializer
+
+
+def _init_worker(parent: int, queue) -> None:
+    global _PROGRESS
+    _die_with_parent(parent)
+    _PROGRESS = queue
 
 
 @dataclass
@@ -90,8 +158,9 @@ def _is_complete(path: Path) -> bool:
         return False
 
 
-def _worker(args: tuple[dict[str, Any], list[EpisodeJob], Any]) -> list[EpisodeResult]:
-    settings, jobs, queue = args
+def _worker(args: tuple[dict[str, Any], list[EpisodeJob]]) -> list[EpisodeResult]:
+    settings, jobs = args
+    queue = _PROGRESS
     try:
         import torch
 
@@ -104,6 +173,8 @@ def _worker(args: tuple[dict[str, Any], list[EpisodeJob], Any]) -> list[EpisodeR
     done_fn = _load_callable(settings.get("done"), "done")
     try:
         for job in jobs:
+            if os.getppid() != settings["parent"]:
+                os._exit(1)  # the rollout is gone: write nothing more into its --out
             results.append(_run_episode(world, settings, job, reward_fn, done_fn, queue))
     finally:
         world.close()
@@ -168,31 +239,32 @@ def rollout(world: str, out: Path, episodes: int, ticks: int, policy: str | None
         load_policy(policy)
     seeds = episode_seeds(world, split, episodes, seed_start, offset)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [EpisodeJob(i, s, p, str(out / f"ep_{offset + i:05d}")) for i, (s, p) in enumerate(seeds)]
-    settings = dict(world=world, config=config, policy=policy, script=script, ticks=ticks, tick_rate=tick_rate,
-                    video=video, reward=reward, done=done)
-    t0 = time.perf_counter()
-    from tqdm import tqdm
+    with out_lock(out):  # one rollout per --out at a time
+        jobs = [EpisodeJob(i, s, p, str(out / f"ep_{offset + i:05d}")) for i, (s, p) in enumerate(seeds)]
+        settings = dict(world=world, config=config, policy=policy, script=script, ticks=ticks, tick_rate=tick_rate,
+                        video=video, reward=reward, done=done, parent=os.getpid())
+        t0 = time.perf_counter()
+        from tqdm import tqdm
 
-    bar = tqdm(total=episodes * ticks, unit="tick", desc=f"{world} rollouts", disable=not progress, smoothing=0.05)
-    results: list[EpisodeResult] = []
-    if workers == 1:
-        reward_fn, done_fn = _load_callable(reward, "reward"), _load_callable(done, "done")
-        w = make_world(world, **config)
-        try:
-            for job in jobs:
-                r = _run_episode(w, settings, job, reward_fn, done_fn, None)
-                bar.update(r.ticks if not r.skipped else ticks)
-                results.append(r)
-        finally:
-            w.close()
-    else:
-        # 'spawn': GL contexts and threads do not survive fork; each worker opens its own world.
-        ctx = mp.get_context("spawn")
-        with ctx.Manager() as manager:
-            queue = manager.Queue()
-            shards = [(settings, jobs[k::workers], queue) for k in range(workers)]
-            with ctx.Pool(workers) as pool:
+        bar = tqdm(total=episodes * ticks, unit="tick", desc=f"{world} rollouts", disable=not progress, smoothing=0.05)
+        results: list[EpisodeResult] = []
+        if workers == 1:
+            reward_fn, done_fn = _load_callable(reward, "reward"), _load_callable(done, "done")
+            w = make_world(world, **config)
+            try:
+                for job in jobs:
+                    r = _run_episode(w, settings, job, reward_fn, done_fn, None)
+                    bar.update(r.ticks if not r.skipped else ticks)
+                    results.append(r)
+            finally:
+                w.close()
+        else:
+            # 'spawn': GL contexts and threads do not survive fork; each worker opens its own world. No Manager
+            # process: the progress queue is handed to the workers as they start, and they die with this process.
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            shards = [(settings, jobs[k::workers]) for k in range(workers)]
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(os.getpid(), queue)) as pool:
                 pending = pool.map_async(_worker, shards)
                 while not pending.ready():
                     pending.wait(0.2)
@@ -200,19 +272,19 @@ def rollout(world: str, out: Path, episodes: int, ticks: int, policy: str | None
                         bar.update(queue.get())
                 for shard in pending.get():
                     results.extend(shard)
-    bar.close()
-    wall = time.perf_counter() - t0
-    results.sort(key=lambda r: r.index)
-    done_ticks = sum(r.ticks for r in results if not r.skipped)
-    summary = {
-        "world": world, "config": config, "policy": policy, "script": script, "split": split,
-        "episodes": len(results), "ticks_per_episode": ticks, "workers": workers,
-        "total_ticks": sum(r.ticks for r in results), "new_ticks": done_ticks, "wall_s": round(wall, 2),
-        "ticks_per_s": round(done_ticks / max(wall, 1e-9), 1),
-        "mean_return": sum(r.ret for r in results) / max(len(results), 1),
-        "episodes_detail": [asdict(r) for r in results],
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        bar.close()
+        wall = time.perf_counter() - t0
+        results.sort(key=lambda r: r.index)
+        done_ticks = sum(r.ticks for r in results if not r.skipped)
+        summary = {
+            "world": world, "config": config, "policy": policy, "script": script, "split": split,
+            "episodes": len(results), "ticks_per_episode": ticks, "workers": workers,
+            "total_ticks": sum(r.ticks for r in results), "new_ticks": done_ticks, "wall_s": round(wall, 2),
+            "ticks_per_s": round(done_ticks / max(wall, 1e-9), 1),
+            "mean_return": sum(r.ret for r in results) / max(len(results), 1),
+            "episodes_detail": [asdict(r) for r in results],
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -246,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = rollout(args.world, args.out, args.episodes, args.ticks, args.policy, args.script, args.workers,
                           args.split, args.seed_start, args.offset, config, args.tick_rate, args.video,
                           args.reward, args.done)
-    except (ValueError, TypeError, WorldNotFoundError, PolicyError, ScriptError, RecordingError) as e:
+    except (ValueError, TypeError, WorldNotFoundError, PolicyError, ScriptError, RecordingError, RolloutBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "episodes_detail"}, indent=2))

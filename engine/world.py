@@ -7,12 +7,16 @@ under a name (what `play.py --world NAME` takes), so the engine never imports th
     from engine import register_world
     register_world("mygame", "mypackage.game:MyGameWorld")
 
-Names are also found through the ``dreamwalk.worlds`` entry-point group of installed packages, and a
-``module:attribute`` string works anywhere a name does.
+Names are also found through the ``dreamwalk.worlds`` entry-point group of installed packages. A
+``module:attribute`` string works where the person running the program names the world: in Python
+(`make_world`) and on the command line. A name read from a file people share (a recording's meta.yaml,
+a model.yaml) resolves only to registered and installed worlds (`make_world_from_file`,
+`check_world_name`): importing a module a file names would run code from that file.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import importlib.metadata
 from abc import ABC, abstractmethod
@@ -35,6 +39,10 @@ class WorldNotFoundError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0])
+
+
+class UntrustedWorldError(WorldNotFoundError):
+    """A data file names a world that is not registered (e.g. 'module:attr'): refused, as importing it could run code."""
 
 
 @dataclass
@@ -186,23 +194,49 @@ def available_worlds() -> dict[str, str]:
     return dict(sorted(names.items()))
 
 
-def world_factory(name: str) -> Callable[..., World]:
-    """The class or factory registered under `name` (or a 'module:attr' string)."""
+# While a world named by a data file is being built, the names its config holds (a dream's prompt world)
+# come from that file too: (source, hint) of the file, or None when the caller named the world itself.
+_UNTRUSTED: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("dreamwalk_world_source",
+                                                                                       default=None)
+
+
+def world_factory(name: str, source: str | None = None, hint: str | None = None) -> Callable[..., World]:
+    """The class or factory registered under `name`.
+
+    `source`: the file `name` was read from. Then (and while a world built by `make_world_from_file` is
+    being constructed) only registered names and installed entry points resolve; a 'module:attr' name is
+    refused with UntrustedWorldError naming the file, the world and `hint` (what the user can do instead).
+    Without a source the name comes from the person running the program, and 'module:attr' imports.
+    """
+    if source is None and _UNTRUSTED.get() is not None:
+        source, hint = _UNTRUSTED.get()
+    if not isinstance(name, str) or not name:
+        where = f"{source}: " if source else ""
+        raise WorldNotFoundError(f"{where}a world name must be a non-empty string, got {name!r}")
     if name in _REGISTRY:
         factory = _REGISTRY[name].factory
         return _resolve(factory) if isinstance(factory, str) else factory
     eps = _entry_points()
     if name in eps:
         return _resolve(eps[name])
+    known = ", ".join(available_worlds()) or "none"
+    if source is not None:
+        raise UntrustedWorldError(
+            f"{source} names the world {name!r}, which is not registered (known: {known}); a file may name only "
+            f"registered worlds, since importing a module it names could run code. "
+            + (hint or f"If you trust {source}, name the world yourself (on the command line or in Python)."))
     if ":" in name:
         return _resolve(name)
-    known = ", ".join(available_worlds()) or "none"
     raise WorldNotFoundError(f"no world named {name!r}; known worlds: {known} (or pass 'module:Class')")
 
 
-def make_world(name: str, **config: Any) -> World:
-    """Construct a world by registry name with keyword config."""
-    factory = world_factory(name)
+def check_world_name(name: Any, source: str, hint: str | None = None) -> str:
+    """Check a world name read from the data file `source` (see `world_factory`) without building the world."""
+    world_factory(name, source, hint)
+    return name
+
+
+def _build(name: str, factory: Callable[..., World], config: dict[str, Any]) -> World:
     try:
         world = factory(**config)
     except TypeError as e:
@@ -210,3 +244,24 @@ def make_world(name: str, **config: Any) -> World:
     if not isinstance(world, World):
         raise TypeError(f"world factory {name!r} returned {type(world).__name__}, not an engine.World")
     return world
+
+
+def make_world(name: str, **config: Any) -> World:
+    """Construct a world by registry name (or a 'module:attr' the caller chose) with keyword config.
+
+    For a name and config read from a file, use `make_world_from_file`."""
+    return _build(name, world_factory(name), config)
+
+
+def make_world_from_file(name: Any, config: Any, source: str, hint: str | None = None) -> World:
+    """Construct a world named by a data file (a recording's meta.yaml, ...): registered worlds only, also for
+    any world name inside `config`; UntrustedWorldError (naming `source`, the world and `hint`) otherwise."""
+    factory = world_factory(name, source, hint)
+    if not isinstance(config, dict):
+        raise TypeError(f"{source}: the config of world {name!r} must be a mapping, got {type(config).__name__}")
+    token = _UNTRUSTED.set((source, hint or f"If you trust {source}, name the world yourself "
+                                            "(on the command line or in Python)."))
+    try:
+        return _build(name, factory, config)
+    finally:
+        _UNTRUSTED.reset(token)

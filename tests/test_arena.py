@@ -13,9 +13,11 @@ from engine.arena import ArenaConfigError, ArenaWorld, load_preset
 from engine.arena.level import DYNAMIC_ID_BASE, MOVER_BOBBER, generate_level
 from engine.arena.physics import PITCH_LIMIT_DEG
 from engine.arena.policies import POLICIES
-from engine.arena.splits import (REVISIT_MAX, REVISIT_MIN, SPLITS, TEST_SET, TEST_TICK_RATE, entry_trajectory,
-                                 split_of, split_seeds)
-from engine.arena.trajectories import free_cells
+from engine.arena.policies import angle_diff
+from engine.arena.splits import (DEFAULT_COUNTS, KINDS, REVISIT_MAX, REVISIT_MIN, SPLITS, TEST_SET, TEST_TICK_RATE,
+                                 TestEntry, entry_trajectory, held_out_entries, revisit_entries, split_of,
+                                 split_seeds)
+from engine.arena.trajectories import Trajectory, free_cells
 
 SIZE = 64
 
@@ -286,14 +288,20 @@ def test_splits_are_disjoint_and_test_set_is_held_out() -> None:
     with pytest.raises(ValueError):
         split_of(-1)
     kinds = {e.kind for e in TEST_SET}
-    assert kinds == {"moving", "revisit"} and len(set(TEST_SET)) == len(TEST_SET)
+    assert kinds == set(KINDS) and len(set(TEST_SET)) == len(TEST_SET)
     for e in TEST_SET:
         assert split_of(e.level_seed) == "test" and split_of(e.policy_seed) == "test"
 
 
-def test_revisit_entries_return_to_start_pose() -> None:
+@pytest.fixture(scope="module")
+def planned() -> dict[TestEntry, Trajectory]:
+    """Every TEST_SET entry rebuilt once (raises if the table no longer matches the generator)."""
+    return {entry: entry_trajectory(entry) for entry in TEST_SET}
+
+
+def test_revisit_entries_return_to_start_pose(planned) -> None:
     for entry in TEST_SET:
-        traj = entry_trajectory(entry)  # raises if the table no longer matches the generator
+        traj = planned[entry]
         assert len(traj.actions) == entry.ticks
         if entry.kind == "revisit":
             assert REVISIT_MIN <= entry.return_tick <= REVISIT_MAX
@@ -317,6 +325,128 @@ def test_validation_revisits_are_planned_like_the_test_set_on_validation_seeds()
         revisit_entries("train", 1)
     with pytest.raises(ValueError, match="not in the test range"):
         TestEntry(val[0].level_seed, val[0].policy_seed, "revisit", val[0].ticks, val[0].return_tick)
+
+
+def test_test_set_table_is_what_held_out_entries_plans() -> None:
+    for kind in KINDS:
+        rows = [e for e in TEST_SET if e.kind == kind]
+        assert len(rows) == DEFAULT_COUNTS[kind]
+        assert held_out_entries("test", kind) == rows, f"{kind}: regenerate with python -m engine.arena.splits"
+    # The original 16 rows and their seed blocks are untouched.
+    assert [(e.level_seed, e.policy_seed) for e in TEST_SET[:16]] == (
+        [(1_100_000 + i, 1_150_000 + i) for i in range(8)] + [(1_101_000 + i, 1_151_000 + i) for i in range(8)])
+
+
+def test_validation_entries_are_twins_on_validation_seeds_disjoint_from_test() -> None:
+    val = {kind: held_out_entries("validation", kind, 2) for kind in KINDS}
+    test_seeds = {s for e in TEST_SET for s in (e.level_seed, e.policy_seed)}
+    seen: set[int] = set()
+    for kind, entries in val.items():
+        assert len(entries) == 2 and all(e.kind == kind and e.split == "validation" for e in entries)
+        for e in entries:
+            assert split_of(e.level_seed) == "validation" and split_of(e.policy_seed) == "validation"
+            seeds = {e.level_seed, e.policy_seed}
+            assert seeds.isdisjoint(test_seeds) and seeds.isdisjoint(seen)  # no seed shared across kinds
+            seen |= seeds
+            assert entry_trajectory(e).actions  # rebuilds and matches what was planned
+        # Planned the same way as the test twins: same seed offsets into the split's range.
+        twins = [e for e in TEST_SET if e.kind == kind][:2]
+        shift = SPLITS["test"].start - SPLITS["validation"].start
+        if kind in ("moving", "long_walk", "idle", "turn_360"):  # kinds no level can refuse
+            assert [(e.level_seed + shift, e.policy_seed + shift, e.ticks) for e in entries] == \
+                [(e.level_seed, e.policy_seed, e.ticks) for e in twins]
+    assert val["revisit"] == revisit_entries("validation", 2)
+    with pytest.raises(ValueError, match="train"):
+        held_out_entries("train", "idle")
+    with pytest.raises(ValueError, match="unknown entry kind"):
+        held_out_entries("test", "spin")
+
+
+def test_returning_probes_come_back_to_the_tick0_pose(planned) -> None:
+    cell = load_preset("default").cell_size
+    for entry in TEST_SET:
+        if entry.kind not in ("turn_360", "out_and_back", "look_up_down"):
+            continue
+        traj = planned[entry]
+        dp, dyaw, dpitch = traj.error_at(entry.return_tick)
+        assert dp < 0.2 and dyaw < 0.5 and dpitch < 0.5, (entry, dp, dyaw, dpitch)
+        # It stands still at the start view afterwards.
+        for t in range(entry.return_tick, entry.ticks + 1):
+            assert max(traj.error_at(t, entry.return_tick)) < 1e-9
+        assert all(a == NOOP for a in traj.actions[entry.return_tick:])
+        yaw_steps = [angle_diff(traj.yaws[t + 1], traj.yaws[t]) for t in range(entry.return_tick)]
+        if entry.kind == "turn_360":
+            assert entry.return_tick == 60 and abs(sum(yaw_steps)) == pytest.approx(360.0, abs=1e-6)
+            assert np.allclose(np.abs(yaw_steps), 6.0) and len({np.sign(v) for v in yaw_steps}) == 1
+            assert np.all(traj.pitches == traj.pitches[0])
+            assert np.all(traj.positions == traj.positions[0])
+        elif entry.kind == "look_up_down":
+            top, bottom = traj.pitches.max(), traj.pitches.min()
+            assert 30.0 - 1e-9 <= top <= 60.0 + 1e-9 and bottom == pytest.approx(-top)
+            assert np.all(np.abs(np.diff(traj.pitches)) <= 3.0 + 1e-9) and traj.pitches[0] == 0.0
+            assert np.argmax(traj.pitches) < np.argmin(traj.pitches)  # up first, then down
+            assert np.all(traj.yaws == traj.yaws[0]) and np.all(traj.positions == traj.positions[0])
+        else:  # out_and_back: 3-6 cells out along a straight line, turned round, and back
+            out = traj.positions[traj.far_tick] - traj.positions[0]
+            assert 3 * cell - 0.5 <= np.linalg.norm(out) <= 6 * cell
+            assert np.count_nonzero(np.abs(out[[0, 2]]) > 1e-6) == 1  # along one grid axis only
+            assert np.abs(traj.pitches).max() == 0.0
+            back = next(t for t in range(traj.far_tick, entry.return_tick) if traj.actions[t].forward)
+            assert abs(sum(yaw_steps[traj.far_tick:back])) == pytest.approx(180.0, abs=1e-6)  # turned round
+            assert traj.error_at(back)[0] == pytest.approx(np.linalg.norm(out))  # in place
+
+
+def test_wall_probes_push_into_the_wall(planned) -> None:
+    for entry in TEST_SET:
+        if entry.kind != "wall":
+            continue
+        traj, c = planned[entry], entry.contact_tick
+        assert entry.ticks == c + 40
+        assert all(a.forward and a.yaw == 0.0 for a in traj.actions[c - 1:])  # forward held, no turning
+        after = np.linalg.norm(traj.positions[c:] - traj.positions[c], axis=1)
+        assert after.max() < 1e-3  # no longer advancing
+        steps = np.linalg.norm(np.diff(traj.positions[:c], axis=0), axis=1)
+        walked = [t for t, a in enumerate(traj.actions[:c - 1]) if a.forward]
+        assert len(walked) >= 10 and np.all(steps[walked] >= 1e-3)  # it did advance before contact
+        assert np.median(steps[walked]) == pytest.approx(load_preset("default").walk_speed / TEST_TICK_RATE)
+        assert np.linalg.norm(traj.positions[c] - traj.positions[0]) > 2.0
+
+
+def test_idle_and_long_walk_probes(planned) -> None:
+    for entry in TEST_SET:
+        traj = planned[entry]
+        if entry.kind == "idle":
+            assert entry.ticks == 200 and all(a == NOOP for a in traj.actions)
+            for t in range(entry.ticks + 1):
+                assert max(traj.error_at(t)) == 0.0
+        elif entry.kind == "long_walk":
+            assert len(traj.actions) == entry.ticks == 1000
+            assert np.linalg.norm(np.ptp(traj.positions, axis=0)) > 10.0
+
+
+def test_entries_are_validated_per_kind_and_mismatches_say_how_to_regenerate() -> None:
+    lv, ps = 1_102_000, 1_152_000
+    TestEntry(lv, ps, "turn_360", 70, 60)  # a return before REVISIT_MIN is fine for a probe
+    with pytest.raises(ValueError, match="revisit entry needs return_tick"):
+        TestEntry(lv, ps, "revisit", 70, 60)
+    with pytest.raises(ValueError, match="needs return_tick"):
+        TestEntry(lv, ps, "out_and_back", 70)
+    with pytest.raises(ValueError, match="needs contact_tick"):
+        TestEntry(lv, ps, "wall", 70)
+    with pytest.raises(ValueError, match="takes no contact_tick"):
+        TestEntry(lv, ps, "idle", 200, contact_tick=3)
+    with pytest.raises(ValueError, match="takes no return_tick"):
+        TestEntry(lv, ps, "wall", 70, 60, contact_tick=30)
+    with pytest.raises(ValueError, match="unknown entry kind"):
+        TestEntry(lv, ps, "spin", 70)
+    from dataclasses import replace
+
+    wall = next(e for e in TEST_SET if e.kind == "wall")
+    turn = next(e for e in TEST_SET if e.kind == "turn_360")
+    for bad in (replace(wall, contact_tick=wall.contact_tick + 1), replace(turn, ticks=71),
+                replace(turn, return_tick=59)):
+        with pytest.raises(RuntimeError, match="python -m engine.arena.splits"):
+            entry_trajectory(bad)
 
 
 def test_revisit_replays_in_rendered_world() -> None:

@@ -288,15 +288,36 @@ def test_broken_checkpoints_are_named(tiny_model, tmp_path):
 
 
 def test_evaluate_writes_the_report_and_plots(tiny_model, tmp_path):
+    """The open loop with every metric and baseline, and the places (returns, idle, wall, long walk), on one walk
+    of each kind: the keys other tools read, values that mean what they say."""
     from worldmodel.evaluate import evaluate
 
-    report = evaluate(tiny_model, tmp_path / "eval", context=4, starts_per_traj=1, max_entries=1)
+    report = evaluate(tiny_model, tmp_path / "eval", context=4, starts_per_traj=2, max_entries=1)
     for key in ("ae_psnr", "ticks_per_s"):
         assert np.isfinite(report[key])
-    for h in ("1", "8", "32", "128"):
-        assert np.isfinite(report["psnr"]["model"][h]) and np.isfinite(report["psnr"]["copy_last"][h])
+    horizons = [str(h) for h in (1, 4, 8, 16, 32, 64, 128)]
+    for metric in ("psnr", "ssim", "lpips", "sharpness", "sharpness_hf", "brightness_drift", "contrast_ratio"):
+        for method in ("model", "copy_last", "mean_frame", "geometric"):
+            assert list(report[metric][method]) == horizons
+            assert all(np.isfinite(v) for v in report[metric][method].values())
+    # the geometric baseline is given the truth up to the tick before: far better than a 12-step tiny model
+    assert min(report["psnr"]["geometric"].values()) > max(report["psnr"]["model"].values())
+    for metric in ("psnr", "ssim", "lpips", "sharpness"):
+        lo_hi = report["ci95"][metric]["geometric"]["8"]
+        assert lo_hi[1] <= lo_hi[0] <= lo_hi[2]
+    assert len(report["per_rollout"]["groups"]) == report["setup"]["rollouts"] == 2
     assert set(report["pose_error_32"]) == {"ticks", "position_m", "yaw_deg"}
-    assert json.loads((tmp_path / "eval" / "report.json").read_text())["psnr"]["model"]["1"] == report["psnr"]["model"]["1"]
+    for kind in ("turn_360", "out_and_back", "look_up_down"):
+        r = report["returns"][kind]
+        assert {"model", "geometric", "model_memory_on", "model_vs_left"} <= set(r) and r["geometric"] > 20
+    assert report["returns"]["turn_360"]["first_pass"]["ticks"] == [10, 50]
+    idle = report["idle"]
+    assert idle["ticks"] == 200 and idle["truth"]["pose_drift_m"] == 0 and idle["truth"]["frame_change_db"] > 40
+    assert {"frame_change_db", "pose_drift_m", "pose_drift_deg"} <= set(idle) and idle["pose_drift_m"] >= 0
+    assert report["wall"]["stop_error_m"] >= 0 and report["wall"]["push_ticks"] == 40
+    assert list(report["long_walk"]["psnr"]["model"]) == ["250", "500", "1000"]
+    saved = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert saved["psnr"]["model"]["1"] == report["psnr"]["model"]["1"] and saved["setup"]["split"] == "test"
     assert (tmp_path / "eval" / "psnr.png").stat().st_size > 0 and (tmp_path / "eval" / "strip.png").stat().st_size > 0
 
 
@@ -395,11 +416,11 @@ def test_truth_at_given_poses_matches_the_trajectory():
 
 
 def test_memory_settings_are_chosen_on_validation_revisits(tiny_model, tmp_path):
-    """evaluate --revisit-only --revisit-split validation --memory K=V: the sweep a model's info.memory comes from."""
+    """evaluate --revisit-only --split validation --memory K=V: the sweep a model's info.memory comes from."""
     from worldmodel.evaluate import main
 
     out = tmp_path / "val"
-    assert main(["--checkpoint", str(tiny_model), "--out", str(out), "--revisit-only", "--revisit-split", "validation",
+    assert main(["--checkpoint", str(tiny_model), "--out", str(out), "--revisit-only", "--split", "validation",
                  "--max-entries", "1", "--memory", "subsample=1", "--memory", "scale_factor=0.3"]) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["revisit"]["split"] == "validation" and r["revisit"]["memory_settings"] == {"subsample": 1, "scale_factor": 0.3}

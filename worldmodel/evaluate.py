@@ -1,26 +1,32 @@
-"""Evaluate a model on the arena's held-out test set, against a copy-last-frame baseline measured in the same run.
+"""Evaluate a model on held-out arena trajectories as a player sees it, beside baselines measured in the same run.
 
-    python -m worldmodel.evaluate --checkpoint assets/model --out runs/eval
+    python -m worldmodel.evaluate --checkpoint assets/model --out runs/eval                    # the test set
+    python -m worldmodel.evaluate --checkpoint runs/m --out runs/val --split validation        # choose here
 
-Protocol: for every "moving" trajectory of the fixed test set (engine.arena.splits.TEST_SET) and
-several start ticks t0, the model gets `--context` ground-truth frames ending at t0 (encoded, with
-their true actions), then rolls out open loop with the true actions for 128 ticks. The dreamed frame at
-t0 + h is compared with the ground truth at t0 + h (PSNR, SSIM on RGB at the model's resolution) for
-h in 1, 8, 32, 128; the copy-last baseline compares the ground truth at t0 instead. The pose head's
-ego-motion, integrated from t0, is compared with the true pose after 32 ticks. Also reported: the
-autoencoder's reconstruction PSNR on the test frames and the dream's ticks/s (batch 1).
+Choose settings and models on `--split validation` (trajectories planned the same way on validation seeds);
+score the test set once for a candidate that is to ship. Compare two reports with paired bootstrap intervals:
+`python -m worldmodel.evaluation.report compare A/report.json B/report.json`.
 
-Then the memory revisit benchmark (`revisit`): dreams along the test set's revisit trajectories from their
-first real view, with the scene memory off, on (built from the dream's own frames), and an oracle (the memory
-fed the ground truth at the true poses: what a right memory would give this model; and the same true memory
-seen from the dream's own drifted camera, which separates the pose drift's cost from the frames'), scored after
-the return;
-and the memory's fidelity on ground-truth inserts. `--revisit-only --revisit-split validation --memory K=V`
-runs it alone on revisits planned on validation seeds, to choose the memory's settings.
+The parts (worldmodel/evaluation/): `trajectories` renders the held-out walks, `metrics` measures frames (PSNR,
+SSIM, ST-LPIPS, sharpness, brightness and contrast drift, paired bootstrap), `baselines` holds copy-last, the
+mean frame and the geometric baseline (the true frames lifted into the splat memory, rendered at the true
+camera), `report` writes the plots, the strip and the README table.
 
-Writes `report.json` (keys ae_psnr, psnr.model.{1,8,32,128}, psnr.copy_last.{...}, ssim.*,
-pose_error_32.{position_m,yaw_deg}, ticks_per_s, revisit.{memory_on,memory_off,memory_oracle,...},
-memory_fidelity, ...), `psnr.png` (PSNR against horizon) and `strip.png` (dreamed frames over ground truth).
+1. Open loop (`psnr`, `ssim`, `lpips`, `sharpness`, `sharpness_hf`, `brightness_drift`, `contrast_ratio`, each
+   {model, copy_last, mean_frame, geometric: {horizon: value}}): for every "moving" walk and several start
+   ticks t0, the model gets `--context` real frames ending at t0 (encoded, with their true actions), then
+   dreams open loop with the true actions; its frame at t0 + h is scored against the truth for h in HORIZONS.
+   `ci95` holds model - baseline differences with paired bootstrap 95% intervals over walks; `per_rollout`
+   the per-frame scores (for `report compare`). Also the pose after 32 ticks, the autoencoder's
+   reconstruction PSNR and the dream's ticks/s.
+2. Places (`returns`, `idle`, `wall`, `long_walk`): the dream as `play.py` runs it (from the real first view,
+   with the scene memory off as shipped, and on) along the held-out kinds of engine.arena.splits: a 360° turn in
+   place, out and back, looking up and down (each back at the start view at its return tick: scored against
+   the truth there and against the frame the dream left), standing still 200 ticks (frame change and camera
+   drift), walking into a wall (how far from where the player stopped the dream's camera ends) and a
+   1,000-tick walk; the geometric baseline beside each.
+3. Revisits (`revisit`, `memory_fidelity`): dreams along the revisit walks with the scene memory off, on and an
+   oracle (the memory fed the truth); `--revisit-only` runs this alone, `--memory K=V` tries memory settings.
 """
 
 from __future__ import annotations
@@ -36,96 +42,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
-from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
+from worldmodel.data import frames_to_tensor, tensor_to_frames
+from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame
+from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap, psnr, score_frames, ssim, summarize
+from worldmodel.evaluation.report import CI_METRICS, draw_plot, save_strip
+from worldmodel.evaluation.trajectories import Trajectory, recorded_trajectories, render_at_poses, render_trajectory
 from worldmodel.flow import FlowSampler
 from worldmodel.pose import apply_ego_motion, decompose, wrap_deg
 
-HORIZONS = (1, 8, 32, 128)
-
-
-@dataclass
-class Trajectory:
-    """A ground-truth trajectory at the model's resolution."""
-
-    rgb: np.ndarray  # [T+1, H, W, 3] uint8
-    depth: np.ndarray  # [T+1, H, W] float32
-    c2w: np.ndarray  # [T+1, 4, 4]
-    actions: np.ndarray  # [T+1, 8] (row i leads into frame i; row 0 zeros)
-    name: str
-
-
-def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]) -> Trajectory:
-    """Render a test entry with the arena at `render_size`, area-resized to the model's `size` (as the data)."""
-    from engine.arena import ArenaWorld
-    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE, entry_actions
-
-    actions = entry_actions(entry)
-    world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
-    try:
-        obs = [world.reset(entry.level_seed)] + [world.step(a) for a in actions]
-    finally:
-        world.close()
-    rgb = area_resize(np.stack([o.rgb for o in obs]), size)
-    depth = area_resize(np.stack([o.depth for o in obs])[..., None], size)[..., 0]
-    acts = np.zeros((len(obs), 8), np.float32)
-    acts[1:] = np.stack([a.to_array() for a in actions])
-    name = f"{entry.kind}-{entry.level_seed}"
-    return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts, name)
-
-
-def render_at_poses(entry, c2w: np.ndarray, ticks: np.ndarray, size: tuple[int, int],
-                    render_size: tuple[int, int]) -> np.ndarray:
-    """The arena level of a test entry seen from given cameras c2w [N, 4, 4] at given ticks [N] (movers where
-    they are then): the ground truth of what a dream should show from where *it* believes the camera is."""
-    from engine.arena import ArenaWorld
-    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
-
-    world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
-    try:
-        world.reset(entry.level_seed)
-        rgb = np.stack([world.renderer.render(m, int(t) / TEST_TICK_RATE).rgb for m, t in zip(c2w, ticks)])
-    finally:
-        world.close()
-    return area_resize(rgb, size)
-
-
-def recorded_trajectories(paths: list[str], size: tuple[int, int]) -> list[Trajectory]:
-    """Held-out recordings of any World as test trajectories (one per episode)."""
-    from worldmodel.data import FrameStore
-
-    store = FrameStore.load(paths, size)
-    trajs = []
-    for e, (s, n) in enumerate(zip(store.starts, store.lengths)):
-        sl = slice(int(s), int(s + n))
-        depth = store.depth[sl].astype(np.float32) if store.depth is not None else np.zeros((n, *size), np.float32)
-        c2w = store.c2w[sl].astype(np.float64) if store.c2w is not None else np.tile(np.eye(4), (n, 1, 1))
-        trajs.append(Trajectory(store.rgb[sl], depth, c2w, store.actions[sl], f"recording-episode-{e}"))
-    return trajs
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """PSNR (dB) per image between uint8 [..., H, W, 3] stacks."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(-3, -2, -1))
-    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """SSIM per image (Gaussian window 11, sigma 1.5, on each RGB channel, averaged) for uint8 [N, H, W, 3]."""
-    x = torch.from_numpy(a).float().permute(0, 3, 1, 2) / 255.0
-    y = torch.from_numpy(b).float().permute(0, 3, 1, 2) / 255.0
-    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
-    g = (g / g.sum())
-    win = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
-    blur = lambda t: F.conv2d(F.pad(t, (5, 5, 5, 5), mode="reflect"), win, groups=3)  # noqa: E731
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3)).numpy()
+HORIZONS = (1, 4, 8, 16, 32, 64, 128)
+RETURN_KINDS = ("turn_360", "out_and_back", "look_up_down")
+PLACE_KINDS = RETURN_KINDS + ("idle", "wall", "long_walk")
+LONG_WALK_TICKS = (250, 500, 1000)
+TURN_FIRST_PASS = (10, 50)  # ticks of the 360° turn scored as "first pass": most of each frame newly seen
 
 
 @torch.no_grad()
@@ -152,7 +84,7 @@ class RolloutResult:
 
 @torch.no_grad()
 def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, c2w0: np.ndarray, context: int,
-              horizon: int, steps: int, seed: int, memory: Any = None, context_noise: float = 0.0) -> RolloutResult:
+              horizon: int, steps: int, seed: int, context_noise: float = 0.0) -> RolloutResult:
     """Batched rollouts. latents [B, context, C, h, w] and actions [B, context + horizon, 8] (row i leads into
     frame i); c2w0 [B, 4, 4] the pose of the last context frame. Returns dreamed frames and poses."""
     dyn = model.dynamics
@@ -177,7 +109,6 @@ def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, 
 def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> float:
     """Batch-1 dream ticks (pose + sampling + commit + decode) per second, after a warm-up."""
     dyn = model.dynamics
-    C, h, w = model.config.latent_shape
     state = dyn.new_state(1)
     sampler = FlowSampler(steps=steps)
     gen = torch.Generator().manual_seed(0)
@@ -193,57 +124,53 @@ def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> flo
     return ticks / (time.perf_counter() - t0)
 
 
-def draw_plot(path: Path, series: dict[str, list[float]], horizons: tuple[int, ...], title: str) -> None:
-    """A small line plot (PSNR against horizon) drawn with pygame, which is already a dependency."""
-    import pygame
+def _entries(split: str, kind: str, max_entries: int | None) -> list:
+    from engine.arena.splits import held_out_entries
 
-    pygame.font.init()
-    W, H, m = 560, 360, 50
-    surf = pygame.Surface((W, H))
-    surf.fill((255, 255, 255))
-    font = pygame.font.Font(None, 20)
-    values = [v for s in series.values() for v in s if math.isfinite(v)]
-    lo, hi = math.floor(min(values) - 1), math.ceil(max(values) + 1)
-    xs = [m + i * (W - 2 * m) / (len(horizons) - 1) for i in range(len(horizons))]
-    y = lambda v: H - m - (v - lo) / (hi - lo) * (H - 2 * m)  # noqa: E731
-    pygame.draw.line(surf, (0, 0, 0), (m, H - m), (W - m, H - m))
-    pygame.draw.line(surf, (0, 0, 0), (m, m), (m, H - m))
-    for x, hz in zip(xs, horizons):
-        surf.blit(font.render(str(hz), True, (0, 0, 0)), (x - 6, H - m + 6))
-    for v in range(lo, hi + 1, max(1, (hi - lo) // 6)):
-        surf.blit(font.render(f"{v}", True, (0, 0, 0)), (m - 30, y(v) - 7))
-        pygame.draw.line(surf, (225, 225, 225), (m + 1, y(v)), (W - m, y(v)))
-    colors = [(200, 40, 40), (40, 90, 200), (40, 160, 60), (150, 80, 180)]
-    for k, (name, vals) in enumerate(series.items()):
-        pts = [(x, y(v)) for x, v in zip(xs, vals)]
-        pygame.draw.lines(surf, colors[k % 4], False, pts, 3)
-        for p in pts:
-            pygame.draw.circle(surf, colors[k % 4], p, 4)
-        surf.blit(font.render(name, True, colors[k % 4]), (W - m - 150, m + 18 * k))
-    surf.blit(font.render(title, True, (0, 0, 0)), (m, 16))
-    surf.blit(font.render("horizon (ticks)", True, (0, 0, 0)), (W // 2 - 40, H - 22))
-    pygame.image.save(surf, str(path))
+    return held_out_entries(split, kind)[:max_entries]
 
 
-def save_strip(path: Path, dream: np.ndarray, truth: np.ndarray, scale: int = 3) -> None:
-    """Rows of dreamed frames over ground truth: dream [R, K, H, W, 3], truth [R, K, H, W, 3]."""
-    import pygame
+def _render_size(H: int, W: int, render_scale: int) -> tuple[int, int]:
+    return H * render_scale, W * render_scale
 
-    rows = []
-    for d, t in zip(dream, truth):
-        rows.append(np.concatenate(list(d), 1))
-        rows.append(np.concatenate(list(t), 1))
-        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
-    img = np.concatenate(rows, 0).repeat(scale, 0).repeat(scale, 1)
-    pygame.image.save(pygame.image.frombuffer(np.ascontiguousarray(img).tobytes(), (img.shape[1], img.shape[0]), "RGB"), str(path))
+
+def _ci(a: FrameScores, b: FrameScores, groups: np.ndarray) -> dict[str, list[float]]:
+    return {m: [round(v, 4) for v in paired_bootstrap(a, b, groups, m)] for m in CI_METRICS}
+
+
+def score_open_loop(pred: np.ndarray, trajs: list[Trajectory], starts: list[tuple[int, int]],
+                    horizons: tuple[int, ...]) -> dict[str, dict[str, FrameScores]]:
+    """Per-frame scores of the open-loop dream and of every baseline: {method: {horizon: FrameScores}}, rollout
+    r being trajectory starts[r][0] from tick starts[r][1], pred [R, >= max(horizons), H, W, 3] its frames at
+    ticks t0 + 1, t0 + 2, ... The geometric baseline is left out when a trajectory has no intrinsics."""
+    mean_img = mean_frame(trajs)
+    geo: dict[tuple[int, int], np.ndarray] = {}
+    has_geometry = all(tr.K is not None for tr in trajs)
+    if has_geometry:
+        for i, tr in enumerate(trajs):
+            ticks = sorted({t0 + h for j, t0 in starts if j == i for h in horizons})
+            for t, img in zip(ticks, geometric(tr, ticks)):
+                geo[(i, t)] = img
+    scores: dict[str, dict[str, FrameScores]] = {m: {} for m in ("model", "copy_last", "mean_frame", "geometric")}
+    for h in horizons:
+        truth = np.stack([trajs[i].rgb[t0 + h] for i, t0 in starts])
+        candidates = {"model": pred[:, h - 1],
+                      "copy_last": np.stack([trajs[i].rgb[t0] for i, t0 in starts]),
+                      "mean_frame": np.broadcast_to(mean_img, truth.shape).copy()}
+        if has_geometry:
+            candidates["geometric"] = np.stack([geo[(i, t0 + h)] for i, t0 in starts])
+        for name, frames in candidates.items():
+            scores[name][str(h)] = score_frames(frames, truth)
+    return {k: v for k, v in scores.items() if v}
 
 
 def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, starts_per_traj: int = 3,
              render_scale: int = 2, max_entries: int | None = None, seed: int = 0,
-             data: list[str] | None = None, context_noise: float | None = None) -> dict[str, Any]:
-    """Run the protocol in the module docstring; `data` replaces the arena test set with recordings.
-    `context_noise`: the level the dream's own frames are committed at (as in DreamWorld; None: the
-    model's own, from its model.yaml)."""
+             data: list[str] | None = None, context_noise: float | None = None, split: str = "test",
+             places: bool = True) -> dict[str, Any]:
+    """Part 1 of the module docstring (and part 2 unless `places=False` or `data` is given); `data` replaces
+    the arena walks with held-out recordings. `context_noise`: the level the dream's own frames are committed
+    at (None: the model's own, from its model.yaml)."""
     torch.set_num_threads(2)
     model = load_model(model_dir)
     if context_noise is None:
@@ -253,10 +180,8 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     if data:
         trajs = recorded_trajectories(data, (H, W))[:max_entries]
     else:
-        from engine.arena.splits import held_out_test_set
-
-        entries = [e for e in held_out_test_set() if e.kind == "moving"][:max_entries]
-        trajs = [render_trajectory(e, (H, W), (H * render_scale, W * render_scale)) for e in entries]
+        trajs = [render_trajectory(e, (H, W), _render_size(H, W, render_scale))
+                 for e in _entries(split, "moving", max_entries)]
     shortest = min(len(tr.rgb) for tr in trajs) - 1
     horizons = tuple(h for h in HORIZONS if context + h <= shortest)
     if not horizons:
@@ -264,38 +189,39 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     hmax = max(horizons)
 
     # Start ticks spread over each trajectory, leaving room for the context and the longest horizon.
-    lat_b, act_b, c2w_b, truth, last = [], [], [], [], []
-    for tr in trajs:
+    lat_b, act_b, c2w_b, starts = [], [], [], []
+    for i, tr in enumerate(trajs):
         T = len(tr.rgb) - 1
         latents = encode(model, tr.rgb, tr.depth)
         for t0 in np.linspace(context, T - hmax, starts_per_traj).astype(int):
             lat_b.append(latents[t0 - context + 1:t0 + 1])
             act_b.append(torch.from_numpy(tr.actions[t0 - context + 1:t0 + hmax + 1]))
             c2w_b.append(tr.c2w[t0])
-            truth.append(tr.rgb[t0 + 1:t0 + hmax + 1])
-            last.append(tr.rgb[t0])
-    truth_np, last_np = np.stack(truth), np.stack(last)
+            starts.append((i, int(t0)))
+    groups = np.array([i for i, _ in starts])
     t_start = time.perf_counter()
     result = open_loop(model, torch.stack(lat_b), torch.stack(act_b), np.stack(c2w_b), context, hmax, steps, seed,
                        context_noise=context_noise)
     rollout_s = time.perf_counter() - t_start
-    gt_c2w = []
-    for tr in trajs:
-        T = len(tr.rgb) - 1
-        for t0 in np.linspace(context, T - hmax, starts_per_traj).astype(int):
-            gt_c2w.append(tr.c2w[t0 + min(32, hmax)])
-    gt_c2w = np.stack(gt_c2w)
 
-    report: dict[str, Any] = {"psnr": {"model": {}, "copy_last": {}}, "ssim": {"model": {}, "copy_last": {}}}
-    for h in horizons:
-        pred, gt = result.pred[:, h - 1], truth_np[:, h - 1]
-        report["psnr"]["model"][str(h)] = float(psnr(pred, gt).mean())
-        report["psnr"]["copy_last"][str(h)] = float(psnr(last_np, gt).mean())
-        report["ssim"]["model"][str(h)] = float(ssim(pred, gt).mean())
-        report["ssim"]["copy_last"][str(h)] = float(ssim(last_np, gt).mean())
+    scores = score_open_loop(result.pred, trajs, starts, horizons)
+    report: dict[str, Any] = {}
+    for name, per_h in scores.items():
+        for h, s in per_h.items():
+            for metric, value in summarize(s).items():
+                report.setdefault(metric, {}).setdefault(name, {})[h] = value
     report["psnr"]["gain_over_copy_last"] = {str(h): report["psnr"]["model"][str(h)] - report["psnr"]["copy_last"][str(h)]
                                              for h in horizons}
+    report["ci95"] = {m: {b: {} for b in scores if b != "model" and scores[b]} for m in CI_METRICS}
+    for b in report["ci95"]["psnr"]:
+        for h in scores["model"]:
+            for m, v in _ci(scores["model"][h], scores[b][h], groups).items():
+                report["ci95"][m][b][h] = v
+    report["per_rollout"] = {"groups": groups.tolist(), "starts": [list(s) for s in starts],
+                             "model": {h: s.to_json() for h, s in scores["model"].items()}}
+
     k = min(32, hmax)
+    gt_c2w = np.stack([trajs[i].c2w[t0 + k] for i, t0 in starts])
     p_pred, yaw_pred, _ = decompose(result.c2w[:, k - 1])
     p_true, yaw_true, _ = decompose(gt_c2w)
     report["pose_error_32"] = {"ticks": k, "position_m": float(np.linalg.norm(p_pred - p_true, axis=-1).mean()),
@@ -306,49 +232,166 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     recon = np.concatenate([decode(model, encode(model, all_rgb[i:i + 256], all_depth[i:i + 256]))
                             for i in range(0, len(all_rgb), 256)])
     report["ae_psnr"] = float(psnr(recon, all_rgb).mean())
+    report["ae_sharpness"] = summarize(score_frames(recon[::10], all_rgb[::10], perceptual=False))["sharpness"]
     report["ticks_per_s"] = measure_ticks_per_s(model, steps)
     report["setup"] = {"checkpoint": str(model_dir), "model_hash": model.hash, "trajectories": len(trajs),
                        "rollouts": len(lat_b), "context": context, "sampling_steps": steps, "context_noise": context_noise,
-                       "frame_size": [H, W], "render_size": [H * render_scale, W * render_scale],
+                       "frame_size": [H, W], "render_size": None if data else list(_render_size(H, W, render_scale)),
                        "batched_rollout_s": round(rollout_s, 2), "seed": seed, "model_info": model.info,
-                       "test_set": data or "arena held-out TEST_SET (moving)", "horizons": list(horizons)}
+                       "split": "recordings" if data else split, "geometric_memory": GEOMETRIC_MEMORY,
+                       "test_set": data or f"arena held-out {split} walks (moving)", "horizons": list(horizons)}
+    strip_rows = []
+    pick = list(range(0, len(lat_b), max(1, len(lat_b) // 4)))[:4]
+    for r in pick:
+        i, t0 = starts[r]
+        strip_rows.append((f"{trajs[i].name} from tick {t0}, horizons {', '.join(map(str, horizons))}",
+                           result.pred[r][[h - 1 for h in horizons]], trajs[i].rgb[[t0 + h for h in horizons]]))
+    if places and not data:
+        report.update(place_benchmarks(model_dir, split, render_scale, max_entries, steps, context_noise, strip_rows,
+                                       n_frames=len(horizons)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    draw_plot(out / "psnr.png", {"model": [report["psnr"]["model"][str(h)] for h in horizons],
-                                 "copy last frame": [report["psnr"]["copy_last"][str(h)] for h in horizons]},
-              horizons, f"PSNR on held-out {'recordings' if data else 'arena trajectories'} ({len(lat_b)} rollouts)")
-    pick = list(range(0, len(lat_b), max(1, len(lat_b) // 4)))[:4]
-    idx = [h - 1 for h in horizons]
-    save_strip(out / "strip.png", result.pred[pick][:, idx], truth_np[pick][:, idx])
+    draw_plot(out / "psnr.png", {name: [report["psnr"][name][str(h)] for h in horizons]
+                                 for name in ("model", "copy_last", "mean_frame", "geometric") if name in report["psnr"]},
+              horizons, f"PSNR on held-out {'recordings' if data else split + ' walks'} ({len(lat_b)} rollouts)")
+    save_strip(out / "strip.png", strip_rows)
     return report
 
 
-class GroundTruthMemory:
-    """A scene memory fed the ground truth instead of the dream: every insert puts the trajectory's true frame
-    and depth at its true pose, every render is at the true pose of that tick. Wrapped around the dream's own
-    SceneMemory (same settings), it is the revisit benchmark's oracle: the dream still makes every frame, but
-    the memory it is conditioned on is right, so `memory_oracle - memory_off` says how much this model could
-    gain from memory, and `memory_oracle - memory_on` how much its own memory loses of that.
-    `render_at_truth=False` renders that true memory at the dream's own camera instead (`memory_oracle_dream_pose`):
-    `memory_oracle - memory_oracle_dream_pose` is what the dream's pose drift costs, and
-    `memory_oracle_dream_pose - memory_on` what its frames (blur, wrong colours and depth) cost."""
+def _dream(world, entry) -> tuple[np.ndarray, np.ndarray]:
+    """The dream along an entry's actions from its first real view: rgb [T+1, H, W, 3], c2w [T+1, 4, 4]."""
+    from engine.arena.splits import entry_actions
 
-    def __init__(self, memory: Any, trajectory: Trajectory, render_at_truth: bool = True) -> None:
-        self.memory, self.tr, self.render_at_truth = memory, trajectory, render_at_truth
+    obs = [world.reset(entry.level_seed)] + [world.step(a) for a in entry_actions(entry)]
+    return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs])
 
-    def reset(self) -> None:
-        self.memory.reset()
 
-    def __len__(self) -> int:
-        return len(self.memory)
+def _rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle of the rotation between two camera-to-world matrices, degrees."""
+    r = a[:3, :3].T @ b[:3, :3]
+    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
 
-    def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int):
-        # render_at_truth=False: the dream's own (drifted) camera, so the oracle's loss is the pose drift alone
-        return self.memory.render(self.tr.c2w[tick] if self.render_at_truth else cam_to_world, K, tick)
 
-    def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
-               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None:
-        self.memory.insert(self.tr.rgb[tick], self.tr.depth[tick], self.tr.c2w[tick], K, tick)  # real: age 0
+def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2, max_entries: int | None = None,
+                     steps: int = 1, context_noise: float | None = None, strip_rows: list | None = None,
+                     n_frames: int = 7, kinds: tuple[str, ...] = PLACE_KINDS) -> dict[str, Any]:
+    """Part 2 of the module docstring: `returns`, `idle`, `wall`, `long_walk` (those of `kinds`)."""
+    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
+    from worldmodel.dream import DreamWorld
+
+    model = load_model(model_dir)
+    H, W = model.config.frame_size
+    rs = _render_size(H, W, render_scale)
+    prompt = {"preset": TEST_PRESET, "width": rs[1], "height": rs[0], "tick_rate": TEST_TICK_RATE}
+    worlds = {v: DreamWorld(str(model_dir), steps=steps, memory=v == "memory_on", prompt_config=prompt,
+                            context_noise=context_noise) for v in ("model", "memory_on")}
+    out: dict[str, Any] = {}
+    try:
+        for kind in kinds:
+            entries = _entries(split, kind, max_entries)
+            runs = []
+            for e in entries:
+                tr = render_trajectory(e, (H, W), rs)
+                dreams = {v: _dream(w, e) for v, w in worlds.items()}
+                runs.append((e, tr, dreams))
+            if kind in RETURN_KINDS:
+                out.setdefault("returns", {})[kind] = _returns(kind, runs)
+                if strip_rows is not None and kind in ("turn_360", "out_and_back"):
+                    e, tr, dreams = runs[0]
+                    ticks = np.linspace(0, e.return_tick, n_frames).round().astype(int)
+                    strip_rows.append((f"{kind.replace('_', ' ')} {e.level_seed}, ticks {', '.join(map(str, ticks))} "
+                                       f"(back at the start view at {e.return_tick})", dreams["model"][0][ticks], tr.rgb[ticks]))
+            elif kind == "idle":
+                out["idle"] = _idle(runs)
+            elif kind == "wall":
+                out["wall"] = _wall(runs)
+            else:
+                out["long_walk"] = _long_walk(runs)
+    finally:
+        for w in worlds.values():
+            w.close()
+    return out
+
+
+def _returns(kind: str, runs: list) -> dict[str, Any]:
+    rows, at_return, geo_return = [], {"model": [], "memory_on": []}, []
+    first_pass = {"model": [], "memory_on": [], "geometric": []}
+    for e, tr, dreams in runs:
+        r = e.return_tick
+        g = geometric(tr, [r])[0]
+        row = {"level_seed": e.level_seed, "return_tick": r, "geometric": float(psnr(g, tr.rgb[r]))}
+        for v, (rgb, _) in dreams.items():
+            row[v] = float(psnr(rgb[r], tr.rgb[r]))
+            row[f"{v}_vs_left"] = float(psnr(rgb[r], rgb[0]))
+            at_return[v].append(rgb[r])
+        geo_return.append(g)
+        rows.append(row)
+        if kind == "turn_360":
+            ticks = list(range(TURN_FIRST_PASS[0], min(TURN_FIRST_PASS[1], r) + 1))
+            for v, (rgb, _) in dreams.items():
+                first_pass[v].append(score_frames(rgb[ticks], tr.rgb[ticks]))
+            first_pass["geometric"].append(score_frames(geometric(tr, ticks), tr.rgb[ticks]))
+    truth = np.stack([tr.rgb[e.return_tick] for e, tr, _ in runs])
+    s_model, s_on, s_geo = (score_frames(np.stack(x), truth) for x in (at_return["model"], at_return["memory_on"], geo_return))
+    groups = np.arange(len(runs))
+    res = {"model": float(s_model.psnr.mean()), "model_memory_on": float(s_on.psnr.mean()),
+           "geometric": float(s_geo.psnr.mean()),
+           "model_vs_left": float(np.mean([r["model_vs_left"] for r in rows])),
+           "model_memory_on_vs_left": float(np.mean([r["memory_on_vs_left"] for r in rows])),
+           **{m: {"model": summarize(s_model)[m], "model_memory_on": summarize(s_on)[m],
+                  "geometric": summarize(s_geo)[m]} for m in ("ssim", "lpips", "sharpness")},
+           "ci95_model_minus_geometric": _ci(s_model, s_geo, groups), "per_entry": rows}
+    if kind == "turn_360":
+        res["first_pass"] = {"ticks": list(TURN_FIRST_PASS),
+                             **{v: summarize(FrameScores.concat(s)) for v, s in first_pass.items()}}
+    return res
+
+
+def _idle(runs: list) -> dict[str, Any]:
+    def stats(rgb: np.ndarray, c2w: np.ndarray) -> dict[str, float]:
+        p0, p1 = c2w[0][:3, 3], c2w[-1][:3, 3]
+        return {"frame_change_db": float(psnr(rgb[-1], rgb[0])), "flicker_db": float(psnr(rgb[1:], rgb[:-1]).mean()),
+                "pose_drift_m": float(np.linalg.norm(p1 - p0)), "pose_drift_deg": _rotation_deg(c2w[0], c2w[-1])}
+
+    per = {v: [stats(*d[v]) for _, _, d in runs] for v in ("model", "memory_on")}
+    truth = [stats(tr.rgb, tr.c2w) for _, tr, _ in runs]
+    mean = lambda rows: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}  # noqa: E731
+    end_model = score_frames(np.stack([d["model"][0][-1] for _, _, d in runs]), np.stack([tr.rgb[-1] for _, tr, _ in runs]))
+    return {**mean(per["model"]), "memory_on": mean(per["memory_on"]), "truth": mean(truth),
+            "sharpness_at_end": summarize(end_model)["sharpness"], "ticks": len(runs[0][1].rgb) - 1,
+            "entries": len(runs), "per_entry": per["model"]}
+
+
+def _wall(runs: list) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for v in ("model", "memory_on"):
+        errs = [float(np.linalg.norm(d[v][1][-1][:3, 3] - tr.c2w[-1][:3, 3])) for _, tr, d in runs]
+        past = [float(np.linalg.norm(d[v][1][-1][:3, 3] - d[v][1][e.contact_tick][:3, 3])) for e, _, d in runs]
+        end = [float(psnr(d[v][0][-1], tr.rgb[-1])) for _, tr, d in runs]
+        stats = {"stop_error_m": float(np.mean(errs)), "moved_after_contact_m": float(np.mean(past)),
+                 "psnr_at_end": float(np.mean(end)), "per_entry_stop_error_m": errs}
+        if v == "model":
+            res.update(stats)
+        else:
+            res["memory_on"] = stats
+    e0 = runs[0][0]
+    res.update({"entries": len(runs), "push_ticks": e0.ticks - e0.contact_tick})
+    return res
+
+
+def _long_walk(runs: list) -> dict[str, Any]:
+    T = min(len(tr.rgb) for _, tr, _ in runs) - 1
+    ticks = [t for t in LONG_WALK_TICKS if t <= T] or [T]
+    res: dict[str, Any] = {"ticks": T, "entries": len(runs)}
+    for t in ticks:
+        truth = np.stack([tr.rgb[t] for _, tr, _ in runs])
+        cands = {"model": np.stack([d["model"][0][t] for _, _, d in runs]),
+                 "model_memory_on": np.stack([d["memory_on"][0][t] for _, _, d in runs]),
+                 "geometric": np.stack([geometric(tr, [t])[0] for _, tr, _ in runs])}
+        for name, pred in cands.items():
+            for metric, value in summarize(score_frames(pred, truth)).items():
+                res.setdefault(metric, {}).setdefault(name, {})[str(t)] = value
+    return res
 
 
 def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1,
@@ -359,7 +402,7 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     on the frames after the return; plus the memory's own fidelity on ground-truth inserts.
     `split="validation"`: revisits planned the same way on validation seeds, for choosing settings;
     `memory_settings`: splat.MemoryConfig fields instead of the model's own (model.yaml info.memory)."""
-    from engine.arena.splits import entry_actions, held_out_test_set, revisit_entries
+    from engine.arena.splits import entry_actions
     from splat import SceneMemory
     from worldmodel.checkpoint import check_memory_settings
     from worldmodel.dream import DreamWorld
@@ -369,10 +412,7 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     if memory_settings is None:
         memory_settings = model.memory_settings
     memory_settings = check_memory_settings(memory_settings, "memory settings")
-    if split == "test":
-        entries = [e for e in held_out_test_set() if e.kind == "revisit"][:max_entries]
-    else:
-        entries = revisit_entries(split, max_entries or 8)
+    entries = _entries(split, "revisit", max_entries)
     rows, fidelity, fidelity_covered, coverage = [], [], [], []
     prompt = {"width": W * render_scale, "height": H * render_scale}
     worlds = {kind: DreamWorld(str(model_dir), steps=steps, memory=kind != "off", prompt_config=prompt,
@@ -452,27 +492,30 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worldmodel.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="model directory (model.yaml + model.safetensors)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", choices=("test", "validation"), default="test",
+                   help="held-out walks on test seeds (score a candidate to ship, once) or the same kinds planned on "
+                        "validation seeds (choose settings and models there)")
     p.add_argument("--context", type=int, default=8, help="ground-truth frames before the open loop")
     p.add_argument("--steps", type=int, default=1, help="sampling steps per frame")
     p.add_argument("--context-noise", type=float, default=None,
                    help="noise level the dream's own frames are committed at (default: the model's, from its "
-                        "model.yaml info.sampling; sweep it on validation recordings with --data)")
+                        "model.yaml info.sampling; sweep it with --split validation)")
     p.add_argument("--starts", type=int, default=3, help="start ticks per trajectory")
-    p.add_argument("--max-entries", type=int, default=None, help="use only the first N test trajectories (smoke runs)")
+    p.add_argument("--max-entries", type=int, default=None, help="use only the first N walks of each kind (smoke runs)")
+    p.add_argument("--no-places", action="store_true", help="skip the returns, idle, wall and long-walk dreams")
     p.add_argument("--no-revisit", action="store_true", help="skip the memory revisit benchmark")
     p.add_argument("--revisit-only", action="store_true", help="only the memory revisit benchmark (no open loop)")
-    p.add_argument("--revisit-split", choices=("test", "validation"), default="test",
-                   help="revisit trajectories: the held-out test set, or the same kind planned on validation seeds "
-                        "(choose memory settings there)")
     p.add_argument("--memory", action="append", default=[], metavar="KEY=VALUE",
-                   help="scene-memory setting (a splat.MemoryConfig field, e.g. subsample=1) instead of the model's; "
-                        "repeatable")
+                   help="scene-memory setting (a splat.MemoryConfig field, e.g. subsample=1) instead of the model's "
+                        "for the revisit benchmark; repeatable")
     p.add_argument("--data", nargs="+", default=None,
-                   help="held-out recordings of any World to test on instead of the arena test set")
+                   help="held-out recordings of any World to test on instead of the arena walks (open loop only)")
     args = p.parse_args(argv)
-    if (args.revisit_only or args.memory or args.revisit_split != "test") and (args.no_revisit or args.data):
-        p.error("--revisit-only, --memory and --revisit-split are for the arena revisit benchmark; "
+    if (args.revisit_only or args.memory) and (args.no_revisit or args.data):
+        p.error("--revisit-only and --memory are for the arena revisit benchmark; "
                 "they cannot go with --no-revisit or --data")
+    if args.data and args.split != "test":
+        p.error("--split chooses arena walks; with --data the recordings given are the held-out set")
     try:
         memory_settings = None
         if args.memory:
@@ -490,18 +533,22 @@ def main(argv: list[str] | None = None) -> int:
             report = {}
         else:
             report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts,
-                              max_entries=args.max_entries, data=args.data, context_noise=args.context_noise)
+                              max_entries=args.max_entries, data=args.data, context_noise=args.context_noise,
+                              split=args.split, places=not args.no_places)
         if not args.no_revisit and not args.data:
             report.update(revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps,
-                                  context_noise=args.context_noise, split=args.revisit_split,
+                                  context_noise=args.context_noise, split=args.split,
                                   memory_settings=memory_settings))
             (args.out / "report.json").write_text(json.dumps(report, indent=2))
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    brief = {k: v for k, v in report.items() if k != "setup"}
-    if "revisit" in brief:
-        brief["revisit"] = {k: v for k, v in brief["revisit"].items() if k != "per_trajectory"}
+    brief = {k: v for k, v in report.items() if k not in ("setup", "per_rollout", "ci95")}
+    for key in ("revisit", "idle"):
+        if key in brief:
+            brief[key] = {k: v for k, v in brief[key].items() if not k.startswith("per_")}
+    for kind in brief.get("returns", {}):
+        brief["returns"][kind] = {k: v for k, v in brief["returns"][kind].items() if k != "per_entry"}
     print(json.dumps(brief, indent=2))
     if args.revisit_only:
         print(f"report: {args.out / 'report.json'}")

@@ -12,9 +12,10 @@ changes: the images a dream makes are the same, only where its camera is believe
 
     python -m worldmodel.posefit --checkpoint assets/model --out runs/posefit [--episodes 32 --ticks 400]
 
-Both refits start from the current head and are tuned on held-out episodes of the same run (the last quarter):
-the ridge strength per component ("no change" is one of the choices), the AdamW step count by early stopping;
-posefit.json names the per-component RMSE and bias before and after on them, and which refit was kept. The
+The episodes are split three ways: the first half fits, the next quarter selects (the ridge strength per
+component, "no change" among the choices; the AdamW step count by early stopping; linear or whole head), and
+the last quarter only reports: posefit.json's per-component RMSE and bias before and after are measured there,
+on episodes no choice was made on. The model written is then refit on every episode with the choices made. The
 refit model (model.yaml `info.pose_refit` records how) is written to --out; evaluate it with
 `python -m worldmodel.evaluate` before shipping it.
 """
@@ -124,13 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worldmodel.posefit", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="assets/model", help="model directory to start from")
     p.add_argument("--out", required=True, help="directory for the refit model (and posefit.json)")
-    p.add_argument("--episodes", type=int, default=32, help="training-split levels to dream on (1/4 held out)")
+    p.add_argument("--episodes", type=int, default=32,
+                   help="training-split levels to dream on (1/2 fit, 1/4 select, 1/4 report)")
     p.add_argument("--ticks", type=int, default=400, help="ticks per episode")
     p.add_argument("--offset", type=int, default=0, help="first training seed to use (skip this many)")
     p.add_argument("--head-steps", type=int, default=1500, help="most AdamW steps for the whole-head refit")
     args = p.parse_args(argv)
     if args.episodes < 4 or args.ticks < 10:
-        p.error("--episodes must be >= 4 (a quarter is held out) and --ticks >= 10")
+        p.error("--episodes must be >= 4 (half fit, a quarter selects, a quarter reports) and --ticks >= 10")
     import worldmodel  # noqa: F401  (thread settings before torch work)
     from engine.rollout import episode_seeds
     from worldmodel.dream import DreamWorld
@@ -168,13 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         for d in dreams.values():
             d.close()
     x, y, y_old, ep = np.concatenate(feats), np.concatenate(truth), np.concatenate(preds), np.concatenate(episode)
-    fit, held = ep < (3 * len(seeds)) // 4, ep >= (3 * len(seeds)) // 4
-    report: dict[str, Any] = {"checkpoint": args.checkpoint, "episodes": len(seeds), "ticks": args.ticks,
+    n = len(seeds)
+    fit, held, shown = ep < n // 2, (ep >= n // 2) & (ep < (3 * n) // 4), ep >= (3 * n) // 4  # held: selects
+    report: dict[str, Any] = {"checkpoint": args.checkpoint, "episodes": n, "ticks": args.ticks,
                               "seeds": [seeds[0], seeds[-1]], "samples": int(len(x)),
-                              "held_out_before": errors(y_old[held], y[held])}
-    # Two refits, both judged on the held-out episodes: (a) the last linear layer, ridge toward the current one
+                              "episodes_fit_select_report": [int(n // 2), int((3 * n) // 4 - n // 2), int(n - (3 * n) // 4)],
+                              "held_out_before": errors(y_old[shown], y[shown])}
+    # Two refits, both judged on the selection episodes: (a) the last linear layer, ridge toward the current one
     # (a penalised change; strength per component, "no change" among the choices); (b) the whole two-layer head
-    # fine-tuned with AdamW from its current weights, stopped at its best held-out step. The better one is kept.
+    # fine-tuned with AdamW from its current weights, stopped at its best selection step. The better one is kept,
+    # and its errors are reported on the last quarter, which no choice saw.
     head = model.dynamics.pose_head.float()
     with torch.no_grad():
         hidden = head[:-1](torch.from_numpy(x).float()).double().numpy()  # the last layer's input
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             pred = old(hidden[held]) + hidden[held] @ dw.T + db
         scores[lam] = ((pred - target[held]) ** 2).mean(0)  # per component
     chosen = [min(lambdas, key=lambda lam: scores[lam][i]) for i in range(len(COMPONENTS))]
-    report["linear"] = {"held_out_mse_by_lambda": {str(lam): [float(v) for v in scores[lam]] for lam in lambdas},
+    report["linear"] = {"selection_mse_by_lambda": {str(lam): [float(v) for v in scores[lam]] for lam in lambdas},
                         "lambda": dict(zip(COMPONENTS, chosen))}
 
     def refit_linear(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,17 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         return w, b
 
     w, b = refit_linear(fit)
-    linear_pred = (hidden[held] @ w.T + b) * scale
+    linear_pred, linear_shown = ((hidden[rows] @ w.T + b) * scale for rows in (held, shown))
     start = copy.deepcopy(head.state_dict())
     best_step, curve = train_head(head, x[fit], target[fit], args.head_steps, (x[held], target[held]))
     with torch.no_grad():
-        mlp_pred = head(torch.from_numpy(x[held]).float()).double().numpy() * scale
+        mlp_pred, mlp_shown = (head(torch.from_numpy(x[rows]).float()).double().numpy() * scale for rows in (held, shown))
     head.load_state_dict(start)
-    report["mlp"] = {"held_out_mse_every_25_steps": curve, "best_step": best_step}
+    report["mlp"] = {"selection_mse_every_25_steps": curve, "best_step": best_step}
     norm_mse = {k: float(np.mean(((p - y[held]) / scale) ** 2)) for k, p in (("linear", linear_pred), ("mlp", mlp_pred))}
     kind = min(norm_mse, key=norm_mse.get)
-    report.update(held_out_normalised_mse=norm_mse, kept=kind,
-                  held_out_after=errors(linear_pred if kind == "linear" else mlp_pred, y[held]))
+    report.update(selection_normalised_mse=norm_mse, kept=kind,
+                  held_out_after=errors(linear_shown if kind == "linear" else mlp_shown, y[shown]))
     everything = np.ones(len(x), bool)  # the final fit uses every episode
     if kind == "linear":
         w, b = refit_linear(everything)
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     save_model(out, model.config, model.autoencoder, model.dynamics, info)
     (out / "posefit.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("kept", "held_out_normalised_mse", "held_out_before", "held_out_after")},
+    print(json.dumps({k: report[k] for k in ("kept", "selection_normalised_mse", "held_out_before", "held_out_after")},
                      indent=1))
     print(f"refit model: {out}")
     return 0

@@ -1,0 +1,159 @@
+"""The evaluation's metrics, baselines and report on cases whose answer is known."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worldmodel.evaluation.metrics import (PSNR_CAP_DB, FrameScores, paired_bootstrap, psnr, score_frames, ssim,
+                                           summarize)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def textured(n: int = 6, size: int = 48, seed: int = 0) -> np.ndarray:
+    """Frames with edges and fine texture: checkers of random colours plus pixel noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for _ in range(n):
+        cell = int(rng.integers(4, 9))
+        check = ((yy // cell + xx // cell) % 2)[..., None]
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        img = np.where(check, a, b) + rng.normal(0, 12, (size, size, 3))
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def box_blur(x: np.ndarray, r: int) -> np.ndarray:
+    f = x.astype(np.float64)
+    pad = np.pad(f, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+    acc = sum(pad[:, dy:dy + x.shape[1], dx:dx + x.shape[2]] for dy in range(2 * r + 1) for dx in range(2 * r + 1))
+    return np.clip(np.rint(acc / (2 * r + 1) ** 2), 0, 255).astype(np.uint8)
+
+
+def test_the_truth_scored_as_a_model_is_perfect():
+    truth = textured()
+    s = summarize(score_frames(truth, truth))
+    assert s["psnr"] == PSNR_CAP_DB and s["ssim"] == pytest.approx(1.0, abs=1e-12)
+    assert s["lpips"] == pytest.approx(0.0, abs=1e-7)
+    assert s["sharpness"] == 1.0 and s["sharpness_hf"] == 1.0 and s["contrast_ratio"] == 1.0
+    assert s["brightness_drift"] == 0.0
+
+
+def test_blur_is_less_sharp_noise_is_sharper_and_brightness_drift_is_signed():
+    truth = textured()
+    blurred = [summarize(score_frames(box_blur(truth, r), truth, perceptual=False)) for r in (1, 2)]
+    assert blurred[1]["sharpness"] < blurred[0]["sharpness"] < 0.8  # more blur, less sharp
+    assert blurred[1]["sharpness_hf"] < blurred[0]["sharpness_hf"] < 0.5
+    noisy = np.clip(truth + np.random.default_rng(1).normal(0, 30, truth.shape), 0, 255).astype(np.uint8)
+    assert summarize(score_frames(noisy, truth, perceptual=False))["sharpness"] > 1.2
+    brighter = np.clip(truth.astype(int) + 10, 0, 255).astype(np.uint8)
+    drift = summarize(score_frames(brighter, truth, perceptual=False))["brightness_drift"]
+    assert 5 < drift <= 10  # +10 everywhere, less where 255 clips
+    flat = np.full_like(truth, 128)
+    s = summarize(score_frames(flat, truth, perceptual=False))
+    assert s["sharpness"] == 0.0 and s["contrast_ratio"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_psnr_known_values():
+    a = np.zeros((2, 8, 8, 3), np.uint8)
+    b = a.copy()
+    b[1] = 255  # every pixel off by 255: MSE = 255^2, PSNR 0 dB
+    assert psnr(a, b).tolist() == [PSNR_CAP_DB, 0.0]
+    c = np.full((8, 8, 3), 10, np.uint8)  # off by 10: 20 log10(255 / 10)
+    assert float(psnr(c, np.zeros_like(c))) == pytest.approx(20 * np.log10(25.5))
+    with pytest.raises(ValueError, match="uint8"):
+        psnr(a.astype(np.float32), b)
+
+
+def test_ssim_golden_values():
+    # Two flat images: only the luminance term is left, (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1).
+    x = np.full((1, 16, 16, 3), 51, np.uint8)  # 0.2
+    y = np.full((1, 16, 16, 3), 153, np.uint8)  # 0.6
+    c1 = 0.01**2
+    assert float(ssim(x, y)[0]) == pytest.approx((2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1), rel=1e-9)
+    # Golden values from scikit-image 0.26's structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+    # use_sample_covariance=False, data_range=255, channel_axis=-1), an independent implementation.
+    img = textured(1, 32, seed=3)
+    assert float(ssim(img, 255 - img)[0]) == pytest.approx(-0.5977790365256844, abs=1e-9)
+    assert float(ssim(img, textured(1, 32, seed=4))[0]) == pytest.approx(0.06633772955947514, abs=1e-9)
+    assert float(ssim(img, img)[0]) == pytest.approx(1.0)
+
+
+def test_paired_bootstrap_on_a_known_difference():
+    truth = textured(8)
+    a = score_frames(box_blur(truth, 1), truth, perceptual=False)
+    shifted = FrameScores(**{**{k: getattr(a, k) for k in a.__dataclass_fields__}, "psnr": a.psnr - 1.5})
+    diff, lo, hi = paired_bootstrap(a, shifted, np.repeat(np.arange(4), 2), "psnr", n=200)
+    assert diff == pytest.approx(1.5) and lo == pytest.approx(1.5) and hi == pytest.approx(1.5)
+    b = score_frames(box_blur(truth, 2), truth, perceptual=False)
+    diff, lo, hi = paired_bootstrap(a, b, np.repeat(np.arange(4), 2), "sharpness", n=200)
+    assert lo <= diff <= hi and lo > 0  # blur radius 1 is sharper than radius 2 on every resample
+
+
+def test_copy_last_and_truth_as_models_score_as_the_baseline_and_perfect():
+    """score_open_loop: a "model" predicting the last real frame scores exactly the copy-last baseline, and one
+    predicting the truth scores perfectly; the mean-frame baseline is the same image at every horizon."""
+    from worldmodel.evaluate import score_open_loop
+    from worldmodel.evaluation.trajectories import Trajectory
+
+    trajs = [Trajectory(textured(30, 32, seed=s), np.ones((30, 32, 32), np.float32), np.tile(np.eye(4), (30, 1, 1)),
+                        np.zeros((30, 8), np.float32), f"t{s}") for s in range(2)]  # no K: no geometric baseline
+    starts = [(0, 3), (0, 10), (1, 5)]
+    horizons = (1, 4, 8)
+    copy = np.stack([np.repeat(trajs[i].rgb[t0][None], 8, 0) for i, t0 in starts])
+    scores = score_open_loop(copy, trajs, starts, horizons)
+    assert set(scores) == {"model", "copy_last", "mean_frame"}
+    for h in map(str, horizons):
+        assert summarize(scores["model"][h]) == summarize(scores["copy_last"][h])
+    truth = np.stack([trajs[i].rgb[t0 + 1:t0 + 9] for i, t0 in starts])
+    perfect = score_open_loop(truth, trajs, starts, horizons)
+    for h in map(str, horizons):
+        s = summarize(perfect["model"][h])
+        assert s["psnr"] == PSNR_CAP_DB and s["sharpness"] == 1.0 and s["lpips"] == pytest.approx(0.0, abs=1e-7)
+        assert summarize(perfect["mean_frame"][h])["sharpness"] < 0.5  # a mean of random checkers is a blur
+
+
+def test_geometric_baseline_comes_back_after_a_turn_in_place():
+    """The true frames lifted into the splat memory and rendered at the true camera: after a 360° turn in
+    place it renders the view it left (24-27 dB on the test turns; one frame alone re-rendered gives 32), far
+    better than holding the last frame, and halfway round it beats the last frame too."""
+    from engine.arena.splits import held_out_entries
+    from worldmodel.evaluation.baselines import geometric
+    from worldmodel.evaluation.trajectories import render_trajectory
+
+    entry = held_out_entries("test", "turn_360")[0]
+    tr = render_trajectory(entry, (64, 64), (128, 128))
+    r = entry.return_tick
+    g = geometric(tr, [r, r // 2])
+    assert float(psnr(g[0], tr.rgb[r])) > max(24.0, float(psnr(tr.rgb[r - 1], tr.rgb[r])) + 4.0)
+    assert float(psnr(g[1], tr.rgb[r // 2])) > float(psnr(tr.rgb[r // 2 - 1], tr.rgb[r // 2]))
+    with pytest.raises(ValueError, match="ticks must lie"):
+        geometric(tr, [0])
+
+
+def test_readme_quality_table_is_the_shipped_report():
+    from worldmodel.evaluation.report import quality_table, readme_table
+
+    report = json.loads((ROOT / "docs" / "eval_report.json").read_text())
+    assert readme_table((ROOT / "README.md").read_text()) == quality_table(report)
+    assert report["setup"]["split"] == "test" and report["setup"]["model_hash"] in (ROOT / "README.md").read_text()
+
+
+def test_report_compare_is_zero_against_itself_and_refuses_other_rollouts(tmp_path):
+    from worldmodel.evaluation.report import compare, main
+
+    truth = textured(4, 32)
+    per = {"groups": [0, 0, 1, 1], "model": {"1": score_frames(box_blur(truth, 1), truth, perceptual=False).to_json()}}
+    rep = {"setup": {"trajectories": 2, "rollouts": 4, "horizons": [1]}, "per_rollout": per}
+    out = compare(rep, rep, n=50)
+    assert out["psnr"]["1"] == [0.0, 0.0, 0.0]
+    other = json.loads(json.dumps(rep))
+    other["setup"]["rollouts"] = 6
+    with pytest.raises(ValueError, match="same rollouts"):
+        compare(rep, other)
+    (tmp_path / "a.json").write_text(json.dumps(rep))
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 0
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 2

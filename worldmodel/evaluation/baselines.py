@@ -1,0 +1,87 @@
+"""What a model is compared with, in the same run:
+
+- copy-last: the last real frame, held (a weak baseline in a static 3D world: kept for continuity);
+- mean frame: the per-pixel mean of the evaluated trajectories' frames, one constant image for every tick.
+  A blur that knows nothing of the actions: in a dark, low-contrast game a model that does not beat it from
+  8 ticks on has learned no dynamics;
+- geometric: the true frames before the tick, lifted into the project's own `splat.SceneMemory` with their true
+  depth at one Gaussian per pixel and rendered at the true camera of the tick, holes filled with the last true
+  frame. It is a ceiling, not a competitor: it is given the truth up to the tick before and the true camera,
+  which the open-loop dream is not. It shows what a memory gives when its geometry is right; the model's gap
+  to it is what the memory-first dream can win.
+
+`GroundTruthMemory` is the revisit benchmark's oracle: the dream's own memory fed the truth instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from worldmodel.evaluation.trajectories import Trajectory
+
+# One Gaussian per pixel, small splats, room for a few hundred frames' worth of new surfaces, and the sky
+# (rendered by the arena at a finite depth, 150 m) lifted like any surface: no direction is a hole.
+GEOMETRIC_MEMORY: dict[str, Any] = {"subsample": 1, "scale_factor": 0.3, "budget": 50_000, "max_depth": 200.0,
+                                    "far_plane": 1000.0}
+
+
+def mean_frame(trajectories: list[Trajectory]) -> np.ndarray:
+    """The per-pixel mean of every frame of the trajectories, uint8 [H, W, 3]."""
+    total = sum(tr.rgb.astype(np.float64).sum(axis=0) for tr in trajectories)
+    count = sum(len(tr.rgb) for tr in trajectories)
+    return np.clip(np.rint(total / count), 0, 255).astype(np.uint8)
+
+
+def geometric(tr: Trajectory, ticks: list[int] | np.ndarray, settings: dict[str, Any] | None = None) -> np.ndarray:
+    """The geometric baseline's frames at `ticks` (each >= 1) of a trajectory: uint8 [len(ticks), H, W, 3] in
+    the order given. The memory holds the true frames 0 .. t-1 when it renders tick t at the true camera;
+    where it covers less than all of a pixel, the last true frame (t - 1) shows through."""
+    from splat import SceneMemory
+
+    if tr.K is None:
+        raise ValueError(f"{tr.name}: the geometric baseline needs the camera intrinsics K, and this trajectory has none")
+    ticks = [int(t) for t in ticks]
+    if ticks and (min(ticks) < 1 or max(ticks) >= len(tr.rgb)):
+        raise ValueError(f"{tr.name}: geometric baseline ticks must lie in [1, {len(tr.rgb) - 1}], got {min(ticks)}..{max(ticks)}")
+    H, W = tr.rgb.shape[1:3]
+    memory = SceneMemory(width=W, height=H, **(settings or GEOMETRIC_MEMORY))
+    out: dict[int, np.ndarray] = {}
+    inserted = 0
+    for t in sorted(set(ticks)):
+        while inserted < t:
+            memory.insert(tr.rgb[inserted], tr.depth[inserted], tr.c2w[inserted], tr.K, inserted)
+            inserted += 1
+        view = memory.render(tr.c2w[t], tr.K, t)
+        a = view.alpha.astype(np.float64)[..., None]
+        out[t] = np.clip(np.rint(a * view.rgb + (1 - a) * tr.rgb[t - 1]), 0, 255).astype(np.uint8)
+    return np.stack([out[t] for t in ticks]) if ticks else np.zeros((0, H, W, 3), np.uint8)
+
+
+class GroundTruthMemory:
+    """A scene memory fed the ground truth instead of the dream: every insert puts the trajectory's true frame
+    and depth at its true pose, every render is at the true pose of that tick. Wrapped around the dream's own
+    SceneMemory (same settings), it is the revisit benchmark's oracle: the dream still makes every frame, but
+    the memory it is conditioned on is right, so `memory_oracle - memory_off` says how much this model could
+    gain from memory, and `memory_oracle - memory_on` how much its own memory loses of that.
+    `render_at_truth=False` renders that true memory at the dream's own camera instead (`memory_oracle_dream_pose`):
+    `memory_oracle - memory_oracle_dream_pose` is what the dream's pose drift costs, and
+    `memory_oracle_dream_pose - memory_on` what its frames (blur, wrong colours and depth) cost."""
+
+    def __init__(self, memory: Any, trajectory: Trajectory, render_at_truth: bool = True) -> None:
+        self.memory, self.tr, self.render_at_truth = memory, trajectory, render_at_truth
+
+    def reset(self) -> None:
+        self.memory.reset()
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+    def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int):
+        # render_at_truth=False: the dream's own (drifted) camera, so the oracle's loss is the pose drift alone
+        return self.memory.render(self.tr.c2w[tick] if self.render_at_truth else cam_to_world, K, tick)
+
+    def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
+               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None:
+        self.memory.insert(self.tr.rgb[tick], self.tr.depth[tick], self.tr.c2w[tick], K, tick)  # real: age 0

@@ -1,0 +1,84 @@
+"""What is dreamed and against which truth: held-out arena trajectories rendered at the model's resolution,
+the truth seen from other cameras, and held-out recordings of any World.
+
+The trajectories themselves (actions, seeds, kinds) are planned in `engine.arena.splits`; this module renders
+them the way the training data was rendered (at `render_size`, area-resized to the model's frame size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worldmodel.data import area_resize
+
+
+@dataclass
+class Trajectory:
+    """A ground-truth trajectory at the model's resolution."""
+
+    rgb: np.ndarray  # [T+1, H, W, 3] uint8
+    depth: np.ndarray  # [T+1, H, W] float32
+    c2w: np.ndarray  # [T+1, 4, 4]
+    actions: np.ndarray  # [T+1, 8] (row i leads into frame i; row 0 zeros)
+    name: str
+    K: np.ndarray | None = None  # [3, 3] intrinsics at the model's resolution (None: unknown)
+
+
+def scale_K(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Intrinsics of an image of from_size (H, W) for the same camera at to_size."""
+    K = np.asarray(K, np.float64).copy()
+    K[0] *= to_size[1] / from_size[1]
+    K[1] *= to_size[0] / from_size[0]
+    return K
+
+
+def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]) -> Trajectory:
+    """Render a held-out entry with the arena at `render_size`, area-resized to the model's `size` (as the data)."""
+    from engine.arena import ArenaWorld
+    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE, entry_actions
+
+    actions = entry_actions(entry)
+    world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
+    try:
+        obs = [world.reset(entry.level_seed)] + [world.step(a) for a in actions]
+    finally:
+        world.close()
+    rgb = area_resize(np.stack([o.rgb for o in obs]), size)
+    depth = area_resize(np.stack([o.depth for o in obs])[..., None], size)[..., 0]
+    acts = np.zeros((len(obs), 8), np.float32)
+    acts[1:] = np.stack([a.to_array() for a in actions])
+    return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts,
+                      f"{entry.kind}-{entry.level_seed}", scale_K(obs[0].K, render_size, size))
+
+
+def render_at_poses(entry, c2w: np.ndarray, ticks: np.ndarray, size: tuple[int, int],
+                    render_size: tuple[int, int]) -> np.ndarray:
+    """The arena level of a held-out entry seen from given cameras c2w [N, 4, 4] at given ticks [N] (movers where
+    they are then): the ground truth of what a dream should show from where *it* believes the camera is."""
+    from engine.arena import ArenaWorld
+    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
+
+    world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
+    try:
+        world.reset(entry.level_seed)
+        rgb = np.stack([world.renderer.render(m, int(t) / TEST_TICK_RATE).rgb for m, t in zip(c2w, ticks)])
+    finally:
+        world.close()
+    return area_resize(rgb, size)
+
+
+def recorded_trajectories(paths: list[str], size: tuple[int, int]) -> list[Trajectory]:
+    """Held-out recordings of any World as test trajectories (one per episode)."""
+    from worldmodel.data import FrameStore
+
+    store = FrameStore.load(paths, size)
+    trajs = []
+    for e, (s, n) in enumerate(zip(store.starts, store.lengths)):
+        sl = slice(int(s), int(s + n))
+        depth = store.depth[sl].astype(np.float32) if store.depth is not None else np.zeros((n, *size), np.float32)
+        c2w = store.c2w[sl].astype(np.float64) if store.c2w is not None else np.tile(np.eye(4), (n, 1, 1))
+        K = store.K[int(s)].astype(np.float64) if store.K is not None else None
+        trajs.append(Trajectory(store.rgb[sl], depth, c2w, store.actions[sl], f"recording-episode-{e}", K))
+    return trajs
