@@ -134,12 +134,19 @@ def test_geometric_baseline_comes_back_after_a_turn_in_place():
         geometric(tr, [0])
 
 
-def test_readme_quality_table_is_the_shipped_report():
-    from worldmodel.evaluation.report import quality_table, readme_table
+def test_readme_and_evaluation_doc_tables_are_the_shipped_report():
+    """README.md's summary and docs/evaluation.md's full table are what docs/eval_report.json generates, and that
+    report scored the shipped model on the test set."""
+    from worldmodel.checkpoint import load_model
+    from worldmodel.evaluation.report import TABLES, tables_in
 
     report = json.loads((ROOT / "docs" / "eval_report.json").read_text())
-    assert readme_table((ROOT / "README.md").read_text()) == quality_table(report)
-    assert report["setup"]["split"] == "test" and report["setup"]["model_hash"] in (ROOT / "README.md").read_text()
+    for path, kind in (("README.md", "summary"), ("docs/evaluation.md", "full")):
+        found = tables_in((ROOT / path).read_text())
+        assert kind in found, f"{path} has no {kind} table markers"
+        for k, table in found.items():
+            assert table == TABLES[k](report), f"{path}: the {k} table is stale; rerun the report's `table --write`"
+    assert report["setup"]["split"] == "test" and report["setup"]["model_hash"] == load_model(ROOT / "assets" / "model").hash
 
 
 def test_report_compare_is_zero_against_itself_and_refuses_other_rollouts(tmp_path):
