@@ -4,6 +4,7 @@
     python play.py --world arena                    # the ground truth
     python play.py --headless --ticks 400 --script assets/scripts/tour.yaml --record runs/tour
     python play.py --list-worlds
+    python play.py --device cuda                    # dream on the GPU (bf16); --device cpu keeps it on the CPU
 
 With no display, plain `python play.py` says so, runs a short headless demo that records itself, and
 prints how to watch it.
@@ -83,8 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="640x640", help="window size WxH")
     p.add_argument("--filter", choices=["nearest", "linear"], default="nearest", help="frame upscaling")
     p.add_argument("--summary", type=Path, default=None, help="write the run summary JSON here")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where a dream's model runs: auto (default) = CUDA when torch sees a GPU, else the CPU")
     p.add_argument("--list-worlds", action="store_true")
     return p
+
+
+def accepts_device(world_name: str) -> bool:
+    """Whether the world's constructor takes `device` (the dream worlds do; the engine's own do not)."""
+    import inspect
+
+    from engine.world import world_factory
+
+    try:
+        params = inspect.signature(world_factory(world_name)).parameters
+    except (TypeError, ValueError):
+        return False
+    return "device" in params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         config = {**PLAY_DEFAULTS.get(world_name, {}), **parse_set(args.world_set)}
         if args.checkpoint is not None:
             config["checkpoint"] = str(args.checkpoint)
+        if "device" not in config and accepts_device(world_name):
+            config["device"] = args.device
+        elif args.device != "auto" and "device" not in config:
+            raise ValueError(f"--device {args.device}: the world {world_name!r} has no model to place on a device")
         keymap = Keymap.load(args.keymap)
         source = None
         if script is not None:

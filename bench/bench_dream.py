@@ -2,6 +2,7 @@
 
     python bench/bench_dream.py --checkpoint assets/model --ticks 10000     # writes bench/results/dream.json
     python bench/bench_dream.py --memory        # with the splat scene memory: bench/results/dream_memory.json
+    python bench/bench_dream.py --device cuda   # on a GPU: bench/results/dream_cuda.json (dream_memory_cuda.json)
 
 Drives DreamWorld (batch 1, memory off unless --memory) with the explore policy for `--ticks` ticks and records, per
 window of 500 ticks: median ms per tick, process RSS, and the mean and standard deviation of the
@@ -42,10 +43,10 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--seed", type=int, default=1_100_000)
     p.add_argument("--memory", action="store_true", help="dream with the splat scene memory on")
-    p.add_argument("--out", default=None, help="default bench/results/dream.json (dream_memory.json with --memory)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the model runs")
+    p.add_argument("--out", default=None, help="default bench/results/dream.json (dream_memory.json with --memory; "
+                                              "_cuda before .json on a GPU)")
     args = p.parse_args()
-    if args.out is None:
-        args.out = str(ROOT / "bench" / "results" / ("dream_memory.json" if args.memory else "dream.json"))
 
     import torch
 
@@ -53,8 +54,13 @@ def main() -> int:
     import worldmodel  # noqa: F401
     from engine import make_world
     from engine.arena.policies import ExplorePolicy
+    from worldmodel.device import resolve_device
 
-    world = make_world("dream", checkpoint=args.checkpoint, steps=args.steps, memory=args.memory)
+    device = resolve_device(args.device)
+    if args.out is None:
+        name = ("dream_memory" if args.memory else "dream") + ("_cuda" if device.type == "cuda" else "")
+        args.out = str(ROOT / "bench" / "results" / f"{name}.json")
+    world = make_world("dream", checkpoint=args.checkpoint, steps=args.steps, memory=args.memory, device=str(device))
     policy = ExplorePolicy()
     policy.reset(args.seed)
     obs = world.reset(args.seed)
@@ -101,6 +107,7 @@ def main() -> int:
                    gt["frame_std_range"][0] - 10 <= w["frame_std"] <= gt["frame_std_range"][1] + 10 for w in windows)
     out = {
         "checkpoint": args.checkpoint, "ticks": args.ticks, "sampling_steps": args.steps, "memory": args.memory,
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "ticks_per_s_last_window": round(1000.0 / last["ms_median"], 1),
         "windows": windows, "ground_truth": gt, "no_nan": not nan, "stats_in_ground_truth_range": in_range,
         "ms_per_tick_first_window": first["ms_median"], "ms_per_tick_last_window": last["ms_median"],

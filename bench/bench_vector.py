@@ -2,6 +2,7 @@
 with RGB observations (decoded every tick) and with latent observations (no decoder).
 
     python bench/bench_vector.py --checkpoint assets/model      # writes bench/results/vector.json
+    python bench/bench_vector.py --device cuda                  # on a GPU: bench/results/vector_cuda.json
 
 Target (issue: agents): B = 16 gives at least 4x the total ticks/s of B = 1. Median of repeats.
 
@@ -68,7 +69,7 @@ def flops_per_env_tick(checkpoint: str, mode: str, ticks: int = 3) -> tuple[floa
     from worldmodel.attention import force_backend
     from worldmodel.vector import DreamVectorEnv
 
-    envs = DreamVectorEnv(1, checkpoint=checkpoint, max_steps=10**9, observation=mode)
+    envs = DreamVectorEnv(1, checkpoint=checkpoint, max_steps=10**9, observation=mode, device="cpu")
     envs.reset(seed=0)
     rng = np.random.default_rng(0)
     for a in random_actions(rng, 1, 12):  # fill the KV window: the cost of every later tick
@@ -93,19 +94,31 @@ def main() -> int:
     p.add_argument("--ticks", type=int, default=60)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile-ticks", type=int, default=20, help="ticks profiled per B for the breakdown (0: none)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "vector.json"))
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model runs; on CUDA the CPU profile and the CPU GEMM ceiling are left out")
+    p.add_argument("--out", default=None, help="default bench/results/vector.json (vector_cuda.json on a GPU)")
     args = p.parse_args()
     import worldmodel  # noqa: F401  (sets OMP_WAIT_POLICY before torch)
     import torch
     from bench_dynamics import measure_peak_gflops
 
+    from worldmodel.device import resolve_device
+
+    args.device = str(resolve_device(args.device))
+    cuda = args.device.startswith("cuda")
+    if args.out is None:
+        args.out = str(ROOT / "bench" / "results" / ("vector_cuda.json" if cuda else "vector.json"))
+    if cuda:
+        args.profile_ticks = 0  # torch.profiler's CPU self time says little about GPU kernels
     torch.set_num_threads(2)
-    out = {"checkpoint": args.checkpoint, "threads": 2}
+    out = {"checkpoint": args.checkpoint, "threads": 2, "device": args.device}
     for mode in ("rgb", "latent"):
         suffix = "" if mode == "rgb" else "_latent"
         results = run_mode(args, mode)
         out["batches" if mode == "rgb" else "latent_batches"] = results
         out["speedup_16_over_1" + suffix] = round(results["16"]["total_ticks_per_s"] / results["1"]["total_ticks_per_s"], 2)
+        if cuda:
+            continue  # the ceiling below is this CPU's GEMM peak
         flops, attention_flops = flops_per_env_tick(args.checkpoint, mode)
         peak = measure_peak_gflops(torch.float32)
         floor_ms = flops / (peak * 1e9) * 1e3
@@ -143,7 +156,7 @@ def run_mode(args, mode: str) -> dict:
 
     results = {}
     for B in (1, 4, 16):
-        envs = DreamVectorEnv(B, checkpoint=args.checkpoint, max_steps=10**9, observation=mode)
+        envs = DreamVectorEnv(B, checkpoint=args.checkpoint, max_steps=10**9, observation=mode, device=args.device)
         envs.reset(seed=0)
         rng = np.random.default_rng(0)
         rates = []

@@ -4,7 +4,7 @@ Backends
 - "gsplat": `gsplat.rasterization(..., render_mode="RGB+ED")`; needs CUDA (gsplat has no CPU path, issues #205/#635).
 - "cpu":    our own renderer: moderngl (EGL, headless llvmpipe) draws one screen-space quad per Gaussian, instanced,
             sorted back to front and blended with "over" into float32 render targets.
-- "auto":   "gsplat" when torch sees CUDA and gsplat imports, else "cpu".
+- "auto":   "gsplat" when torch sees CUDA, gsplat imports and its CUDA extension is built (`gsplat_status`), else "cpu".
 
 The CPU renderer reproduces gsplat's forward pass (3DGS, Kerbl et al. 2023, as implemented by gsplat):
 - EWA splatting: Sigma = R S S^T R^T in the world; Sigma_cam = W Sigma W^T; Sigma_2d = J Sigma_cam J^T with the
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,25 +131,59 @@ def rasterize(means: Any, quats: Any, scales: Any, opacities: Any, colors: Any, 
     return _gl_renderer().render(inp, width, height, near_plane, far_plane)
 
 
-_GSPLAT_OK: bool | None = None
+_GSPLAT_STATUS: str | None = None
+GSPLAT_BUILD_HINT = ('build it once with: python -c "from gsplat.cuda._backend import _C" (needs nvcc; minutes; '
+                     'TORCH_CUDA_ARCH_LIST=<your GPU, e.g. 9.0> makes it faster)')
+
+
+def gsplat_status() -> str:
+    """Whether `rasterize` can use gsplat here, decided once per process without compiling anything:
+    "ready" (CUDA, gsplat imports, and its CUDA extension is prebuilt or already JIT-built), else why not.
+
+    gsplat's PyPI wheel holds sources only and JIT-compiles its CUDA extension at its first call (minutes, with
+    nvcc); "auto" does not start that in the middle of a dream: it renders on the CPU until the extension is built.
+    """
+    global _GSPLAT_STATUS
+    if _GSPLAT_STATUS is None:
+        _GSPLAT_STATUS = _probe_gsplat()
+    return _GSPLAT_STATUS
+
+
+def _probe_gsplat() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    try:
+        import gsplat  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install
+        return f"gsplat does not import ({type(e).__name__}: {e})"
+    try:
+        from gsplat import csrc  # noqa: F401  (a prebuilt wheel / setup.py build)
+
+        return "ready"
+    except ImportError:
+        pass
+    import sys
+
+    if getattr(sys.modules.get("gsplat.cuda._backend"), "_C", None) is not None:
+        return "ready"  # built (or loaded) earlier in this process
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        build = Path(_get_build_directory("gsplat_cuda", verbose=False))
+    except Exception as e:
+        return f"gsplat's JIT build directory is unknown ({e})"
+    if (build / "gsplat_cuda.so").exists():
+        return "ready"
+    return f"gsplat's CUDA extension is not built yet ({build}); {GSPLAT_BUILD_HINT}"
 
 
 def gsplat_available() -> bool:
-    """True when torch sees CUDA and gsplat imports (decided once per process)."""
-    global _GSPLAT_OK
-    if _GSPLAT_OK is None:
-        try:
-            import torch
-
-            if not torch.cuda.is_available():
-                _GSPLAT_OK = False
-            else:
-                import gsplat  # noqa: F401
-
-                _GSPLAT_OK = True
-        except ImportError:
-            _GSPLAT_OK = False
-    return _GSPLAT_OK
+    """True when torch sees CUDA, gsplat imports and its CUDA extension is built (`gsplat_status`)."""
+    return gsplat_status() == "ready"
 
 
 def _rasterize_gsplat(means: Any, quats: Any, scales: Any, opacities: Any, colors: Any, viewmats: Any, Ks: Any,
@@ -157,17 +192,31 @@ def _rasterize_gsplat(means: Any, quats: Any, scales: Any, opacities: Any, color
 
     if not torch.cuda.is_available():
         raise RuntimeError("backend='gsplat' needs CUDA (gsplat has no CPU rasterizer); use backend='cpu' or 'auto'")
-    import gsplat
+    try:
+        import gsplat
+        from gsplat.cuda._backend import _C  # builds the extension on first use when it is not built (minutes)
+    except ImportError as e:
+        raise RuntimeError(f"backend='gsplat': gsplat is not installed ({e}); pip install gsplat, or use backend='cpu'") from None
+    if _C is None:
+        raise RuntimeError("backend='gsplat': gsplat's CUDA extension is not available (no CUDA toolkit to build it "
+                           f"with?); {GSPLAT_BUILD_HINT}; or use backend='cpu'")
 
-    def t(x: Any) -> "torch.Tensor":
-        return torch.as_tensor(np.asarray(x) if not hasattr(x, "detach") else x, dtype=torch.float32).cuda()
-
+    inp = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height)
+    C = inp.viewmats.shape[0]
+    if inp.means.shape[0] == 0:
+        return RenderResult(np.zeros((C, height, width, 3), np.float32), np.zeros((C, height, width), np.float32),
+                            np.zeros((C, height, width), np.float32))
+    # One host-to-device copy of the Gaussians (the memory keeps them on the host) and one copy of the image back.
+    packed = torch.from_numpy(np.concatenate([inp.means, inp.quats, inp.scales, inp.opacities[:, None], inp.colors], 1))
+    m, q, sc, op, col = (x.contiguous() for x in packed.cuda().split([3, 4, 3, 1, 3], dim=1))
+    cams = torch.from_numpy(np.concatenate([inp.viewmats.reshape(C, 16), inp.Ks.reshape(C, 9)], 1)).cuda()
     out, alphas, _ = gsplat.rasterization(
-        t(means), t(quats), t(scales), t(opacities), t(colors), t(viewmats), t(Ks), width, height,
-        near_plane=near_plane, far_plane=far_plane, render_mode="RGB+ED", packed=False)
-    out = out.float().cpu().numpy()  # [C, H, W, 4]: RGB + expected depth
-    return RenderResult(rgb=np.ascontiguousarray(out[..., :3]), depth=np.ascontiguousarray(out[..., 3]),
-                        alpha=np.ascontiguousarray(alphas[..., 0].float().cpu().numpy()))
+        m, q, sc, op[:, 0].contiguous(), col, cams[:, :16].reshape(C, 4, 4).contiguous(),
+        cams[:, 16:].reshape(C, 3, 3).contiguous(), width, height, near_plane=near_plane, far_plane=far_plane,
+        eps2d=EPS2D, render_mode="RGB+ED", packed=False)
+    res = torch.cat([out.float(), alphas.float()], -1).cpu().numpy()  # [C, H, W, 5]: RGB, expected depth, alpha
+    return RenderResult(rgb=np.ascontiguousarray(res[..., :3]), depth=np.ascontiguousarray(res[..., 3]),
+                        alpha=np.ascontiguousarray(res[..., 4]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

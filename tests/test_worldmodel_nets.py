@@ -83,6 +83,8 @@ def test_xformers_and_sdpa_agree_on_cuda():
     q, k, v = (torch.randn(2, 3, 20, 32, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     bias = block_causal_bias(4, 5).cuda()[None, None].expand(2, 3, 20, 20)
     out = attn.attention(q, k, v, bias)
+    if attn.xformers_status() != "usable":  # it imports, but its kernels were built for another torch / CUDA
+        pytest.skip(f"xformers cannot run here ({attn.xformers_status()}): SDPA serves on CUDA")
     assert attn.last_backend() == "xformers"
     attn.force_backend("sdpa")
     try:

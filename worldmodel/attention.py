@@ -5,7 +5,9 @@ float bias (0 / -inf plus learned position biases), broadcastable to [B, heads, 
 
 Backends, fastest first:
   - "xformers": `xformers.ops.memory_efficient_attention`, only when q is on CUDA and xformers imports
-    (its kernels are CUDA-only; on CPU it raises NotImplementedError).
+    (its kernels are CUDA-only; on CPU it raises NotImplementedError). An xformers build that imports but has
+    no kernel for these inputs (a wheel built for another torch / CUDA) is dropped after its first failure,
+    with one warning, and SDPA serves from then on (`xformers_status()` says why).
   - "sdpa": `torch.nn.functional.scaled_dot_product_attention` — everywhere else.
   - "naive": softmax(Q K^T / sqrt(d) + mask) V written out, the reference the others are tested against.
 
@@ -15,6 +17,7 @@ Backends, fastest first:
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +33,14 @@ except Exception:  # ImportError, or a broken build that fails on import
 
 _last_backend: str | None = None
 _forced_backend: str | None = None
+_xformers_error: str | None = None  # why a present xformers could not run (then SDPA serves on CUDA)
+
+
+def xformers_status() -> str:
+    """'usable' (imported, and no call failed yet), 'not installed', or the error that made it unusable."""
+    if not HAS_XFORMERS:
+        return "not installed"
+    return _xformers_error or "usable"
 
 
 def last_backend() -> str | None:
@@ -77,13 +88,25 @@ def _xformers_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) ->
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
     """Attention [B,H,Nq,d] x [B,H,Nk,d] -> [B,H,Nq,d] through the fastest available backend."""
-    global _last_backend
+    global _last_backend, _xformers_error
+    if k.dtype != q.dtype:  # a cache kept in another precision than this call's (autocast) queries
+        k, v = k.to(q.dtype), v.to(q.dtype)
     backend = _forced_backend
     if backend is None:
-        backend = "xformers" if (q.is_cuda and HAS_XFORMERS) else "sdpa"
+        backend = "xformers" if (q.is_cuda and HAS_XFORMERS and _xformers_error is None) else "sdpa"
     _last_backend = backend
     if backend == "xformers":
-        return _xformers_attention(q, k, v, mask)
+        if _forced_backend == "xformers":
+            return _xformers_attention(q, k, v, mask)
+        try:
+            return _xformers_attention(q, k, v, mask)
+        except torch.OutOfMemoryError:
+            raise
+        except (NotImplementedError, RuntimeError, ValueError) as e:  # no kernel for this build / these inputs
+            _xformers_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            warnings.warn(f"xformers is installed but cannot run this attention ({_xformers_error}); using SDPA",
+                          RuntimeWarning, stacklevel=2)
+            backend = _last_backend = "sdpa"
     if backend == "naive":
         return naive_attention(q, k, v, mask)
     if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:

@@ -2,8 +2,11 @@
 
 A model directory holds
 
-    model.yaml          {model: <ModelConfig>, info: {...training facts...}}
+    model.yaml          {model: <ModelConfig>, info: {...training facts...}, weights_hash: <file_hash of the weights>}
     model.safetensors   autoencoder.* and dynamics.* weights
+
+Loading checks the weights against `weights_hash` (models written before it existed have none and load
+unchecked), so a damaged or swapped weights file is named instead of dreaming noise.
 
 Training state (optimizer moments, step counters) lives next to it in `state/` and is saved the same
 way: tensors in safetensors, the rest in YAML. Loading checks every key and shape against the config
@@ -25,10 +28,12 @@ from safetensors.torch import load_file, save_file
 
 from worldmodel.autoencoder import FrameAutoencoder
 from worldmodel.config import ConfigError, ModelConfig, _build
+from worldmodel.device import resolve_device
 from worldmodel.dynamics import DynamicsTransformer
 
 MODEL_YAML = "model.yaml"
 MODEL_WEIGHTS = "model.safetensors"
+HASH_KEY = "weights_hash"  # model.yaml: file_hash(model.safetensors)
 
 
 class CheckpointError(RuntimeError):
@@ -42,6 +47,11 @@ class LoadedModel:
     dynamics: DynamicsTransformer
     info: dict[str, Any]
     hash: str  # sha256 of the weights file (first 16 hex digits): recordings cite it
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks' weights are (load_model's `device`)."""
+        return self.dynamics.image_in.weight.device
 
     @property
     def context_noise(self) -> float:
@@ -71,6 +81,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def file_hash(path: Path) -> str:
+    """The first 16 hex digits of the file's sha256 (what model.yaml `weights_hash` and recordings cite)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -90,12 +101,19 @@ def save_model(directory: str | Path, config: ModelConfig, autoencoder: FrameAut
                 v = v.to(torch.bfloat16)
             tensors[prefix + k] = v
     _atomic_save_tensors(tensors, directory / MODEL_WEIGHTS, {"format": "dreamwalk-model-1"})
-    _atomic_write(directory / MODEL_YAML, yaml.safe_dump({"model": config.to_dict(), "info": info or {}}, sort_keys=False))
+    data = {"model": config.to_dict(), "info": info or {}, HASH_KEY: file_hash(directory / MODEL_WEIGHTS)}
+    _atomic_write(directory / MODEL_YAML, yaml.safe_dump(data, sort_keys=False))
     return directory
 
 
 def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
-    directory = Path(directory)
+    """The config and info of a model directory's model.yaml, checked; CheckpointError naming what is wrong."""
+    config, info, _ = _read_model_yaml(Path(directory))
+    return config, info
+
+
+def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str | None]:
+    """(config, info, weights_hash or None for models written before the hash was recorded)."""
     path = directory / MODEL_YAML
     if not directory.is_dir():
         raise CheckpointError(f"no model at {directory}: not a directory (train one with python -m worldmodel.train)")
@@ -119,7 +137,12 @@ def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any
     if isinstance(cn, bool) or not isinstance(cn, (int, float)) or not 0.0 <= cn < 1.0:
         raise CheckpointError(f"{path}: info.sampling.context_noise must be a number in [0, 1), got {cn!r}")
     check_memory_settings(info.get("memory"), f"{path}: info.memory")
-    return config, info
+    expected = data.get(HASH_KEY)
+    if expected is not None and not (isinstance(expected, str) and len(expected) == 16
+                                     and all(c in "0123456789abcdef" for c in expected)):
+        raise CheckpointError(f"{path}: {HASH_KEY} must be 16 lowercase hex digits (file_hash of {MODEL_WEIGHTS}), "
+                              f"got {expected!r}")
+    return config, info, expected
 
 
 def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:
@@ -145,24 +168,30 @@ def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:
     return values
 
 
-def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:
-    """Load a model directory; raise CheckpointError naming what is wrong (missing, truncated, mismatched)."""
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model directory onto `device` ("cpu", "cuda", "auto": worldmodel.device.resolve_device); raise
+    CheckpointError naming what is wrong (missing, truncated, mismatched), DeviceError for a device not here."""
+    device = resolve_device(device)
     directory = Path(directory)
-    config, info = read_model_config(directory)
+    config, info, expected = _read_model_yaml(directory)
     weights = directory / MODEL_WEIGHTS
     if not weights.exists():
         raise CheckpointError(f"{directory}: {MODEL_WEIGHTS} is missing")
     try:
-        tensors = load_file(str(weights), device=device)
+        tensors = load_file(str(weights), device="cpu")  # checked here, then the modules move as a whole
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is unreadable (truncated or not safetensors): {e}") from None
+    actual = file_hash(weights)
+    if expected is not None and actual != expected:
+        raise CheckpointError(f"{weights} is damaged or was replaced: its hash is {actual}, but {directory / MODEL_YAML} "
+                              f"records {HASH_KEY}: {expected} (copy the model again, or retrain it)")
     ae = FrameAutoencoder(config.autoencoder)
     dyn = DynamicsTransformer(config.dynamics, config.latent_shape)
     for prefix, module in (("autoencoder.", ae), ("dynamics.", dyn)):
         _load_into(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{weights} ({prefix[:-1]})")
-    ae.eval()
-    dyn.eval()
-    return LoadedModel(config, ae, dyn, info, file_hash(weights))
+    ae.to(device).eval()
+    dyn.to(device).eval()
+    return LoadedModel(config, ae, dyn, info, actual)
 
 
 def _load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from engine.action import Action
-from engine.world import Observation, World, make_world
-from worldmodel.checkpoint import LoadedModel, check_memory_settings, load_model
+from engine.world import Observation, World, check_world_name, make_world, world_factory
+from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings, load_model
 from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
+from worldmodel.device import autocast, default_amp, resolve_device
 from worldmodel.flow import FlowSampler
 from worldmodel.pose import apply_ego_motion
 
@@ -46,8 +47,30 @@ class SceneMemoryLike(Protocol):
     def reset(self) -> None: ...
 
 
+def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: str | None = None) -> str:
+    """The world a dream starts its episodes from: `prompt_world` when the caller names one, else the model's
+    model.yaml `info.prompt_world` (a registered world only: a model someone shares must not run code), else
+    the arena. Checked here, before anything is built: WorldNotFoundError / UntrustedWorldError otherwise."""
+    if prompt_world is not None:
+        world_factory(prompt_world)  # the caller's own name (refused too while a data file's world is being built)
+        return prompt_world
+    name = model.info.get("prompt_world", "arena")
+    source = str(Path(checkpoint) / MODEL_YAML)
+    return check_world_name(name, source, hint=f"If you trust this model, name its prompt world yourself: "
+                                              f"play.py --set prompt_world={name} (or prompt_world= in Python).")
+
+
 class DreamWorld(World):
-    """A trained world model as a World. Deterministic for a given seed and actions."""
+    """A trained world model as a World. Deterministic for a given seed, actions and device.
+
+    `device`: "auto" (CUDA when torch sees a GPU, else the CPU), "cpu" or "cuda" (worldmodel.device). On CUDA the
+    dynamics runs under bf16 autocast (`amp`, default on for CUDA, off on the CPU, which stays fp32) and the scene
+    memory rasterizes with gsplat once its CUDA extension is built (splat.render.gsplat_status). Per tick the host
+    and the device exchange the action, the camera motion (the pose drives the camera on the host), the memory
+    render's image (when the memory is on: it lives on the host) and the new frame (RGB + depth); the sampling
+    noise is drawn from the seed's CPU generator and copied, so a seed dreams the same on either device (up to
+    bf16 rounding).
+    """
 
     name = "dream"
     deterministic = True
@@ -55,10 +78,12 @@ class DreamWorld(World):
     def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
                  memory: bool = False, bf16: bool = False, threads: int = 2,
-                 memory_settings: dict[str, Any] | None = None) -> None:
+                 memory_settings: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
         torch.set_num_threads(threads)
-        self.model: LoadedModel = load_model(self.checkpoint)
+        self.device = resolve_device(device)
+        self.amp = default_amp(self.device) if amp is None else bool(amp)
+        self.model: LoadedModel = load_model(self.checkpoint, device=self.device)
         cfg = self.model.config
         self.H, self.W = cfg.frame_size
         if context_noise is None:  # the level chosen for this model on validation data (model.yaml), else clean
@@ -68,7 +93,7 @@ class DreamWorld(World):
         if bf16:
             self.model.dynamics.to(torch.bfloat16)
         info = self.model.info
-        self.prompt_name = prompt_world or info.get("prompt_world", "arena")
+        self.prompt_name = prompt_world_name(self.model, self.checkpoint, prompt_world)
         # The prompt renders at the data's resolution, then is area-resized like the training data.
         if prompt_config is not None:
             self.prompt_config = dict(prompt_config)
@@ -81,16 +106,20 @@ class DreamWorld(World):
             memory_settings = self.model.memory_settings
         else:
             memory_settings = check_memory_settings(memory_settings, "memory_settings")
+        # The device that ran is recorded (not "auto"): a recording replays exactly only where it was made.
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
                             prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads,
-                            memory_settings=dict(memory_settings))
+                            memory_settings=dict(memory_settings), device=str(self.device), amp=self.amp)
         self.prompt: World | None = None
         self.memory: SceneMemoryLike | None = None
         self.memory_enabled = memory
         if memory:
             from splat import SceneMemory
 
-            self.memory = SceneMemory(width=self.W, height=self.H, **memory_settings)
+            settings = dict(memory_settings)
+            # gsplat on a CUDA dream once it is built; a CPU dream keeps the CPU renderer even beside a GPU
+            settings.setdefault("backend", "auto" if self.device.type == "cuda" else "cpu")
+            self.memory = SceneMemory(width=self.W, height=self.H, **settings)
         self.state = None
         self.c2w = np.eye(4)
         self.K = np.eye(3)
@@ -101,6 +130,11 @@ class DreamWorld(World):
     @property
     def config(self) -> dict[str, Any]:
         return dict(self._config)
+
+    def _cache_dtype(self) -> torch.dtype:
+        """The KV cache's precision: bf16 under autocast (what the attention's keys and values are), else the
+        dynamics' own."""
+        return torch.bfloat16 if self.amp else self.model.dynamics.dtype
 
     @property
     def model_hash(self) -> str:
@@ -117,7 +151,7 @@ class DreamWorld(World):
             self.prompt = make_world(self.prompt_name, **self.prompt_config)
         first = self.prompt.reset(seed)
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.state = self.model.dynamics.new_state(1)
+        self.state = self.model.dynamics.new_state(1, dtype=self._cache_dtype())
         self.tick = 0
         rgb = area_resize(first.rgb[None], (self.H, self.W))[0]
         depth = None
@@ -125,11 +159,13 @@ class DreamWorld(World):
             depth = area_resize(first.depth[None, ..., None], (self.H, self.W))[0, ..., 0]
         self.c2w = first.cam_to_world.copy() if first.cam_to_world is not None else np.eye(4)
         self.K = self._scaled_K(first)
+        dev = self.device
         with torch.no_grad():
-            d = torch.from_numpy(depth.astype(np.float32))[None, None] if depth is not None else None
-            z = self.model.autoencoder.encode(frames_to_tensor(rgb)[None], d)
-            action = torch.zeros(1, 8)
-            self.model.dynamics.commit_frame(self.state, z.to(self.model.dynamics.dtype), action)
+            d = torch.from_numpy(depth.astype(np.float32))[None, None].to(dev) if depth is not None else None
+            z = self.model.autoencoder.encode(frames_to_tensor(rgb)[None].to(dev), d)
+            action = torch.zeros(1, 8, device=dev)
+            with autocast(dev, self.amp):
+                self.model.dynamics.commit_frame(self.state, z.to(self.model.dynamics.dtype), action)
             frame = self.model.autoencoder.decode(z)
         obs = self._observe(frame, z)
         if self.memory is not None:
@@ -154,8 +190,9 @@ class DreamWorld(World):
             raise RuntimeError("DreamWorld.step() before reset(seed)")
         t0 = time.perf_counter()
         dyn, ae = self.model.dynamics, self.model.autoencoder
-        a = torch.from_numpy(action.to_array())[None].to(dyn.dtype)
-        motion = dyn.predict_pose(self.state, a).float().numpy()[0]
+        a = torch.from_numpy(action.to_array())[None].to(self.device, dyn.dtype)
+        with autocast(self.device, self.amp):
+            motion = dyn.predict_pose(self.state, a).float().cpu().numpy()[0]  # the camera moves on the host
         next_c2w = apply_ego_motion(self.c2w, motion)
         t1 = time.perf_counter()
         memory = None
@@ -163,7 +200,8 @@ class DreamWorld(World):
             render = self.memory.render(next_c2w, self.K, self.tick + 1)
             memory = self._memory_latent(render).to(dyn.dtype)
         t2 = time.perf_counter()
-        sample = self.sampler.sample(dyn, self.state, a, memory=memory, generator=self.generator)
+        with autocast(self.device, self.amp):
+            sample = self.sampler.sample(dyn, self.state, a, memory=memory, generator=self.generator)
         t3 = time.perf_counter()
         frame = ae.decode(sample.latent.float())
         t4 = time.perf_counter()
@@ -182,14 +220,16 @@ class DreamWorld(World):
         """A memory render -> conditioning [1, C+1, h, w] (latent of the render + coverage at latent size)."""
         ae = self.model.autoencoder
         C, h, w = self.model.config.latent_shape
-        depth = torch.from_numpy(render.depth.astype(np.float32))[None, None] if ae.config.use_depth else None
-        z = ae.encode(frames_to_tensor(render.rgb)[None], depth).float()
-        alpha = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(render.alpha.astype(np.float32))[None, None], (h, w))
+        dev = self.device
+        depth = torch.from_numpy(render.depth.astype(np.float32))[None, None].to(dev) if ae.config.use_depth else None
+        z = ae.encode(frames_to_tensor(render.rgb)[None].to(dev), depth).float()
+        alpha = torch.from_numpy(render.alpha.astype(np.float32))[None, None].to(dev)
+        alpha = torch.nn.functional.adaptive_avg_pool2d(alpha, (h, w))
         return torch.cat([z, alpha], 1)
 
     def _observe(self, frame, latent: torch.Tensor) -> Observation:
         rgb = tensor_to_frames(frame.rgb)[0]
-        depth = frame.depth[0, 0].float().numpy().astype(np.float32) if frame.depth is not None else None
+        depth = frame.depth[0, 0].float().cpu().numpy().astype(np.float32) if frame.depth is not None else None
         # Timings stay out of the observation (world.timings has them): observations must be a function
         # of the seed and the actions alone.
         hud = f"DREAM  model {self.model.hash[:8]}  {self.sampler.steps}-step"

@@ -45,6 +45,7 @@ import torch
 import yaml
 
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
+from worldmodel.device import DEVICE_CHOICES, autocast
 from worldmodel.data import frames_to_tensor, tensor_to_frames
 from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame
 from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap, psnr, score_frames, ssim, summarize
@@ -63,11 +64,11 @@ TURN_FIRST_PASS = (10, 50)  # ticks of the 360° turn scored as "first pass": mo
 @torch.no_grad()
 def encode(model: LoadedModel, rgb: np.ndarray, depth: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, 3] + metres [N, H, W] -> latents [N, C, h, w]."""
-    ae = model.autoencoder
+    ae, dev = model.autoencoder, model.device
     out = []
     for i in range(0, len(rgb), 128):
-        d = torch.from_numpy(depth[i:i + 128])[:, None] if ae.config.use_depth else None
-        out.append(ae.encode(frames_to_tensor(rgb[i:i + 128]), d).float())
+        d = torch.from_numpy(depth[i:i + 128])[:, None].to(dev) if ae.config.use_depth else None
+        out.append(ae.encode(frames_to_tensor(rgb[i:i + 128]).to(dev), d).float())
     return torch.cat(out)
 
 
@@ -86,41 +87,46 @@ class RolloutResult:
 def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, c2w0: np.ndarray, context: int,
               horizon: int, steps: int, seed: int, context_noise: float = 0.0) -> RolloutResult:
     """Batched rollouts. latents [B, context, C, h, w] and actions [B, context + horizon, 8] (row i leads into
-    frame i); c2w0 [B, 4, 4] the pose of the last context frame. Returns dreamed frames and poses."""
-    dyn = model.dynamics
+    frame i); c2w0 [B, 4, 4] the pose of the last context frame. Returns dreamed frames and poses. On CUDA the
+    dynamics runs under bf16 autocast; the noise comes from a CPU generator, so a seed draws the same anywhere."""
+    dyn, dev = model.dynamics, model.device
+    amp = dev.type == "cuda"
     B = latents.shape[0]
-    state = dyn.new_state(B)
-    for i in range(context):
-        dyn.commit_frame(state, latents[:, i].to(dyn.dtype), actions[:, i].to(dyn.dtype))
+    state = dyn.new_state(B, dtype=torch.bfloat16) if amp else dyn.new_state(B)
+    latents, actions = latents.to(dev), actions.to(dev)
+    with autocast(dev):
+        for i in range(context):
+            dyn.commit_frame(state, latents[:, i].to(dyn.dtype), actions[:, i].to(dyn.dtype))
     sampler = FlowSampler(steps=steps, context_noise=context_noise)
     gen = torch.Generator().manual_seed(seed)
     frames, poses = [], []
     c2w = c2w0.copy()
     for h in range(horizon):
         a = actions[:, context + h].to(dyn.dtype)
-        motion = dyn.predict_pose(state, a).float().numpy()
+        with autocast(dev):
+            motion = dyn.predict_pose(state, a).float().cpu().numpy()
+            out = sampler.sample(dyn, state, a, memory=None, generator=gen)
         c2w = apply_ego_motion(c2w, motion)
-        out = sampler.sample(dyn, state, a, memory=None, generator=gen)
         frames.append(decode(model, out.latent))
         poses.append(c2w.copy())
     return RolloutResult(np.stack(frames, 1), np.stack(poses, 1))
 
 
 def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> float:
-    """Batch-1 dream ticks (pose + sampling + commit + decode) per second, after a warm-up."""
-    dyn = model.dynamics
-    state = dyn.new_state(1)
+    """Batch-1 dream ticks (pose + sampling + commit + decode to host frames) per second, after a warm-up."""
+    dyn, dev = model.dynamics, model.device
+    state = dyn.new_state(1, dtype=torch.bfloat16) if dev.type == "cuda" else dyn.new_state(1)
     sampler = FlowSampler(steps=steps)
     gen = torch.Generator().manual_seed(0)
-    a = torch.zeros(1, 8, dtype=dyn.dtype)
+    a = torch.zeros(1, 8, dtype=dyn.dtype, device=dev)
     a[0, 0] = 1.0
-    with torch.no_grad():
+    with torch.no_grad(), autocast(dev):
         for i in range(ticks + 20):
             if i == 20:
                 t0 = time.perf_counter()
-            dyn.predict_pose(state, a)
+            dyn.predict_pose(state, a).cpu()
             z = sampler.sample(dyn, state, a, generator=gen).latent
-            model.autoencoder.decode(z.float())
+            decode(model, z)
     return ticks / (time.perf_counter() - t0)
 
 
@@ -167,12 +173,12 @@ def score_open_loop(pred: np.ndarray, trajs: list[Trajectory], starts: list[tupl
 def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, starts_per_traj: int = 3,
              render_scale: int = 2, max_entries: int | None = None, seed: int = 0,
              data: list[str] | None = None, context_noise: float | None = None, split: str = "test",
-             places: bool = True) -> dict[str, Any]:
+             places: bool = True, device: str = "auto") -> dict[str, Any]:
     """Part 1 of the module docstring (and part 2 unless `places=False` or `data` is given); `data` replaces
     the arena walks with held-out recordings. `context_noise`: the level the dream's own frames are committed
-    at (None: the model's own, from its model.yaml)."""
+    at (None: the model's own, from its model.yaml). `device`: where the model runs (worldmodel.device)."""
     torch.set_num_threads(2)
-    model = load_model(model_dir)
+    model = load_model(model_dir, device=device)
     if context_noise is None:
         context_noise = model.context_noise
     H, W = model.config.frame_size
@@ -239,6 +245,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
                        "frame_size": [H, W], "render_size": None if data else list(_render_size(H, W, render_scale)),
                        "batched_rollout_s": round(rollout_s, 2), "seed": seed, "model_info": model.info,
                        "split": "recordings" if data else split, "geometric_memory": GEOMETRIC_MEMORY,
+                       "device": str(model.device),
                        "test_set": data or f"arena held-out {split} walks (moving)", "horizons": list(horizons)}
     strip_rows = []
     pick = list(range(0, len(lat_b), max(1, len(lat_b) // 4)))[:4]
@@ -248,7 +255,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
                            result.pred[r][[h - 1 for h in horizons]], trajs[i].rgb[[t0 + h for h in horizons]]))
     if places and not data:
         report.update(place_benchmarks(model_dir, split, render_scale, max_entries, steps, context_noise, strip_rows,
-                                       n_frames=len(horizons)))
+                                       n_frames=len(horizons), device=device))
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     draw_plot(out / "psnr.png", {name: [report["psnr"][name][str(h)] for h in horizons]
@@ -274,7 +281,7 @@ def _rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2, max_entries: int | None = None,
                      steps: int = 1, context_noise: float | None = None, strip_rows: list | None = None,
-                     n_frames: int = 7, kinds: tuple[str, ...] = PLACE_KINDS) -> dict[str, Any]:
+                     n_frames: int = 7, kinds: tuple[str, ...] = PLACE_KINDS, device: str = "auto") -> dict[str, Any]:
     """Part 2 of the module docstring: `returns`, `idle`, `wall`, `long_walk` (those of `kinds`)."""
     from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
     from worldmodel.dream import DreamWorld
@@ -284,7 +291,7 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
     rs = _render_size(H, W, render_scale)
     prompt = {"preset": TEST_PRESET, "width": rs[1], "height": rs[0], "tick_rate": TEST_TICK_RATE}
     worlds = {v: DreamWorld(str(model_dir), steps=steps, memory=v == "memory_on", prompt_config=prompt,
-                            context_noise=context_noise) for v in ("model", "memory_on")}
+                            context_noise=context_noise, device=device) for v in ("model", "memory_on")}
     out: dict[str, Any] = {}
     try:
         for kind in kinds:
@@ -396,7 +403,7 @@ def _long_walk(runs: list) -> dict[str, Any]:
 
 def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = None, steps: int = 1,
             context_noise: float | None = None, split: str = "test",
-            memory_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+            memory_settings: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
     """The revisit benchmark: open-loop dreams along the held-out revisit trajectories (which leave and
     come back after more ticks than the context window), memory on vs off, scored against ground truth
     on the frames after the return; plus the memory's own fidelity on ground-truth inserts.
@@ -416,7 +423,7 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     rows, fidelity, fidelity_covered, coverage = [], [], [], []
     prompt = {"width": W * render_scale, "height": H * render_scale}
     worlds = {kind: DreamWorld(str(model_dir), steps=steps, memory=kind != "off", prompt_config=prompt,
-                               context_noise=context_noise, memory_settings=memory_settings)
+                               context_noise=context_noise, memory_settings=memory_settings, device=device)
               for kind in ("off", "on", "oracle", "oracle_dream_pose")}
     for e in entries:
         tr = render_trajectory(e, (H, W), (H * render_scale, W * render_scale))
@@ -497,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                         "validation seeds (choose settings and models there)")
     p.add_argument("--context", type=int, default=8, help="ground-truth frames before the open loop")
     p.add_argument("--steps", type=int, default=1, help="sampling steps per frame")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="where the model runs: auto (CUDA when present), cpu or cuda (bf16 autocast on CUDA)")
     p.add_argument("--context-noise", type=float, default=None,
                    help="noise level the dream's own frames are committed at (default: the model's, from its "
                         "model.yaml info.sampling; sweep it with --split validation)")
@@ -534,13 +543,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts,
                               max_entries=args.max_entries, data=args.data, context_noise=args.context_noise,
-                              split=args.split, places=not args.no_places)
+                              split=args.split, places=not args.no_places, device=args.device)
         if not args.no_revisit and not args.data:
             report.update(revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps,
                                   context_noise=args.context_noise, split=args.split,
-                                  memory_settings=memory_settings))
+                                  memory_settings=memory_settings, device=args.device))
             (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError) as e:  # DeviceError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     brief = {k: v for k, v in report.items() if k not in ("setup", "per_rollout", "ci95")}

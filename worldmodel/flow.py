@@ -26,6 +26,16 @@ from worldmodel.dynamics import DynamicsState, DynamicsTransformer
 T_MIN = 1e-3  # below this a velocity -> x0 conversion divides by ~0
 
 
+def _draw(fn, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str,
+          dtype: torch.dtype | None = None) -> Tensor:
+    """torch.randn / torch.rand of `shape` on `device`, drawn from `generator` on the generator's own device: a CPU
+    generator gives the same numbers whatever device the model runs on (a dream on CUDA draws what it draws on the
+    CPU, so the two agree for a seed), at the cost of one small host-to-device copy."""
+    if generator is None or generator.device == torch.device(device):
+        return fn(shape, generator=generator, device=device, dtype=dtype)
+    return fn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+
+
 def to_x0_and_velocity(pred: Tensor, x_t: Tensor, t: Tensor, prediction: str) -> tuple[Tensor, Tensor]:
     """Network output -> (x0, v). pred, x_t [B, ..]; t broadcastable to them ([B, 1, 1, 1] etc.)."""
     if prediction == "x0":
@@ -75,12 +85,12 @@ class FlowMatching:
         """Independent noise level per frame: [B, F] in [0, 1]."""
         shape = (batch, frames)
         if self.t_sampling == "logit_normal":
-            z = torch.randn(shape, generator=generator, device=device) * self.logit_std + self.logit_mean
+            z = _draw(torch.randn, shape, generator, device) * self.logit_std + self.logit_mean
             t = torch.sigmoid(z)
         else:
-            t = torch.rand(shape, generator=generator, device=device)
-        u = torch.rand(shape, generator=generator, device=device)
-        t_ctx = torch.rand(shape, generator=generator, device=device) * self.context_noise_max
+            t = _draw(torch.rand, shape, generator, device)
+        u = _draw(torch.rand, shape, generator, device)
+        t_ctx = _draw(torch.rand, shape, generator, device) * self.context_noise_max
         t = torch.where(u < self.context_prob + self.pure_noise_prob, torch.ones_like(t), t)
         return torch.where(u < self.context_prob, t_ctx, t)
 
@@ -105,7 +115,7 @@ class FlowMatching:
         B, Fr = x0.shape[:2]
         if t is None:
             t = self.sample_t(B, Fr, x0.device, generator)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        noise = _draw(torch.randn, x0.shape, generator, x0.device, x0.dtype)
         tb = t[:, :, None, None, None]
         x_t = (1 - tb) * x0 + tb * noise
         out = model(x_t, t, actions, memory=memory, memory_present=memory_present)
@@ -162,7 +172,7 @@ class FlowSampler:
         B = action.shape[0]
         device = state.kv.device
         # `noise` [B, C, h, w]: the starting noise, when each batch row draws from its own generator.
-        x = noise if noise is not None else torch.randn((B, *model.latent_shape), generator=generator, device=device)
+        x = noise.to(device) if noise is not None else _draw(torch.randn, (B, *model.latent_shape), generator, device)
         ts = torch.linspace(1.0, 0.0, self.steps + 1).tolist()
         for t_now, t_next in zip(ts[:-1], ts[1:]):
             t = torch.full((B,), t_now, device=device)
@@ -190,10 +200,12 @@ class FlowSampler:
         `context_noise`; a [B] tensor gives each row its own), noised with `noise` (drawn from `generator`
         when not given; nothing is drawn when every level is 0)."""
         level = self.context_noise if level is None else level
+        # decided on the host when it can be (a number, or a CPU tensor): no device sync per tick
+        noisy = level > 0 if isinstance(level, (int, float)) else bool((level > 0).any())
         w = torch.as_tensor(level, dtype=x.dtype, device=x.device)
-        if bool((w > 0).any()):
+        if noisy:
             if noise is None:
-                noise = torch.randn(x.shape, generator=generator, device=x.device)
+                noise = _draw(torch.randn, x.shape, generator, x.device)
             w = w[:, None, None, None] if w.dim() else w
-            x = (1 - w) * x + w * noise.to(x.dtype)
+            x = (1 - w) * x + w * noise.to(x.device, x.dtype)
         model.commit_frame(state, x, action, memory, t_ctx=level)

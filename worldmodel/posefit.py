@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = episode_seeds("arena", "train", args.episodes, 0, args.offset)
     seeds = [level for level, _ in pairs]
     # Half the dreams with the scene memory on, half off: the dream runs both ways.
-    dreams = {on: DreamWorld(args.checkpoint, memory=on, prompt_config=prompt) for on in (False, True)}
+    # On the CPU, in fp32, whatever the machine: the features are read off the dream's tensors on the host
+    dreams = {on: DreamWorld(args.checkpoint, memory=on, prompt_config=prompt, device="cpu") for on in (False, True)}
     scale = model.dynamics.pose_scale.double().numpy()
     feats, truth, preds, episode = [], [], [], []
     t0 = time.perf_counter()

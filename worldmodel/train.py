@@ -3,6 +3,11 @@
     python -m worldmodel.train --config assets/configs/model_default.yaml --data data/arena_train --out runs/m1
     python -m worldmodel.train --config ... --out runs/m1 --resume          # after a kill, carry on
     torchrun --nproc_per_node=2 -m worldmodel.train --config ... --out ...   # data-parallel (gloo on CPU)
+    python -m worldmodel.train ... --device cuda                              # on a GPU (bf16 autocast)
+    torchrun --nproc_per_node=8 -m worldmodel.train ... --device cuda         # one GPU per rank (NCCL)
+
+`--device auto` (the default) trains on CUDA when torch sees a GPU, else on the CPU. Under torchrun each rank
+takes the GPU of its LOCAL_RANK and the ranks all-reduce over NCCL; on the CPU over gloo.
 
 Stage 1 fits the autoencoder on single frames (RGB + depth when the data has it). Its latents are then
 computed once for every frame, together with a memory image per frame (earlier ground-truth frames
@@ -37,6 +42,7 @@ from worldmodel.checkpoint import CheckpointError, check_memory_settings, load_s
 from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import (DataError, FrameStore, check_actions, find_recordings, frames_to_tensor,
                              memory_sources, reproject)
+from worldmodel.device import DEVICE_CHOICES, DeviceError, resolve_device
 from worldmodel.dynamics import DynamicsTransformer
 from worldmodel.flow import FlowMatching
 
@@ -79,8 +85,8 @@ class TrainConfig:
     # Fraction of frames trained at pure noise (t = 1), where sampling starts; see FlowMatching.
     pure_noise_prob: float = 0.25
     pose_weight: float = 0.1
-    # bf16 autocast on CPU: true, false, or "auto" = on only where a bf16 GEMM is measured to be faster
-    # than fp32 (AVX-512-BF16/AMX: ~1.5x faster training; plain AVX2: ~100x slower, emulated).
+    # bf16 autocast: true, false, or "auto" = always on CUDA; on the CPU only where a bf16 GEMM is measured to
+    # be faster than fp32 (AVX-512-BF16/AMX: ~1.5x faster training; plain AVX2: ~100x slower, emulated).
     bf16: bool | str = "auto"
     checkpoint_minutes: float = 5.0
     log_every: int = 25
@@ -142,22 +148,47 @@ def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
 class Dist:
     rank: int = 0
     world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
 
-def init_distributed() -> Dist:
-    """torchrun sets WORLD_SIZE/RANK: join a gloo group (CPU); otherwise a single process."""
+def init_distributed(device: str = "cpu") -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join a process group, NCCL with each rank on the GPU of its
+    LOCAL_RANK when `device` resolves to CUDA, gloo on the CPU; otherwise a single process on `device`."""
+    dev = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        dist.init_process_group("gloo")
+        if dev.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            if local >= torch.cuda.device_count():
+                raise DeviceError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} CUDA device(s): "
+                                  f"start at most that many ranks per node")
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+            dist.init_process_group("nccl", device_id=dev)
+        else:
+            dist.init_process_group("gloo")
         # Split the cores between the ranks rather than oversubscribing them.
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
-        return Dist(dist.get_rank(), world)
+        return Dist(dist.get_rank(), world, dev)
     torch.set_num_threads(min(2, os.cpu_count() or 2))
-    return Dist()
+    return Dist(device=dev)
+
+
+_FORK_STORE: tuple[FrameStore, tuple[int, int]] | None = None  # the data, for forked memory-image workers
+
+
+def _reproject_row(s: FrameStore, size: tuple[int, int], row: int, src: np.ndarray):
+    return reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row], s.K[row], size)
+
+
+def _reproject_job(job: tuple[int, np.ndarray]):
+    row, src = job
+    s, size = _FORK_STORE
+    return row, _reproject_row(s, size, row, src)
 
 
 def average_gradients(module: torch.nn.Module, d: Dist) -> None:
@@ -220,8 +251,9 @@ class Trainer:
     """Holds the data, the two networks and the run directory; `run()` does both stages, resumably."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool, d: Dist,
-                 progress: bool = True) -> None:
+                 progress: bool = True, workers: int = 1) -> None:
         self.mcfg, self.cfg, self.out, self.d, self.progress = model_cfg, cfg, out, d, progress and d.main
+        self.workers = max(1, int(workers))
         self.state_dir = out / "state"
         if d.main:
             if out.exists() and (out / "state").exists() and not resume:
@@ -242,12 +274,18 @@ class Trainer:
         if self.ego is None and d.main:
             print("note: the recordings have no camera poses: training without the ego-motion loss "
                   "(the dream will not move its camera, and the splat memory cannot be used)")
-        self.ae = FrameAutoencoder(model_cfg.autoencoder)
-        self.dyn = DynamicsTransformer(model_cfg.dynamics, model_cfg.latent_shape)
-        self.bf16 = bf16_is_faster() if cfg.bf16 == "auto" else bool(cfg.bf16)
-        if cfg.bf16 == "auto":
-            self._say(f"bf16: auto -> {'on (bf16 GEMMs are faster here)' if self.bf16 else 'off (bf16 GEMMs are slower on this CPU)'}")
-        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+        self.device = d.device
+        self.ae = FrameAutoencoder(model_cfg.autoencoder).to(self.device)
+        self.dyn = DynamicsTransformer(model_cfg.dynamics, model_cfg.latent_shape).to(self.device)
+        if self.device.type == "cuda":
+            self.bf16 = cfg.bf16 == "auto" or bool(cfg.bf16)
+            self._say(f"device: {self.device} ({torch.cuda.get_device_name(self.device)}), bf16 autocast "
+                      f"{'on' if self.bf16 else 'off'}")
+        else:
+            self.bf16 = bf16_is_faster() if cfg.bf16 == "auto" else bool(cfg.bf16)
+            if cfg.bf16 == "auto":
+                self._say(f"bf16: auto -> {'on (bf16 GEMMs are faster here)' if self.bf16 else 'off (bf16 GEMMs are slower on this CPU)'}")
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         if cfg.init_from:  # first the starting model; on --resume the run's own checkpoints then replace it
             from worldmodel.checkpoint import load_model
 
@@ -284,10 +322,11 @@ class Trainer:
             print(text, flush=True)
 
     def _frames(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        rgb = frames_to_tensor(self.store.rgb[rows])
+        """Frames `rows` of the data, on the training device (rgb [B, 3, H, W] in [-1, 1], depth [B, 1, H, W] m)."""
+        rgb = frames_to_tensor(self.store.rgb[rows]).to(self.device, non_blocking=True)
         depth = None
         if self.use_depth:
-            depth = torch.from_numpy(self.store.depth[rows].astype(np.float32))[:, None]
+            depth = torch.from_numpy(self.store.depth[rows].astype(np.float32))[:, None].to(self.device, non_blocking=True)
         return rgb, depth
 
     def export(self, stage: str, step: int) -> None:
@@ -381,7 +420,7 @@ class Trainer:
         lat = torch.zeros((N, *self.mcfg.latent_shape))
         for rows in tqdm(np.array_split(np.arange(N), max(1, N // 256)), desc="encoding frames", disable=not self.progress):
             rgb, depth = self._frames(rows)
-            lat[rows] = self.ae.encode(rgb, depth).float()
+            lat[rows] = self.ae.encode(rgb, depth).float().cpu()
         memory = None
         if self.store.c2w is not None and self.store.depth is not None and self.mcfg.dynamics.use_memory:
             memory = self._memory_latents(lat)
@@ -423,12 +462,12 @@ class Trainer:
         def flush() -> None:
             if not batch_rows:
                 return
-            rgb = frames_to_tensor(np.stack(batch_rgb))
-            depth = torch.from_numpy(np.stack(batch_depth))[:, None] if self.use_depth else None
+            rgb = frames_to_tensor(np.stack(batch_rgb)).to(self.device)
+            depth = torch.from_numpy(np.stack(batch_depth))[:, None].to(self.device) if self.use_depth else None
             z = self.ae.encode(rgb, depth).float()
-            alpha = torch.from_numpy(np.stack(batch_alpha))[:, None]
+            alpha = torch.from_numpy(np.stack(batch_alpha))[:, None].to(self.device)
             alpha = torch.nn.functional.adaptive_avg_pool2d(alpha, (h, w))
-            out[batch_rows] = torch.cat([z, alpha], 1)
+            out[batch_rows] = torch.cat([z, alpha], 1).cpu()
             batch_rows.clear(); batch_rgb.clear(); batch_depth.clear(); batch_alpha.clear()
 
         if cfg.memory_mode == "splat":
@@ -463,38 +502,50 @@ class Trainer:
         rgb, depth = s.rgb.copy(), s.depth.astype(np.float32)
         sampler = FlowSampler(steps=1)
         gen = torch.Generator().manual_seed(self.cfg.seed + 11)
-        actions = torch.from_numpy(s.actions)
+        actions = torch.from_numpy(s.actions).to(self.device)
+        lat = lat.to(self.device)
         by_length: dict[int, list[int]] = {}
         for start, n in zip(s.starts, s.lengths):
             by_length.setdefault(int(n), []).append(int(start))
         bar = tqdm(total=s.frames, desc="one-step predictions", disable=not self.progress, mininterval=2)
         for n, starts in by_length.items():
             for i in range(0, len(starts), batch):
-                rows = torch.tensor(starts[i:i + batch])
+                rows = torch.tensor(starts[i:i + batch], device=self.device)
                 state = dyn.new_state(len(rows))
-                dyn.commit_frame(state, lat[rows].to(dyn.dtype), torch.zeros(len(rows), 8, dtype=dyn.dtype))
+                dyn.commit_frame(state, lat[rows].to(dyn.dtype), torch.zeros(len(rows), 8, dtype=dyn.dtype, device=self.device))
                 for t in range(1, n):
                     a = actions[rows + t].to(dyn.dtype)
                     dyn.predict_pose(state, a)
                     z = sampler.sample(dyn, state, a, generator=gen, commit=False).latent
                     out = ae.decode(z.float())
-                    rgb[(rows + t).numpy()] = tensor_to_frames(out.rgb)
-                    depth[(rows + t).numpy()] = out.depth[:, 0].float().numpy()
+                    rgb[(rows + t).cpu().numpy()] = tensor_to_frames(out.rgb)
+                    depth[(rows + t).cpu().numpy()] = out.depth[:, 0].float().cpu().numpy()
                     dyn.commit_frame(state, lat[rows + t].to(dyn.dtype), a)  # teacher forcing: the truth goes on
                 bar.update(len(rows) * n)
         bar.close()
         return rgb, depth
 
     def _reprojected_memory(self, rng: np.random.Generator):
-        """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera."""
+        """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera.
+        The sources are drawn in order from `rng` (the same images for any `workers`); with workers > 1 the
+        reprojections (numpy, ~2 ms a frame: minutes for 100k frames on one core) run in forked processes."""
         s, cfg = self.store, self.cfg
         H, W = self.mcfg.frame_size
-        for row in range(s.frames):
-            src = memory_sources(s, row, rng, cfg.memory_sources, 1, cfg.memory_max_gap)
-            if len(src) == 0:
-                continue  # an episode's first frame has no memory: stays zero (= absent)
-            yield row, reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row],
-                                 s.K[row], (H, W))
+        jobs = ((row, memory_sources(s, row, rng, cfg.memory_sources, 1, cfg.memory_max_gap)) for row in range(s.frames))
+        jobs = ((row, src) for row, src in jobs if len(src))  # an episode's first frame has no memory: stays 0 (absent)
+        if self.workers <= 1:
+            for row, src in jobs:
+                yield row, _reproject_row(s, (H, W), row, src)
+            return
+        import multiprocessing
+
+        global _FORK_STORE
+        _FORK_STORE = (s, (H, W))  # inherited by the forked workers: the frames are not pickled
+        try:
+            with multiprocessing.get_context("fork").Pool(self.workers) as pool:
+                yield from pool.imap(_reproject_job, jobs, chunksize=64)
+        finally:
+            _FORK_STORE = None
 
     def _splat_memory_renders(self, rgb: np.ndarray, depth: np.ndarray, predicted: bool = False):
         """(row, render) for every frame but an episode's first: the episode so far, streamed through a
@@ -524,8 +575,13 @@ class Trainer:
     def train_dynamics(self) -> None:
         cfg = self.cfg
         lat, memory = self.encode_all()
-        ego = torch.from_numpy(self.ego) if self.ego is not None else None
-        actions = torch.from_numpy(self.store.actions)
+        # The whole latent data set lives on the training device (100k frames of the shipped recipe: ~1.8 GB
+        # with their memory images): a step gathers its clips there, no host copies but the clip indices.
+        dev = self.device
+        lat = lat.to(dev)
+        memory = memory.to(dev) if memory is not None else None
+        ego = torch.from_numpy(self.ego).to(dev) if self.ego is not None else None
+        actions = torch.from_numpy(self.store.actions).to(dev)
         starts = self.store.clip_starts(cfg.clip_frames)
         is_start = np.zeros(self.store.frames, bool)
         is_start[self.store.starts] = True
@@ -549,20 +605,21 @@ class Trainer:
         for step in bar:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
-            rows = self.rng.choice(starts, cfg.batch_size)[:, None] + np.arange(T)  # [B, T]
+            rows_np = self.rng.choice(starts, cfg.batch_size)[:, None] + np.arange(T)  # [B, T]
+            rows = torch.from_numpy(rows_np).to(dev)
             x0 = lat[rows]  # [B, T, C, h, w]
             act = actions[rows]
             mem = present = None
             if memory is not None:
                 mem = memory[rows].clone()
                 mem[:, :, :-1] += cfg.memory_latent_noise * torch.randn_like(mem[:, :, :-1])
-                present = torch.from_numpy(self.rng.random(rows.shape) < cfg.memory_prob)
+                present = torch.from_numpy(self.rng.random(rows_np.shape) < cfg.memory_prob).to(dev)
                 present &= mem[:, :, -1].flatten(2).amax(-1) > 0  # no memory image exists for that frame
                 mem = mem * present[:, :, None, None, None]
             pose_t = pose_valid = None
             if ego is not None:
                 pose_t = ego[rows]
-                pose_valid = torch.from_numpy(~is_start[rows])
+                pose_valid = torch.from_numpy(~is_start[rows_np]).to(dev)
                 pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
             with self.autocast:
                 losses = objective.loss(self.dyn, x0, act, memory=mem, memory_present=present, pose_target=pose_t,
@@ -601,9 +658,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a train: key, e.g. --set steps=100")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                   help="auto (default): CUDA when torch sees a GPU, else the CPU; under torchrun each rank takes "
+                        "cuda:LOCAL_RANK (NCCL) or shares the CPU (gloo)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes that prepare the reprojected memory images (numpy, one core each; default 1)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    d = init_distributed()
+    try:
+        d = init_distributed(args.device)
+    except DeviceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         mcfg, tcfg = load_presets(args.config)
         raw = _plain(asdict(tcfg))
@@ -619,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("no training data: pass --data DIR (recordings from python -m engine.rollout)")
         if args.resume and not (args.out / "state").exists():
             raise ConfigError(f"--resume: {args.out} has no training state to resume")
-        Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress).run()
+        Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
     except (ConfigError, DataError, CheckpointError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,10 @@ prompt frame, which is exactly a fresh rollout for that row (tested), while the 
 Row i with reset seed s draws the same noise as `DreamWorld` reset with s, so the two agree.
 The scene memory is not used here (memory off).
 
+`device` ("auto": CUDA when present, "cpu", "cuda") is where the model runs, with bf16 autocast on CUDA (`amp`)
+as in DreamWorld; the batch is what a GPU is good at (one forward for B environments). Per tick the actions go
+to the device and the camera motions and the observations (frames or latents) come back.
+
 `observation="latent"` gives agents the model's own latent frames (float32 [B, C, h, w], what the dynamics
 sees) and skips the decoder, as agents trained in imagination on latent features do (DreamerV3's world-model
 states); `decode(latents)` turns them into RGB when a person wants to look. Reward / termination hooks and
@@ -33,7 +37,8 @@ from engine.gymenv import action_space
 from engine.world import Observation, World, make_world
 from worldmodel.checkpoint import load_model
 from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
-from worldmodel.dream import SHIPPED_MODEL
+from worldmodel.device import autocast, default_amp, resolve_device
+from worldmodel.dream import SHIPPED_MODEL, prompt_world_name
 from worldmodel.flow import FlowSampler
 from worldmodel.pose import apply_ego_motion
 
@@ -50,18 +55,21 @@ class DreamVectorEnv(VectorEnv):
                  reward_fn: RewardFn | None = None, terminate_fn: TerminateFn | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
                  render_mode: str | None = None, threads: int = 2, observation: str = "rgb",
-                 context_noise: float | None = None) -> None:
+                 context_noise: float | None = None, device: str = "auto", amp: bool | None = None) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if observation not in ("rgb", "latent"):
             raise ValueError(f"observation must be 'rgb' or 'latent', got {observation!r}")
         torch.set_num_threads(threads)
-        self.model = load_model(checkpoint or SHIPPED_MODEL)
+        checkpoint = str(checkpoint or SHIPPED_MODEL)
+        self.device = resolve_device(device)
+        self.amp = default_amp(self.device) if amp is None else bool(amp)
+        self.model = load_model(checkpoint, device=self.device)
         self.num_envs, self.max_steps, self.render_mode = num_envs, max_steps, render_mode
         self.reward_fn, self.terminate_fn = reward_fn, terminate_fn
         self.H, self.W = self.model.config.frame_size
         info = self.model.info
-        self.prompt_name = prompt_world or info.get("prompt_world", "arena")
+        self.prompt_name = prompt_world_name(self.model, checkpoint, prompt_world)
         if prompt_config is None:
             render = info.get("render_size", [2 * self.H, 2 * self.W])
             prompt_config = info.get("prompt_config") or {"width": render[1], "height": render[0]}
@@ -108,8 +116,8 @@ class DreamVectorEnv(VectorEnv):
         ae = self.model.autoencoder
         depth = None
         if ae.config.use_depth:
-            depth = torch.from_numpy(np.stack(depths).astype(np.float32))[:, None]
-        return ae.encode(frames_to_tensor(np.stack(rgbs)), depth).float()
+            depth = torch.from_numpy(np.stack(depths).astype(np.float32))[:, None].to(self.device)
+        return ae.encode(frames_to_tensor(np.stack(rgbs)).to(self.device), depth).float()
 
     def _start_rows(self, rows: list[int], seeds: list[int]) -> torch.Tensor:
         """Prompt frames for `rows` (their latents [len(rows), C, h, w]); sets their pose, K, generator."""
@@ -132,9 +140,10 @@ class DreamVectorEnv(VectorEnv):
         else:
             seeds = [int(s) for s in seed]
         dyn = self.model.dynamics
-        self.state = dyn.new_state(self.num_envs)
+        self.state = dyn.new_state(self.num_envs, dtype=torch.bfloat16 if self.amp else dyn.dtype)
         z = self._start_rows(list(range(self.num_envs)), seeds)
-        dyn.commit_frame(self.state, z.to(dyn.dtype), torch.zeros(self.num_envs, 8, dtype=dyn.dtype))
+        with autocast(self.device, self.amp):
+            dyn.commit_frame(self.state, z.to(dyn.dtype), torch.zeros(self.num_envs, 8, dtype=dyn.dtype, device=self.device))
         self._autoreset[:] = False
         return self._output(z), {"seed": np.array(seeds)}
 
@@ -149,13 +158,14 @@ class DreamVectorEnv(VectorEnv):
         actions = np.clip(actions, self.single_action_space.low, self.single_action_space.high)
         dyn = self.model.dynamics
         resetting = np.flatnonzero(self._autoreset)
-        a = torch.from_numpy(actions).to(dyn.dtype)
+        a = torch.from_numpy(actions).to(self.device, dyn.dtype)
         if len(resetting):
             dyn.reset_rows(self.state, resetting.tolist())
             seeds = [int(s) for s in self.np_random.integers(0, 2**31 - 1, len(resetting))]
             prompt_z = self._start_rows(resetting.tolist(), seeds)
-            a[resetting] = 0.0  # a reset row's first frame has no action leading into it
-        motion = dyn.predict_pose(self.state, a).float().numpy()
+            a[torch.from_numpy(resetting).to(self.device)] = 0.0  # a reset row's first frame has no action into it
+        with autocast(self.device, self.amp):
+            motion = dyn.predict_pose(self.state, a).float().cpu().numpy()
         moving = np.setdiff1d(np.arange(self.num_envs), resetting)
         self.c2w[moving] = apply_ego_motion(self.c2w[moving], motion[moving])
         shape = (1, *self.model.config.latent_shape)
@@ -166,12 +176,14 @@ class DreamVectorEnv(VectorEnv):
         if len(resetting):  # reset rows consumed no noise in a fresh rollout: give the draws back
             for r in resetting:
                 self.generators[r].manual_seed(int(self.generators[r].initial_seed()))
-        z = self.sampler.sample(dyn, self.state, a, noise=noise.to(dyn.dtype), commit=False).latent.float()
+        with autocast(self.device, self.amp):
+            z = self.sampler.sample(dyn, self.state, a, noise=noise.to(self.device, dyn.dtype), commit=False).latent.float()
         if len(resetting):
-            z[torch.from_numpy(resetting)] = prompt_z
+            z[torch.from_numpy(resetting).to(self.device)] = prompt_z
         level = torch.zeros(self.num_envs)  # moving rows commit at the context level; a reset row's prompt is clean
         level[moving] = cn
-        self.sampler.commit(dyn, self.state, z.to(dyn.dtype), a, level=level.to(dyn.dtype), noise=ctx_noise)
+        with autocast(self.device, self.amp):
+            self.sampler.commit(dyn, self.state, z.to(dyn.dtype), a, level=level.to(dyn.dtype), noise=ctx_noise)
         prev = self._frames
         self.steps[moving] += 1
         out = self._output(z)
@@ -198,12 +210,12 @@ class DreamVectorEnv(VectorEnv):
                 return self._batch(obs)
         else:
             self._frames = []
-        return np.ascontiguousarray(z.float().numpy())
+        return np.ascontiguousarray(z.float().cpu().numpy())
 
     @torch.no_grad()
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Latent observations [B, C, h, w] float32 -> RGB frames [B, H, W, 3] uint8."""
-        z = torch.from_numpy(np.asarray(latents, np.float32))
+        z = torch.from_numpy(np.asarray(latents, np.float32)).to(self.device)
         if z.dim() != 4 or tuple(z.shape[1:]) != tuple(self.model.config.latent_shape):
             raise ValueError(f"latents must be [B, {', '.join(map(str, self.model.config.latent_shape))}], "
                              f"got {list(z.shape)}")
@@ -211,7 +223,7 @@ class DreamVectorEnv(VectorEnv):
 
     def _observe(self, frame) -> list[Observation]:
         rgb = tensor_to_frames(frame.rgb)
-        depth = frame.depth[:, 0].float().numpy() if frame.depth is not None else None
+        depth = frame.depth[:, 0].float().cpu().numpy() if frame.depth is not None else None
         self._frames = [Observation(rgb=rgb[i], depth=None if depth is None else depth[i].astype(np.float32),
                                     cam_to_world=self.c2w[i].copy(), K=self.K[i].copy(), tick=int(self.steps[i]))
                         for i in range(self.num_envs)]
