@@ -13,19 +13,19 @@ prints how to watch it.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import engine
+from engine import cli
 from engine.app import fail, run_world
 from engine.input import Keymap, KeymapError
 from engine.recording import RecordingError
 from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
-from engine.world import WorldNotFoundError, make_world
+from engine.world import WorldNotFoundError, loop_tick_rate, make_world
 
 ROOT = Path(__file__).resolve().parent
 
@@ -53,14 +53,8 @@ def default_world() -> str:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """--set key=value pairs (values parsed as YAML scalars) into world config."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set takes key=value, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
+    """--set key=value pairs (values parsed as YAML scalars) into world config (engine.cli.parse_set)."""
+    return cli.parse_set(items, "--set", "width=256")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail("give --script or --policy, not both")
     for name in ("ticks", "tick_rate", "max_catchup"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            return fail(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if value is not None and not (math.isfinite(value) and value > 0):  # also NaN and inf
+            return fail(f"--{name.replace('_', '-')} must be positive (a finite number > 0), got {value}")
+    if args.seed < 0:
+        return fail(f"--seed must be a non-negative integer (a level or episode seed), got {args.seed}")
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
@@ -144,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         config = {**PLAY_DEFAULTS.get(world_name, {}), **parse_set(args.world_set)}
         if args.checkpoint is not None:
             config["checkpoint"] = str(args.checkpoint)
+        config = loop_tick_rate(world_name, config, args.tick_rate)  # the world steps at the loop's rate
         if "device" not in config and accepts_device(world_name):
             config["device"] = args.device
         elif args.device != "auto" and "device" not in config:
@@ -166,10 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     except (RecordingError, PolicyError, engine.ObservationError, engine.ActionError) as e:
         return fail(str(e))
     if demo and record is not None:
-        print(f"\nDemo recorded to {record}\n"
-              f"  watch it:   open {record / 'video.mp4'} in any video player\n"
-              f"  replay it:  python -m engine.replay {record}   (in a desktop session)\n"
-              f"  verify it:  python -m engine.replay {record} --verify")
+        from engine.game import python_command, short_path
+
+        py, where = python_command(), short_path(record)
+        print(f"\nDemo recorded to {where}\n"
+              f"  watch it:   open {Path(where) / 'video.mp4'} in any video player\n"
+              f"  replay it:  {py} -m engine.replay {where}   (in a desktop session)\n"
+              f"  verify it:  {py} -m engine.replay {where} --verify")
     return code
 
 

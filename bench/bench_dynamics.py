@@ -42,7 +42,7 @@ from worldmodel.dynamics import DynamicsTransformer
 from worldmodel.flow import FlowSampler
 
 ROOT = Path(__file__).resolve().parents[1]
-# 2-thread GEMM peak of the reference machine in STACK.md (AMD EPYC with AVX-512 bf16). Machines
+# 2-thread GEMM peak of the reference machine (docs/architecture.md, "The reference machine"). Machines
 # differ (some instances are Intel Xeons without AVX-512 bf16, where bf16 GEMMs are ~4x slower than
 # fp32), so the bench also measures the peak of the machine it runs on and reports both.
 STACK_PEAK_GFLOPS = {"fp32": 149.0, "bf16": 401.0}

@@ -9,7 +9,7 @@
    arena explore rollout at 64x64 (`--frames` frames generated once and cycled), for each memory setting in
    `--configs`: size, render ms, insert ms, coverage (alpha > 0.5 on non-sky pixels of the frame, before it is
    inserted) and PSNR of that render against the frame on covered non-sky pixels, per window of ticks.
-Writes bench/results/splat.json. Timings are medians; this machine is shared and noisy (STACK.md: +-30%).
+Writes bench/results/splat.json. Timings are medians; this machine is shared and noisy (docs/architecture.md, "The reference machine": +-30%).
 """
 
 from __future__ import annotations

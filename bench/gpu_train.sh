@@ -9,7 +9,7 @@
 # for AE_STEPS (its 7500) and the dynamics for STEPS (6400: the shipped base run's total), bf16 autocast on CUDA.
 # The shipped model then had a 1,500-step memory fine-tune (memory_mode=splat_predicted) and a pose-head refit: the
 # fine-tune streams every episode through the numpy scene memory (~5 ms a frame, one core: ~8 min for 100k frames),
-# so it is not part of this 10-minute run (run it after, on any machine: README "The shipped model").
+# so it is not part of this 10-minute run (run it after, on any machine: docs/model_card.md).
 #
 # Data. The recipe trains on 200 explore episodes x 501 frames of the arena rendered at 128x128 and area-resized to
 # 64x64 (100,200 frames; as recordings: RGB uint8 + float32 depth + masks in zlib'd npz chunks, several GB; as the

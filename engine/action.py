@@ -63,7 +63,15 @@ class Action:
                 )
             object.__setattr__(self, name, float(value))
         for name in KEYS:
-            object.__setattr__(self, name, bool(getattr(self, name)))
+            value = getattr(self, name)
+            # True/False (or 1/0): bool('no') and bool(nan) are True, so anything else would count as held.
+            if isinstance(value, (bool, np.bool_)):
+                held = bool(value)
+            elif isinstance(value, (int, float, np.integer, np.floating)) and float(value) in (0.0, 1.0):
+                held = float(value) == 1.0
+            else:
+                raise ActionError(f"Action.{name} must be True or False (held or not), got {value!r}")
+            object.__setattr__(self, name, held)
 
     @property
     def held(self) -> tuple[str, ...]:

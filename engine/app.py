@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.game import Frontend, Game, HeadlessFrontend, LoopConfig, run_stats_dict
 from engine.input import InputAccumulator, Keymap
@@ -44,6 +48,7 @@ def run_world(
     video: bool = True,
     model_hash: str | None = None,
     summary_json: Path | None = None,
+    end_message: str | None = None,
     log=print,
 ) -> int:
     """Run `world` until quit / `ticks` / the source ends; print a summary. Returns an exit code."""
@@ -61,18 +66,23 @@ def run_world(
         record_dir=record_dir,
         video=video,
         model_hash=model_hash,
+        end_message=end_message,
     )
     game = Game(world, frontend, config, input=InputAccumulator.for_keymap(keymap), source=source,
                 world_name=world_name, log=log)
     t0 = time.perf_counter()
-    try:
-        stats = game.run()
-    except KeyboardInterrupt:
-        log("interrupted")
-        stats = game.stats
-    finally:
-        frontend.close()
-        world.close()
+    code = 0
+    with stop_signals():
+        try:
+            stats = game.run()  # its recording is closed on the way out, however the run ends
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (Interrupted)
+            signum = getattr(e, "signum", signal.SIGINT)
+            code = 128 + int(signum)
+            log(f"interrupted ({signal.Signals(signum).name})")
+            stats = game.stats
+        finally:
+            frontend.close()
+            world.close()
     wall = time.perf_counter() - t0
     summary = run_stats_dict(stats) | {"world": world_name, "headless": is_headless, "wall_s": round(wall, 3),
                                         "mean_ticks_per_s": round(stats.ticks / max(wall, 1e-9), 2)}
@@ -80,7 +90,43 @@ def run_world(
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2))
-    return 0
+    return code
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) turned into the exception Ctrl-C raises, so the run stops the same
+    way: the loop unwinds, the recording is closed and marked complete, the exit code is 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    """Within the block, the first of `signals` raises Interrupted in the main thread; any more while the run
+    winds down (closing its recording) are ignored with a note, so a second Ctrl-C cannot cut the close short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    state = {"stopping": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["stopping"]:
+            print(f"({signal.Signals(signum).name}: already stopping, closing the recording)", file=sys.stderr)
+            return
+        state["stopping"] = True
+        raise Interrupted(signum)
+
+    previous = {}
+    for s in signals:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            previous[s] = signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def fail(message: str, code: int = 2) -> int:

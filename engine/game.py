@@ -7,6 +7,8 @@ frontend only gathers input and shows frames; it never steps the world.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 
 from engine.action import Action
 from engine.clock import FixedStep
-from engine.input import WORLD_COMMANDS, InputAccumulator
+from engine.input import WORLD_COMMAND_HELP, WORLD_COMMANDS, InputAccumulator
 from engine.recording import RecordingMeta, RecordingWriter
 from engine.script import ActionSource
 from engine.world import Observation, World, validate_observation
@@ -36,6 +38,20 @@ class LoopConfig:
     screenshots_root: Path = Path("screenshots")
     video: bool = True
     model_hash: str | None = None
+    # In a window: when the action source runs out, keep the last frame with this notice (Esc quits, R starts
+    # again) instead of closing. Headless runs print it and stop.
+    end_message: str | None = None
+
+
+def short_path(path: Path | str) -> str:
+    """A path as a person would type it from here: relative to the working directory when inside it."""
+    p, here = os.path.abspath(path), os.path.abspath(os.getcwd())  # abspath: symlinks (a venv's python) stay
+    return os.path.relpath(p, here) if p == here or p.startswith(here + os.sep) else str(path)
+
+
+def file_safe(name: str) -> str:
+    """A world name (maybe `module:Class`) as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "world"
 
 
 class _Ema:
@@ -77,6 +93,9 @@ class Hud:
     message: str = ""
     world_text: str = ""
     show_help: bool = False
+    seed: int | None = None  # the episode's seed (R starts the next one with a new seed)
+    episode_tick: int | None = None  # ticks since the episode's reset
+    tick_rate: float = 20.0
 
 
 class Frontend(Protocol):
@@ -99,6 +118,8 @@ class Frontend(Protocol):
 
 class HeadlessFrontend:
     """No window: no input, nothing shown. Screenshots save the raw frame."""
+
+    headless = True  # nobody sees the screen: a run that ends, ends (no end notice to hold)
 
     def __init__(self) -> None:
         self.last: Observation | None = None
@@ -154,6 +175,7 @@ class Game:
         self.paused = False
         self.step_once = False
         self.show_help = False
+        self.ended = False  # the action source ran out and the window holds the last frame (end_message)
         self.message = ""
         self._message_until = 0.0
         self.recorder: RecordingWriter | None = None
@@ -188,10 +210,15 @@ class Game:
         for command in commands:
             self.command(command)
         ran = 0
-        for _ in range(self._ticks_due(now)):
-            if not self.running:
+        due = self._ticks_due(now)
+        for i in range(due):
+            if i:  # several ticks before the next displayed frame: sample the input again before each one
+                for command in self.frontend.poll(self.input, self.clock()):
+                    self.command(command)
+            if not self.running or (i and self.paused):
                 break
-            self.tick()  # steps the world and records the step
+            # Each tick takes its share of the mouse motion gathered so far, so a turn is spread over the ticks.
+            self.tick(share=1.0 / (due - i))  # steps the world and records the step
             ran += 1
         # Between ticks the frame has not changed: present only what is new (or the HUD, 4x a second).
         if ran or commands or now - self._last_present >= 0.25:
@@ -220,17 +247,18 @@ class Game:
         self.stats.dropped = self.fixed.dropped
         return due
 
-    def tick(self) -> None:
-        """Take the tick's action, step the world, record the step."""
+    def tick(self, share: float = 1.0) -> None:
+        """Take the tick's action (`share`: its part of the mouse motion so far), step the world, record the step."""
         if self.config.max_ticks is not None and self.stats.ticks >= self.config.max_ticks:
             self.running = False
             return
-        action, first_input = self.input.take()
+        action, first_input = self.input.take(share)
         if self.source is not None:
             scripted = self.source.next(self.obs)
             if scripted is None:
-                self.log(f"the {self.source.name} finished after {self.stats.ticks} ticks")
-                self.running = False
+                if not self.ended:
+                    self.log(f"the {self.source.name} finished after {self.stats.ticks} ticks")
+                self._source_ended()
                 return
             action = scripted
         t0 = self.clock()
@@ -245,6 +273,19 @@ class Game:
             self._pending_input = first_input
         self.stats.ticks += 1
         self._rate_window.append(t1)
+
+    def _source_ended(self) -> None:
+        """Stop, or, in a window with an end message, hold the last frame and say so."""
+        if self.config.end_message is None or getattr(self.frontend, "headless", False):
+            if self.config.end_message is not None:
+                self.log(self.config.end_message)
+            self.running = False
+            return
+        self.paused = True
+        self.fixed.pause()
+        if not self.ended:
+            self.ended = True
+            self.say(self.config.end_message, seconds=float("inf"))
 
     def _present(self) -> None:
         t0 = self.clock()
@@ -282,6 +323,9 @@ class Game:
             message=self.message,
             world_text=self._world_text(),
             show_help=self.show_help,
+            seed=self.episode_seed,
+            episode_tick=self.obs.tick,
+            tick_rate=self.config.tick_rate,
         )
 
     def _world_text(self) -> str:
@@ -309,14 +353,18 @@ class Game:
             else:
                 self.say("single-step works while paused (P)")
         elif name == "reset":
-            self.obs = self._reset(self.episode_seed)
-            self.say(f"reset (seed {self.episode_seed})")
+            # A new episode with a new seed: the next one after the current (`--seed` fixes the first).
+            self.obs = self._reset(self.episode_seed + 1)
+            if self.ended:  # a finished replay or script starts again
+                self.ended = self.paused = False
+                self.fixed.pause()
+            self.say(f"new episode, seed {self.episode_seed}")
         elif name == "help":
             self.show_help = not self.show_help
         elif name == "screenshot":
-            stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{self.stats.ticks:06d}"
-            files = self.frontend.screenshot(self.config.screenshots_root / f"screenshot-{stamp}.png")
-            self.say(f"saved {', '.join(map(str, files))}" if files else "nothing to save yet")
+            stem = f"{file_safe(self.world_name)}-seed{self.episode_seed}-tick{self.obs.tick:06d}"
+            files = self.frontend.screenshot(self.config.screenshots_root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.png")
+            self.say(f"saved {', '.join(map(short_path, files))}" if files else "nothing to save yet")
         elif name == "record":
             if self.recorder is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -326,11 +374,18 @@ class Game:
         elif name in WORLD_COMMANDS:
             handler = getattr(self.world, "command", None)
             reply = handler(name) if callable(handler) else None
-            self.say(reply or f"{self.world_name} has no '{name}' command")
+            self.say(reply or self._cannot(name))
         elif name in ("filter", "hud", "release_mouse"):
             pass  # handled by the window itself
         else:
             raise ValueError(f"unknown command {name!r}")
+
+    def _cannot(self, name: str) -> str:
+        """What a world command would do, that this world does not do it, and what would make it work."""
+        does, how = WORLD_COMMAND_HELP[name]
+        keys = (getattr(getattr(self.frontend, "keymap", None), "names", None) or {}).get(name)
+        key = "/".join(k.title() if len(k) > 1 else k.upper() for k in keys) if keys else name
+        return f"{key} ({does}) does nothing in {self.world_name}: try {how}"
 
     def say(self, text: str, seconds: float = 3.0) -> None:
         """Show a short message on the HUD (and in the log)."""
@@ -368,7 +423,21 @@ class Game:
         if self.recorder is not None:
             rec, self.recorder = self.recorder, None
             rec.close()
-            self.say(f"recording saved: {rec.path} ({rec.steps} steps). Replay: python -m engine.replay {rec.path}")
+            where = short_path(rec.path)
+            self.say(f"recording saved: {where} ({rec.steps} steps). Replay: {python_command()} -m engine.replay {where}")
+
+
+def python_command() -> str:
+    """How to run this Python from here, for the commands the engine prints: the interpreter's path when it is a
+    virtual environment's that is not activated (`.venv/bin/python`), else `python` (`python3` where there is none)."""
+    import shutil
+    import sys
+
+    in_venv = sys.prefix != sys.base_prefix
+    active = os.environ.get("VIRTUAL_ENV")
+    if in_venv and sys.executable and not (active and os.path.abspath(active) == os.path.abspath(sys.prefix)):
+        return short_path(sys.executable)
+    return "python" if shutil.which("python") or not shutil.which("python3") else "python3"
 
 
 def run_stats_dict(stats: LoopStats) -> dict[str, Any]:

@@ -25,6 +25,13 @@ LOOK_KEYS = ("turn_left", "turn_right", "look_up", "look_down")
 ENGINE_COMMANDS = ("release_mouse", "pause", "step", "reset", "help", "screenshot", "record", "filter", "hud")
 # Commands forwarded to the world (`World.command(name)`), used by worlds that support them.
 WORLD_COMMANDS = ("memory", "view", "save_memory")
+# What each world command does, and what to run to get a world that does it: the one wording the HUD uses, for every
+# world that does not support one.
+WORLD_COMMAND_HELP = {
+    "memory": ("scene memory on/off", "python play.py --set memory=true"),
+    "view": ("cycle views", "python play.py --world split"),
+    "save_memory": ("save the scene memory as .ply", "python play.py --set memory=true"),
+}
 SECTIONS = ("actions", "look_keys", "commands", "look")
 LOOK_SETTINGS = {"mouse_sensitivity": float, "invert_y": bool, "key_turn_speed": float}
 
@@ -105,6 +112,13 @@ class Keymap:
                 value = float(value)
             if not isinstance(value, kind):
                 raise KeymapError(f"{source}: look.{setting} must be {kind.__name__}, got {value!r}")
+            if kind is float and not (value == value and abs(value) != float("inf")):  # NaN or inf: every move a 360
+                raise KeymapError(f"{source}: look.{setting} must be a finite number, got {value!r}")
+            if setting == "mouse_sensitivity" and not 0.0 < value <= 45.0:
+                raise KeymapError(f"{source}: look.mouse_sensitivity is degrees per pixel of mouse motion, in (0, 45] "
+                                  f"(default 0.15); got {value!r}")
+            if setting == "key_turn_speed" and not 0.0 <= value <= 360.0:
+                raise KeymapError(f"{source}: look.key_turn_speed is degrees per tick, in [0, 360] (default 6); got {value!r}")
             setattr(km, setting, value)
         return km
 
@@ -173,16 +187,27 @@ class InputAccumulator:
         """Forget held keys (focus lost: the key-up events will never come)."""
         self.held.clear()
 
-    def take(self) -> tuple[Action, float | None]:
-        """The action for the tick that is about to run, and the time of its earliest input event."""
+    def take(self, share: float = 1.0) -> tuple[Action, float | None]:
+        """The action for the tick that is about to run, and the time of its earliest input event.
+
+        `share` is the part of the mouse motion gathered so far that this tick takes; the rest waits for the next
+        ticks. When several ticks run before the next displayed frame, the loop gives each 1/(ticks left), so a turn
+        made over that time is spread over its ticks instead of arriving in a burst on the first.
+        """
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share}")
         active = self.held | self._tapped
-        yaw, pitch = self._yaw, self._pitch
+        yaw, pitch = self._yaw * share, self._pitch * share
         turn = self.key_turn_speed
         yaw += turn * (("turn_right" in active) - ("turn_left" in active))
         pitch += turn * (("look_up" in active) - ("look_down" in active))
         first = self._first_event
         self._tapped.clear()
-        self._yaw = self._pitch = 0.0
+        if share >= 1.0:
+            self._yaw = self._pitch = 0.0
+        else:
+            self._yaw -= self._yaw * share
+            self._pitch -= self._pitch * share
         self._first_event = None
         # Held keys keep producing input each tick; count that as "input" only for fresh events.
         action = Action(**{k: k in active for k in KEYS}, yaw=max(-360.0, min(360.0, yaw)),

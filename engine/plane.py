@@ -51,6 +51,9 @@ class PlaneWorld(World):
             raise ValueError(f"PlaneWorld width/height must be >= 2, got {width}x{height}")
         if not 1.0 <= fov_deg <= 170.0:
             raise ValueError(f"PlaneWorld fov_deg must be in [1, 170], got {fov_deg}")
+        for key, value in (("tick_rate", tick_rate), ("speed", speed), ("eye_height", eye_height)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"PlaneWorld {key} must be a finite number > 0, got {value!r}")
         self._config = dict(width=width, height=height, fov_deg=fov_deg, tick_rate=tick_rate, speed=speed,
                             eye_height=eye_height)
         self.width, self.height, self.dt, self.speed = width, height, 1.0 / tick_rate, speed
@@ -69,6 +72,8 @@ class PlaneWorld(World):
         return dict(self._config)
 
     def reset(self, seed: int) -> Observation:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"PlaneWorld: the seed must be a non-negative integer, got {seed!r}")
         rng = np.random.default_rng(seed)
         self.colors = rng.uniform(40, 230, size=(2, 3))
         self.pos = np.array([0.0, self.eye_height, 0.0])

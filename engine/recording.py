@@ -2,16 +2,21 @@
 
 A recording is a directory:
 
-    meta.yaml           world name + config, seed, tick rate, resolution, versions, status
+    meta.yaml           world name + config, seed, tick rate, resolution, status, and the versions of what
+                        can change the pixels (Python, numpy, torch and its CPU ISA/threads, moderngl, the GL
+                        renderer and Mesa version of each GL context that drew frames)
     ticks.jsonl         one JSON line per recorded step, written and flushed as it happens
-    frames/000000.npz   lossless chunks of `chunk_ticks` steps: rgb [T,H,W,3] uint8, and when the world
-                        gives them depth [T,H,W] float32 and dynamic_mask [T,H,W] bool (zlib-compressed)
+    frames/000000.npz   lossless chunks of `chunk_ticks` steps (half a second): rgb [T,H,W,3] uint8, and when
+                        the world gives them depth [T,H,W] float32 and dynamic_mask [T,H,W] bool (zlib-compressed)
     video.mp4           h264 for people (fragmented MP4, so it stays playable after a crash)
 
 Why npz chunks for the lossless store: they are exact for float depth as well as RGB, load with
 `allow_pickle=False` (no code runs on read), give random access by chunk, and are committed with an
-atomic rename, so a SIGKILL loses at most the chunk being filled (one second at 20 ticks/s) and never
-leaves a half-written file under a final name. The mp4 is only for watching: h264 in yuv420p is lossy.
+atomic rename, so a crash never leaves a half-written file under a final name. Frames are copied when
+written, and a chunk is handed to the writer thread only once the one before it is on disk (the caller
+waits otherwise), so at most one chunk is in flight and one being filled: a SIGKILL loses less than one
+second of steps even when compression, the disk or the video encoder lags. The mp4 is only for watching:
+h264 in yuv420p is lossy.
 
 Row `i` of a recording holds the observation at that step and the action that led to it (None for the
 observation returned by a reset; `reset: true` marks the start of each episode, with its seed).
@@ -20,6 +25,7 @@ observation returned by a reset; `reset: true` marks the start of each episode, 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import queue
@@ -57,16 +63,44 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def software_versions() -> dict[str, str]:
-    """Versions of the pieces that can change what a recording contains."""
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("pygame", "moderngl", "torch"):
-        try:
-            import importlib.metadata as md
+# GL renderers that drew frames in this process ("arena", "memory" -> "GL_RENDERER; GL_VERSION"), noted by
+# the code that creates their contexts (`note_gl`): the Mesa version changes the pixels a render gives.
+_GL: dict[str, str] = {}
 
+
+def note_gl(kind: str, ctx: Any) -> None:
+    """Note the renderer and driver version of a moderngl context that draws `kind` frames; every recording made
+    in this process from now on lists them under `software` (gl.KIND)."""
+    try:
+        _GL[kind] = f"{ctx.info['GL_RENDERER']}; {ctx.info['GL_VERSION']}"
+    except Exception:  # a context without the strings: nothing to note
+        pass
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the pieces that can change what a recording contains: Python, numpy, pygame, moderngl, torch
+    (and, once torch is in use, its CPU instruction set and thread count: CPU matmuls differ across them), safetensors,
+    and the GL renderer + driver (Mesa) version of each GL context that drew frames."""
+    import importlib.metadata as md
+    import sys
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform()}
+    for mod in ("pygame", "moderngl", "torch", "safetensors"):
+        try:
             versions[mod] = md.version(mod)
         except Exception:
             pass
+    torch = sys.modules.get("torch")  # not imported here for an engine-only session
+    if torch is not None:
+        try:
+            versions["torch_cpu"] = str(torch.backends.cpu.get_cpu_capability())
+            versions["torch_threads"] = str(torch.get_num_threads())
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                versions["cuda_device"] = torch.cuda.get_device_name()
+        except Exception:
+            pass
+    for kind, text in sorted(_GL.items()):
+        versions[f"gl.{kind}"] = text
     return versions
 
 
@@ -79,6 +113,14 @@ def write_npz(f: BinaryIO, arrays: dict[str, np.ndarray], level: int = 1) -> Non
                 np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
 
 
+def _copy_frames(obs: Observation) -> Observation:
+    """The observation with its own copies of the arrays the writer stores later (rgb, depth, dynamic_mask)."""
+    return Observation(rgb=np.array(obs.rgb, copy=True),
+                       depth=None if obs.depth is None else np.array(obs.depth, copy=True),
+                       cam_to_world=obs.cam_to_world, K=obs.K, tick=obs.tick, info=obs.info,
+                       dynamic_mask=None if obs.dynamic_mask is None else np.array(obs.dynamic_mask, copy=True))
+
+
 @dataclass
 class RecordingMeta:
     """What `meta.yaml` holds."""
@@ -88,7 +130,7 @@ class RecordingMeta:
     seed: int
     tick_rate: float
     resolution: list[int] = field(default_factory=list)  # [H, W], filled from the first frame
-    chunk_ticks: int = 20
+    chunk_ticks: int = 0  # ticks per frame chunk; 0: the writer picks half a second (see RecordingWriter)
     has_depth: bool = False
     has_dynamic_mask: bool = False
     action_names: list[str] = field(default_factory=lambda: list(ACTION_NAMES))
@@ -118,7 +160,13 @@ class RecordingMeta:
         missing = {"world", "world_config", "seed", "tick_rate"} - set(data)
         if missing:
             raise RecordingError(f"{path}: missing key(s) {sorted(missing)}")
-        return cls(**data)
+        meta = cls(**data)
+        rate, chunk = meta.tick_rate, meta.chunk_ticks
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
+            raise RecordingError(f"{path}: tick_rate must be a finite number > 0, got {rate!r}")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise RecordingError(f"{path}: chunk_ticks must be an integer >= 1, got {chunk!r}")
+        return meta
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.__dict__, sort_keys=False)
@@ -138,7 +186,14 @@ class StepRecord:
 
 
 class RecordingWriter:
-    """Writes a session; `write` is cheap (compression and video run on a background thread).
+    """Writes a session; `write` is cheap (compression and video run on background threads).
+
+    Durability: frames are copied when written (the caller may reuse its arrays), and the lossless chunks
+    are half a second long (`chunk_ticks` = tick_rate / 2 unless the meta sets it). A full chunk is handed to
+    the writer thread only once the chunk before it is on disk; until then `write` waits (back-pressure,
+    `on_backpressure` is called first). So at any moment at most one chunk is being written and one being
+    filled: a SIGKILL loses less than one second of ticks, however slow the disk or the video encoder. The
+    mp4 has its own thread and bounded queue; when it falls behind, `write` waits for it too.
 
     Usage:
         with RecordingWriter(path, meta) as rec:
@@ -151,6 +206,9 @@ class RecordingWriter:
         """`prefix`: (reset seed, actions since that reset) when recording starts mid-episode, so that
         `replay --verify` can rebuild the world's state at the first row."""
         self.path = Path(path)
+        rate = meta.tick_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
+            raise RecordingError(f"a recording's tick_rate must be a finite number > 0 ticks/s, got {rate!r}")
         if self.path.exists() and any(self.path.iterdir()):
             raise RecordingError(f"refusing to record into {self.path}: it is not empty (choose a new directory)")
         (self.path / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
@@ -158,6 +216,8 @@ class RecordingWriter:
         self.meta.created = self.meta.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._video_enabled = video
         self._video_min_size = video_min_size
+        if not self.meta.chunk_ticks:
+            self.meta.chunk_ticks = max(1, int(float(self.meta.tick_rate) // 2))  # half a second per chunk
         self._ticks = open(self.path / TICKS_FILE, "a", buffering=1)  # line-buffered: each row reaches the OS
         self._buf: list[tuple[Observation, Action | None]] = []
         self._index = 0
@@ -165,12 +225,19 @@ class RecordingWriter:
         self._chunk = 0
         self._t0 = time.perf_counter()
         self._write_ms: list[float] = []
-        # Bounded queue: if the disk or the compressor falls behind, `write` waits rather than
-        # letting unsaved frames pile up in memory (which a crash would lose).
-        self._jobs: queue.Queue = queue.Queue(maxsize=2)
+        # Back-pressure: chunk k is queued only once chunk k-1 is on disk (see the class docstring), so unsaved
+        # frames never pile up in memory, where a crash would lose them.
+        self.on_backpressure = None  # called (with the chunk index) before `write` waits for the disk: tests
+        self._jobs: queue.Queue = queue.Queue(maxsize=1)
+        self._saved = 0  # chunks on disk
+        self._saved_cond = threading.Condition()
+        self._video_jobs: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._worker = threading.Thread(target=self._work, name="recording-writer", daemon=True)
         self._worker.start()
+        self._video_worker = threading.Thread(target=self._video_work, name="recording-video", daemon=True)
+        if video:
+            self._video_worker.start()
         self._video = None
         self._closed = False
         self._has_prefix = prefix is not None
@@ -217,7 +284,8 @@ class RecordingWriter:
             "K": obs.K.tolist() if obs.K is not None else None,
             "info": obs.info,
         }
-        self._buf.append((obs, action))
+        # A copy: the caller (a policy drawing into obs.rgb, a world reusing its buffers) may change the arrays.
+        self._buf.append((_copy_frames(obs), action))
         self._index += 1
         if len(self._buf) >= self.meta.chunk_ticks:
             self._flush_chunk()
@@ -229,24 +297,37 @@ class RecordingWriter:
         if not self._buf:
             return
         start = time.perf_counter()
+        with self._saved_cond:  # at most one chunk in flight: wait until the one before this is on disk
+            if self._saved < self._chunk and self._error is None and self.on_backpressure is not None:
+                self.on_backpressure(self._chunk)
+            while self._saved < self._chunk and self._error is None:
+                self._saved_cond.wait()
         frames = self._buf
         self._buf = []
         self._jobs.put((self._chunk, frames))
+        if self._video_worker.is_alive():
+            self._video_jobs.put(frames)
         self._chunk += 1
         self._write_ms.append((time.perf_counter() - start) * 1e3)
 
-    def close(self) -> None:
-        """Flush the last chunk, finish the video and mark the recording complete."""
+    def close(self, status: str = "complete") -> None:
+        """Flush the last chunk, finish the video and mark the recording `status` ("complete"; a rollout
+        episode cut short by an exception is "interrupted", so that it is redone)."""
         if self._closed:
             return
         self._closed = True
-        self._flush_chunk()
-        self._jobs.put(None)
-        self._worker.join()
-        self._ticks.close()
-        self.meta.status = "complete"
-        self.meta.steps = self._index
-        _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+        try:
+            self._flush_chunk()
+        finally:
+            self._jobs.put(None)
+            self._worker.join()
+            if self._video_worker.is_alive():
+                self._video_jobs.put(None)
+                self._video_worker.join()
+            self._ticks.close()
+            self.meta.status = status
+            self.meta.steps = self._index
+            _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
         if self._error is not None:
             raise RecordingError(f"the recording writer failed: {self._error}") from self._error
 
@@ -257,12 +338,15 @@ class RecordingWriter:
     def __enter__(self) -> "RecordingWriter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        # Left by an exception (an error, Ctrl-C inside a rollout episode): what was written stays readable,
+        # marked "interrupted" rather than complete.
+        self.close("complete" if exc_type is None else "interrupted")
 
     # -- background ------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        """The lossless chunks, in order; each one counts as saved once renamed into place."""
         try:
             while True:
                 job = self._jobs.get()
@@ -270,12 +354,30 @@ class RecordingWriter:
                     break
                 chunk, frames = job
                 self._write_chunk(chunk, frames)
-                if self._video_enabled:
-                    self._append_video(frames)
+                with self._saved_cond:
+                    self._saved = chunk + 1
+                    self._saved_cond.notify_all()
         except BaseException as e:  # surfaced on the next write()/close()
-            self._error = e
+            with self._saved_cond:
+                self._error = e
+                self._saved_cond.notify_all()
             # Keep draining so the foreground never blocks on a full queue.
             while self._jobs.get() is not None:
+                pass
+
+    def _video_work(self) -> None:
+        """The mp4, for people; a failure here is reported like a chunk's."""
+        try:
+            while True:
+                frames = self._video_jobs.get()
+                if frames is None:
+                    break
+                self._append_video(frames)
+        except BaseException as e:
+            with self._saved_cond:
+                self._error = self._error or e
+                self._saved_cond.notify_all()
+            while self._video_jobs.get() is not None:
                 pass
         finally:
             if self._video is not None:

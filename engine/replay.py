@@ -1,6 +1,7 @@
 """Play a recording back, or verify it by re-simulating its actions on the world that made it.
 
-    python -m engine.replay DIR                 # in the window (headless when there is no display)
+    python -m engine.replay DIR                 # in the window at the recorded pace (headless when there is no display)
+    python -m engine.replay DIR --speed 2       # twice as fast
     python -m engine.replay DIR --headless      # print a summary
     python -m engine.replay DIR --verify        # re-simulate; exit 0 only when the frames match
 
@@ -165,6 +166,15 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
     )
 
 
+def recorded_pace(recording: Recording) -> float:
+    """Ticks per second at which the session was played: the ticks over the time they took (gaps of a second or more,
+    a pause, left out), never above the tick rate (a headless run flat out has no pace of its own)."""
+    times = [float(row["time"]) for row in recording.rows if "time" in row]
+    gaps = [b - a for a, b in zip(times, times[1:]) if 0.0 < b - a < 1.0]
+    rate = recording.meta.tick_rate
+    return rate if not gaps else min(rate, len(gaps) / sum(gaps))
+
+
 def _build_errors() -> tuple[type[BaseException], ...]:
     """What rebuilding a recorded world fails with that is the recording's or the user's doing (one line, exit 2)."""
     errors: tuple[type[BaseException], ...] = (WorldNotFoundError, TypeError, ValueError, RecordingError)
@@ -178,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--headless", action="store_true", help="no window: print a summary")
     parser.add_argument("--verify", action="store_true", help="re-simulate the actions and compare the frames")
     parser.add_argument("--min-psnr", type=float, default=30.0, help="match threshold for non-deterministic worlds")
-    parser.add_argument("--realtime", action="store_true", help="headless: pace at the recorded tick rate")
+    parser.add_argument("--realtime", action="store_true", help="headless: pace as in the window (default: flat out)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="playback speed relative to the pace it was recorded at (default 1; 2 = twice as fast)")
     parser.add_argument("--world", default=None, metavar="NAME",
                         help="--verify: rebuild this world (a name or module:Class you trust) instead of meta.yaml's")
     args = parser.parse_args(argv)
@@ -203,10 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.matched else 1
     from engine.app import run_world  # the same runner as play.py, with the recording as the world
 
+    if not args.speed > 0:
+        print(f"error: --speed must be positive, got {args.speed}", file=sys.stderr)
+        return 2
+    pace = recorded_pace(rec)
+    rate = pace * args.speed
+    print(f"replaying {len(rec)} frames of {rec.meta.world} at {rate:.3g} ticks/s "
+          f"(recorded at {pace:.3g}{'' if args.speed == 1 else f', --speed {args.speed:g}'})")
     world = ReplayWorld(str(args.recording))
-    return run_world(world, world_name=f"replay:{rec.meta.world}", headless=args.headless, ticks=len(rec) - 1,
-                     realtime=args.realtime or not args.headless, tick_rate=rec.meta.tick_rate,
-                     source=RecordedActions(rec), seed=0)
+    # No tick limit: the recorded actions end the run (in a window: the last frame stays, with the end notice).
+    return run_world(world, world_name=f"replay:{rec.meta.world}", headless=args.headless, ticks=None,
+                     realtime=args.realtime or not args.headless, tick_rate=rate, source=RecordedActions(rec),
+                     seed=0, end_message=f"end of the recording ({len(rec)} frames): Esc quits, R plays it again")
 
 
 if __name__ == "__main__":

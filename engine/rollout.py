@@ -8,7 +8,10 @@ Each episode is one recording directory `OUT/ep_NNNNN` (reset seed = the episode
 `summary.json` lists episode lengths, returns and ticks/s. Seeds come from `--split` (the world's
 train/validation/test ranges, for worlds that define them) or from `--seed-start` upwards, so data
 sets of different splits never share a level. An existing episode directory that is complete is
-skipped, so an interrupted run is resumed by running the same command again. One rollout at a time
+skipped, so an interrupted run is resumed by running the same command again; a complete episode that
+another command recorded (another world config or resolution, policy, seed, length, tick rate, reward or
+done hook) is refused with a message naming the differences, before any work. An unfinished episode is
+redone; a directory holding files the rollout did not write is never deleted (refused). One rollout at a time
 writes into an `--out`: it holds `OUT/.rollout.lock` (with its pid) while it runs, and a second one is
 refused; the lock of a process that died is taken over. The worker processes die with the rollout.
 """
@@ -29,12 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from engine.action import Action
-from engine.recording import Recording, RecordingError, RecordingMeta, RecordingWriter
+from engine.cli import check_positive, parse_set
+from engine.recording import (FRAMES_DIR, META_FILE, PREFIX_FILE, TICKS_FILE, VIDEO_FILE, Recording, RecordingError,
+                              RecordingMeta, RecordingWriter)
 from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
-from engine.world import Observation, WorldNotFoundError, make_world, validate_observation, world_factory
+from engine.world import Observation, WorldNotFoundError, loop_tick_rate, make_world, validate_observation, world_factory
 
 # A reward hook: reward(prev_obs, action, obs) -> float; a termination hook: done(obs) -> bool.
 RewardFn = Callable[[Observation, Action, Observation], float]
@@ -46,6 +49,10 @@ LOCK_FILE = ".rollout.lock"
 
 class RolloutBusyError(RuntimeError):
     """Another running rollout holds the lock on this --out."""
+
+
+class RolloutMismatchError(ValueError):
+    """An --out holding episodes of another command, or files a rollout did not write."""
 
 
 @contextlib.contextmanager
@@ -158,6 +165,68 @@ def _is_complete(path: Path) -> bool:
         return False
 
 
+# What a rollout writes into an episode directory (engine.recording's files and their temporary names).
+_RECORDING_FILES = {META_FILE, META_FILE + ".tmp", TICKS_FILE, VIDEO_FILE, PREFIX_FILE, PREFIX_FILE + ".tmp"}
+
+
+def foreign_files(path: Path) -> list[str]:
+    """Entries of an episode directory that a rollout did not write (a user's file, another program's)."""
+    found = []
+    for entry in sorted(path.iterdir()):
+        if entry.name == FRAMES_DIR and entry.is_dir():
+            found += [f"{FRAMES_DIR}/{f.name}" for f in sorted(entry.iterdir())
+                      if not (f.is_file() and f.name.split(".", 1)[0].isdigit() and f.name.split(".", 1)[1] in ("npz", "npz.tmp"))]
+        elif entry.name not in _RECORDING_FILES or not entry.is_file():
+            found.append(entry.name)
+    return found
+
+
+def _remove_unfinished(path: Path) -> None:
+    """Delete an episode directory a crash left unfinished, after checking that the rollout wrote all of it."""
+    foreign = foreign_files(path)
+    if foreign:
+        raise RolloutMismatchError(f"{path} holds files a rollout did not write ({', '.join(foreign[:5])}"
+                                   f"{', ...' if len(foreign) > 5 else ''}); nothing was deleted. Move them away, "
+                                   f"or choose another --out")
+    shutil.rmtree(path)
+
+
+def episode_mismatch(path: Path, expected: dict[str, Any]) -> list[str]:
+    """How the complete episode at `path` differs from what the command would record ([] when it matches)."""
+    rec = Recording(path)
+    meta, extra = rec.meta, rec.meta.extra
+    recorded = {"world": meta.world, "config": _plain_json(meta.world_config), "seed": meta.seed,
+                "policy_seed": extra.get("policy_seed"), "policy": extra.get("policy"), "tick_rate": meta.tick_rate,
+                # Recordings from before the requested length was noted: their length stands for it.
+                "ticks": extra.get("ticks", len(rec) - 1), "reward": extra.get("reward"), "done": extra.get("done")}
+    return [f"{key} {recorded[key]!r} (this command: {value!r})" for key, value in expected.items()
+            if recorded[key] != value]
+
+
+def _plain_json(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+def check_existing(jobs: list["EpisodeJob"], expected: dict[str, Any]) -> None:
+    """Before any work: every existing episode directory is either a complete episode of this very command
+    (kept, skipped) or an unfinished one the rollout wrote (redone); anything else is refused, naming it."""
+    for job in jobs:
+        out = Path(job.out)
+        if not out.exists():
+            continue
+        if not out.is_dir():
+            raise RolloutMismatchError(f"{out} is a file, not an episode directory; move it away or choose another --out")
+        if _is_complete(out):
+            differences = episode_mismatch(out, expected | {"seed": job.seed, "policy_seed": job.policy_seed})
+            if differences:
+                raise RolloutMismatchError(
+                    f"{out} is a complete episode of another rollout: " + "; ".join(differences)
+                    + ". Nothing was changed. Rerun with that episode's settings to resume it, or use another --out "
+                      "(or --offset) for the new settings")
+        elif foreign_files(out):
+            _remove_unfinished(out)  # raises, naming the files
+
+
 def _worker(args: tuple[dict[str, Any], list[EpisodeJob]]) -> list[EpisodeResult]:
     settings, jobs = args
     queue = _PROGRESS
@@ -184,10 +253,12 @@ def _worker(args: tuple[dict[str, Any], list[EpisodeJob]]) -> list[EpisodeResult
 def _run_episode(world, settings: dict[str, Any], job: EpisodeJob, reward_fn: RewardFn | None,
                  done_fn: DoneFn | None, queue) -> EpisodeResult:
     out = Path(job.out)
-    if _is_complete(out):
-        return EpisodeResult(job.index, job.seed, len(Recording(out)) - 1, 0.0, 0.0, str(out), skipped=True)
+    if _is_complete(out):  # check_existing made sure it is an episode of this command
+        rec = Recording(out)
+        return EpisodeResult(job.index, job.seed, len(rec) - 1, float(rec.meta.extra.get("return", 0.0)), 0.0, str(out),
+                             skipped=True)
     if out.exists():
-        shutil.rmtree(out)  # an episode cut short by a crash is redone from its start
+        _remove_unfinished(out)  # an episode cut short by a crash is redone from its start
     if settings.get("script"):
         source = ScriptSource(load_script(settings["script"], settings["tick_rate"]), name=Path(settings["script"]).name)
     else:
@@ -196,7 +267,8 @@ def _run_episode(world, settings: dict[str, Any], job: EpisodeJob, reward_fn: Re
     t0 = time.perf_counter()
     meta = RecordingMeta(name, dict(world.config), job.seed, settings["tick_rate"],
                          deterministic=bool(getattr(world, "deterministic", False)),
-                         extra={"policy": settings.get("policy") or settings.get("script"), "policy_seed": job.policy_seed})
+                         extra={"policy": settings.get("policy") or settings.get("script"), "policy_seed": job.policy_seed,
+                                "ticks": settings["ticks"], "reward": settings.get("reward"), "done": settings.get("done")})
     ret, ticks, pending = 0.0, 0, 0
     with RecordingWriter(out, meta, video=settings["video"]) as rec:
         source.reset(job.policy_seed)
@@ -217,6 +289,7 @@ def _run_episode(world, settings: dict[str, Any], job: EpisodeJob, reward_fn: Re
                 pending = 0
             if done_fn is not None and done_fn(obs):
                 break
+        rec.meta.extra["return"] = ret  # written with the status "complete" when the recording closes
     if queue is not None and pending:
         queue.put(pending)
     return EpisodeResult(job.index, job.seed, ticks, ret, time.perf_counter() - t0, str(out))
@@ -231,8 +304,11 @@ def rollout(world: str, out: Path, episodes: int, ticks: int, policy: str | None
         raise ValueError("give exactly one of a policy or a script")
     if episodes < 1 or ticks < 1 or workers < 1:
         raise ValueError(f"episodes, ticks and workers must be >= 1 (got {episodes}, {ticks}, {workers})")
-    config = config or {}
-    make_world(world, **config).close()  # fail fast, in this process, on a bad world name or config
+    check_positive(tick_rate, "--tick-rate")
+    config = loop_tick_rate(world, config or {}, tick_rate)  # the world steps at the rate the recordings claim
+    probe = make_world(world, **config)  # fail fast, in this process, on a bad world name or config
+    world_config = _plain_json(dict(probe.config))
+    probe.close()
     if script:
         load_script(script, tick_rate)
     else:
@@ -241,6 +317,8 @@ def rollout(world: str, out: Path, episodes: int, ticks: int, policy: str | None
     out.mkdir(parents=True, exist_ok=True)
     with out_lock(out):  # one rollout per --out at a time
         jobs = [EpisodeJob(i, s, p, str(out / f"ep_{offset + i:05d}")) for i, (s, p) in enumerate(seeds)]
+        check_existing(jobs, {"world": world, "config": world_config, "policy": policy or script, "tick_rate": tick_rate,
+                              "ticks": ticks, "reward": reward, "done": done})
         settings = dict(world=world, config=config, policy=policy, script=script, ticks=ticks, tick_rate=tick_rate,
                         video=video, reward=reward, done=done, parent=os.getpid())
         t0 = time.perf_counter()
@@ -309,12 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--done", default=None, help="module:callable done(obs) -> bool (ends an episode)")
     args = p.parse_args(argv)
     try:
-        config = {}
-        for item in args.world_set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"--set takes key=value, got {item!r}")
-            config[key] = yaml.safe_load(value)
+        config = parse_set(args.world_set, "--set", "width=64")
         summary = rollout(args.world, args.out, args.episodes, args.ticks, args.policy, args.script, args.workers,
                           args.split, args.seed_start, args.offset, config, args.tick_rate, args.video,
                           args.reward, args.done)

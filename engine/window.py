@@ -12,6 +12,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,6 +43,82 @@ in vec2 uv;
 out vec4 color;
 void main() { color = texture(tex, uv); }
 """
+
+
+HUD_MARGIN = 8  # px between the window's edge and the HUD box
+HUD_PAD = 6  # px inside the box
+HUD_DOT = 18  # px kept for the recording dot
+MESSAGE_LINES = 3  # a message longer than this many lines is cut with "..."
+# What the HUD's figures mean, under the bindings in the help overlay.
+HUD_LEGEND = [("HUD: dropped", "ticks skipped: the world ran slower than the tick rate"),
+              ("HUD: latency", "input to the frame that shows it on screen")]
+
+
+def wrap_text(text: str, width: int, measure: Callable[[str], int], max_lines: int = MESSAGE_LINES) -> list[str]:
+    """`text` as lines no wider than `width` (as `measure` counts): broken at spaces, inside a word only when the
+    word alone is too wide (a long path); more than `max_lines` lines are cut, the last one ending in "..."."""
+    width = max(width, measure("W...") + 1)
+
+    def fits(prefix_len: int, word: str) -> bool:
+        return measure(word[:prefix_len]) <= width
+
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if measure(candidate) <= width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        while measure(word) > width:  # one word wider than the line: break it where it must
+            lo, hi = 1, len(word)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if fits(mid, word) else (lo, mid - 1)
+            lines.append(word[:lo])
+            word = word[lo:]
+        current = word
+    if current or not lines:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        last = lines[-1]
+        while last and measure(last + "...") > width:
+            last = last[:-1]
+        lines[-1] = last.rstrip() + "..."
+    return lines
+
+
+def hud_lines(hud: Hud, captured: bool, width: int, measure: Callable[[str], int]) -> list[tuple[str, tuple]]:
+    """The HUD's lines and colours, each no wider than `width` px: figures, the world's text, recording, the latest
+    message, and what Esc does next."""
+    s = hud.stats
+
+    def fmt(x: float, spec: str) -> str:
+        return "-" if x != x else format(x, spec)
+
+    episode = "" if hud.seed is None else f"  seed {hud.seed}"
+    tick = s.ticks if hud.episode_tick is None else hud.episode_tick
+    lines: list[tuple[str, tuple]] = [
+        (f"{hud.world}{'  PAUSED' if hud.paused else ''}", (255, 255, 255)),
+        (f"{fmt(s.fps, '.0f')} fps  {fmt(s.ticks_per_s, '.1f')} ticks/s  step {fmt(s.step_ms, '.1f')} ms", (220, 220, 220)),
+        (f"latency {fmt(s.latency_ms, '.0f')} ms{episode}  tick {tick}", (220, 220, 220)),
+    ]
+    if s.dropped:
+        lines.append((f"dropped {s.dropped}: ticks skipped, the world runs slower than {hud.tick_rate:g} ticks/s",
+                      (240, 180, 120)))
+    wrapped = [(hud.world_text, (180, 230, 255))] if hud.world_text else []
+    if hud.recording:
+        wrapped.append(("REC  (F5 stops)", (255, 90, 90)))
+    if hud.message:
+        wrapped.append((hud.message, (255, 230, 140)))
+    wrapped.append(("F1 help" + ("" if captured else "  |  click: capture the mouse  |  Esc again: quit"),
+                    (170, 170, 170)))
+    out = []
+    for text, color in lines + wrapped:
+        out += [(line, color) for line in wrap_text(text, width, measure)]
+    return out
 
 
 class DisplayError(RuntimeError):
@@ -195,7 +272,7 @@ class WindowFrontend:
         self.frame_tex.use(0)
         self.vao.render(moderngl.TRIANGLE_STRIP)
         if self.show_hud:
-            self._draw_overlay(self._hud_texture(hud), 8, 8, w, h)
+            self._draw_overlay(self._hud_texture(hud, w), HUD_MARGIN, HUD_MARGIN, w, h)
         if hud.show_help:
             tex = self._help_texture()
             self._draw_overlay(tex, (w - tex.size[0]) // 2, (h - tex.size[1]) // 2, w, h)
@@ -214,8 +291,8 @@ class WindowFrontend:
 
     def _text_texture(self, lines: list[tuple[str, tuple[int, int, int]]], font, dot: bool = False, old=None):
         rendered = [font.render(text, True, color) for text, color in lines]
-        pad = 6
-        width = max([r.get_width() for r in rendered] + [10]) + 2 * pad + (18 if dot else 0)
+        pad = HUD_PAD
+        width = max([r.get_width() for r in rendered] + [10]) + 2 * pad + (HUD_DOT if dot else 0)
         height = sum(r.get_height() for r in rendered) + 2 * pad
         surface = pygame.Surface((width, height), pygame.SRCALPHA)
         surface.fill((0, 0, 0, 150))
@@ -230,27 +307,14 @@ class WindowFrontend:
         tex = self.ctx.texture((width, height), 4, pygame.image.tobytes(surface, "RGBA"))
         return tex
 
-    def _hud_texture(self, hud: Hud):
-        s = hud.stats
-        key = (hud.world, hud.paused, hud.recording, hud.message, hud.world_text)
+    def _hud_texture(self, hud: Hud, window_width: int):
+        key = (hud.world, hud.paused, hud.recording, hud.message, hud.world_text, self.captured, window_width)
         now = time.perf_counter()
         # Text rendering costs ~1 ms: redo it when the content changes or four times a second.
         if self._hud_tex is not None and key == self._hud_key and now - self._hud_time < 0.25:
             return self._hud_tex
-        def fmt(x: float, spec: str) -> str:
-            return "-" if x != x else format(x, spec)
-        lines = [
-            (f"{hud.world}{'  PAUSED' if hud.paused else ''}", (255, 255, 255)),
-            (f"{fmt(s.fps, '.0f')} fps  {fmt(s.ticks_per_s, '.1f')} ticks/s  step {fmt(s.step_ms, '.1f')} ms", (220, 220, 220)),
-            (f"latency {fmt(s.latency_ms, '.0f')} ms  dropped {s.dropped}  tick {s.ticks}", (220, 220, 220)),
-        ]
-        if hud.world_text:
-            lines.append((hud.world_text, (180, 230, 255)))
-        if hud.recording:
-            lines.append(("REC  (F5 stops)", (255, 90, 90)))
-        if hud.message:
-            lines.append((hud.message, (255, 230, 140)))
-        lines.append(("F1 help" + ("" if self.captured else "  |  click to capture the mouse"), (170, 170, 170)))
+        text_width = window_width - 2 * HUD_MARGIN - 2 * HUD_PAD - HUD_DOT
+        lines = hud_lines(hud, self.captured, text_width, lambda t: self.font.size(t)[0])
         self._hud_tex = self._text_texture(lines, self.font, dot=hud.recording, old=self._hud_tex)
         self._hud_key, self._hud_time = key, now
         return self._hud_tex
@@ -259,7 +323,7 @@ class WindowFrontend:
         if self._help_tex is None:
             font, pad = self.big_font, 10
             rows = [(font.render(what, True, (255, 230, 140)), font.render(keys, True, (235, 235, 235)))
-                    for what, keys in self.keymap.help_rows()]
+                    for what, keys in self.keymap.help_rows() + HUD_LEGEND]
             title = font.render("Controls (F1 closes)", True, (255, 255, 255))
             foot = self.font.render(f"bindings: {self.keymap.source}", True, (160, 160, 160))
             col = max(r[0].get_width() for r in rows) + 16  # the keys column starts after the widest name

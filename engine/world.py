@@ -230,6 +230,28 @@ def world_factory(name: str, source: str | None = None, hint: str | None = None)
     raise WorldNotFoundError(f"no world named {name!r}; known worlds: {known} (or pass 'module:Class')")
 
 
+def loop_tick_rate(name: str, config: dict[str, Any], tick_rate: float) -> dict[str, Any]:
+    """`config` for a world that will run in a loop (play.py, a rollout) at `tick_rate` ticks/s: a world whose
+    constructor takes `tick_rate` (the arena, the plane: its physics step is 1/tick_rate) gets the loop's rate, so
+    one second of play is one second of the world; a config that names another rate is refused (ValueError)."""
+    import inspect
+
+    try:
+        params = inspect.signature(world_factory(name)).parameters
+    except (TypeError, ValueError):
+        return dict(config)
+    if "tick_rate" not in params:
+        return dict(config)
+    given = config.get("tick_rate")
+    if given is not None and isinstance(given, (int, float)) and not isinstance(given, bool) and float(given) != float(tick_rate):
+        raise ValueError(f"the world's tick_rate {given:g} (--set tick_rate) differs from the loop's --tick-rate "
+                         f"{tick_rate:g}: the world would run at {float(tick_rate) / float(given):g}x real time. Give the "
+                         f"rate once, as --tick-rate {given:g}")
+    if given is not None and not isinstance(given, (int, float)) or isinstance(given, bool):
+        return dict(config)  # not a number: the world names it
+    return {**config, "tick_rate": float(tick_rate)}
+
+
 def check_world_name(name: Any, source: str, hint: str | None = None) -> str:
     """Check a world name read from the data file `source` (see `world_factory`) without building the world."""
     world_factory(name, source, hint)

@@ -25,7 +25,7 @@ whose T is already below 0.1.
 `rasterize_reference` is the brute-force per-pixel composite in numpy (front to back; gsplat's early stop on or
 off): slow, for tests only.
 
-Measured design choice (bench/bench_splat.py, STACK.md): a pure-torch tile rasterizer ran 56-92 ms for 20k
+Measured design choice (bench/bench_splat.py; docs/architecture.md, "The scene memory"): a pure-torch tile rasterizer ran 56-92 ms for 20k
 Gaussians on this 2-core CPU; llvmpipe rasterizes instanced quads in a few ms, and doing the EWA projection in
 the vertex shader keeps numpy's per-frame work to one depth sort.
 """
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from engine.glcontext import borrowed, preserving_current
+from engine.recording import note_gl
 
 ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat: fragments below this are skipped
 ALPHA_MAX = 0.999  # gsplat clamps each Gaussian's alpha to this
@@ -363,6 +364,7 @@ class _GLRasterizer:
             self.prog["u_radius"].value = RADIUS_SIGMAS
             self.prog["u_alpha_max"].value = ALPHA_MAX
             self.prog["u_alpha_min"].value = ALPHA_THRESHOLD
+            note_gl("memory", self.ctx)  # recordings made in this process name the renderer and its Mesa version
         self.capacity = 0
         self.buf: Any = None
         self.vao: Any = None

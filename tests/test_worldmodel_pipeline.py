@@ -60,8 +60,11 @@ def test_resume_continues_from_the_checkpoint(arena_data, tmp_path):
     # The same --out without --resume is refused (no silent overwrite) ...
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST)
     assert p.returncode == 2 and "--resume" in p.stderr
-    # ... and with --resume and more steps it carries on where it stopped.
+    # ... and with --resume and more steps (a changed config: --override-config) it carries on where it stopped.
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST, "--set", "steps=16")
+    assert p.returncode == 2 and "train.steps: 16 (the run's: 12)" in p.stderr
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", "--override-config", *FAST,
+              "--set", "steps=16")
     assert p.returncode == 0, p.stderr[-2000:]
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
              if json.loads(line)["stage"] == "dynamics"]
@@ -74,14 +77,16 @@ def test_sigkill_then_resume(arena_data, tmp_path):
             *FAST, "--set", "steps=400", "--set", "checkpoint_minutes=0.002"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and not (out / "state" / "dyn.yaml").exists():
+    while time.time() < deadline and not (out / "state" / "dyn.safetensors").exists():
         time.sleep(0.5)
     time.sleep(1.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    progress = yaml.safe_load((out / "state" / "dyn.yaml").read_text())["progress"]["step"]
+    from worldmodel.checkpoint import read_progress
+
+    progress = read_progress(out / "state", "dyn")["step"]
     assert 0 < progress < 400
-    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST,
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", "--override-config", *FAST,
               "--set", f"steps={progress + 4}")
     assert p.returncode == 0, p.stderr[-2000:]
 
@@ -101,8 +106,8 @@ def test_fine_tune_on_splat_memory_renders(tiny_model, arena_data, tmp_path):
     # (the sky, about a third of these frames, is never inserted).
     assert later.min() > 0.2 and later.mean() > 0.45, (later.min(), later.mean())
     # Resuming the fine-tune keeps the starting model's autoencoder (ae_steps 0 never trains or saves one).
-    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", *FAST, "--set",
-              "ae_steps=0", "--set", "steps=6", "--set", f"init_from={tiny_model}", "--set", "memory_mode=splat")
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--resume", "--override-config", *FAST,
+              "--set", "ae_steps=0", "--set", "steps=6", "--set", f"init_from={tiny_model}", "--set", "memory_mode=splat")
     assert p.returncode == 0, p.stderr[-3000:]
     from worldmodel.checkpoint import load_model
 

@@ -8,9 +8,10 @@ A model directory holds
 Loading checks the weights against `weights_hash` (models written before it existed have none and load
 unchecked), so a damaged or swapped weights file is named instead of dreaming noise.
 
-Training state (optimizer moments, step counters) lives next to it in `state/` and is saved the same
-way: tensors in safetensors, the rest in YAML. Loading checks every key and shape against the config
-and says what does not fit.
+Training state lives next to it in `state/`: per stage one safetensors file (weights, optimizer moments, RNG
+states as tensors; progress, schedule and the other RNG states as JSON in its metadata), written to a temporary
+name and renamed, so a kill leaves the previous state or the new one, never a mix. Loading checks every key
+and shape against the config and says what does not fit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from worldmodel.dynamics import DynamicsTransformer
 MODEL_YAML = "model.yaml"
 MODEL_WEIGHTS = "model.safetensors"
 HASH_KEY = "weights_hash"  # model.yaml: file_hash(model.safetensors)
+# What model.yaml's `info:` may hold (training facts, and settings the dream uses): a key not listed is refused
+# by name, so a misspelt setting is never silently ignored. Code that writes a new info key adds it here.
+INFO_KEYS: tuple[str, ...] = ("stage", "step", "frames", "episodes", "data", "has_pose", "time", "prompt_world",
+                              "prompt_config", "render_size", "sampling", "memory", "fine_tune", "pose_refit")
 
 
 class CheckpointError(RuntimeError):
@@ -69,9 +74,17 @@ class LoadedModel:
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    _publish(tmp)
+    os.replace(tmp, path)
+
+
+def _publish(tmp: Path) -> None:
+    """fsync a freshly written file and give it the usual permissions (safetensors creates files 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -129,7 +142,16 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
         config = ModelConfig.from_dict(data["model"], source=str(path))
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    extra = sorted(set(data) - {"model", "info", HASH_KEY}, key=str)
+    if extra:
+        raise CheckpointError(f"{path}: unknown top-level key(s) {extra}; a model.yaml holds model, info, {HASH_KEY}")
     info = data.get("info") or {}
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: info must be a mapping, got {info!r}")
+    unknown = sorted(set(info) - set(INFO_KEYS), key=str)
+    if unknown:  # a typo (samplng) would otherwise silently drop a setting the dream depends on
+        raise CheckpointError(f"{path}: unknown key(s) info.{unknown[0]}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+                              + f"; the known info keys are {list(INFO_KEYS)} (fix the spelling, or remove the key)")
     sampling = info.get("sampling") or {}
     if not isinstance(sampling, dict) or set(sampling) - {"context_noise", "chosen_by"}:
         raise CheckpointError(f"{path}: info.sampling must be a mapping with the keys context_noise, chosen_by; got {sampling!r}")
@@ -214,40 +236,111 @@ def _load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where:
 
 # -- training state ------------------------------------------------------------------------------------
 
+STATE_FORMAT = "dreamwalk-state-2"
+
+
+def module_hash(module: torch.nn.Module) -> str:
+    """16 hex digits of the sha256 of a module's state (names, dtypes, shapes, values): what the latents cache
+    is keyed on, so a changed autoencoder rebuilds it."""
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def state_path(directory: Path, name: str) -> Path:
+    return Path(directory) / f"{name}.safetensors"
+
 
 def save_state(directory: Path, name: str, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               progress: dict[str, Any]) -> None:
-    """Weights + AdamW moments of one training stage, and its progress counters (step, rng, ...)."""
+               progress: dict[str, Any], rng: dict[str, Any] | None = None, hook=None) -> None:
+    """One training stage's state as one file, replaced atomically: the weights, the AdamW moments, the
+    progress (step, schedule, ...) and the RNG states (`rng`: {"tensors": {name: tensor}, "plain": JSON-able}),
+    so a kill at any moment leaves either the previous state or this one, never a mix.
+    `hook(point)`: fault injection for tests (called once the temporary file is written, before the rename)."""
+    import json
+
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in module.state_dict().items()}
     opt = optimizer.state_dict()
     for idx, st in opt["state"].items():
         for key, value in st.items():
             tensors[f"opt.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    _atomic_save_tensors(tensors, directory / f"{name}.safetensors")
+    rng = rng or {}
+    for k, v in (rng.get("tensors") or {}).items():
+        tensors[f"rng.{k}"] = v
     groups = [{k: v for k, v in g.items() if k != "params"} | {"params": list(g["params"])} for g in opt["param_groups"]]
-    _atomic_write(directory / f"{name}.yaml", yaml.safe_dump({"progress": progress, "param_groups": _plain(groups)}))
+    metadata = {"format": STATE_FORMAT, "progress": json.dumps(_plain(progress)),
+                "param_groups": json.dumps(_plain(groups)), "rng": json.dumps(rng.get("plain") or {})}
+    final = state_path(directory, name)
+    tmp = final.with_name(final.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    _publish(tmp)
+    if hook is not None:
+        hook(f"{name}.state_written")
+    os.replace(tmp, final)
+    legacy = directory / f"{name}.yaml"  # the progress half of the old two-file format: stale from now on
+    if legacy.exists():
+        legacy.unlink()
+
+
+def read_progress(directory: Path, name: str) -> dict[str, Any] | None:
+    """The progress dict of a stage's saved state (None when there is none), without loading the tensors."""
+    import json
+
+    path = state_path(directory, name)
+    if not path.exists():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"training state {path} is unreadable: {e}") from None
+    if meta.get("format") == STATE_FORMAT:
+        return json.loads(meta["progress"])
+    try:  # the old format: progress in NAME.yaml beside the tensors
+        return (yaml.safe_load((directory / f"{name}.yaml").read_text()) or {}).get("progress")
+    except (OSError, yaml.YAMLError) as e:
+        raise CheckpointError(f"training state {directory / name}.yaml is unreadable: {e}") from None
 
 
 def load_state(directory: Path, name: str, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore what `save_state` wrote; returns the progress dict."""
+    """Restore what `save_state` wrote into `module` and `optimizer`; returns the progress dict, with the RNG
+    states under "rng" ({"tensors": ..., "plain": ...}, or None for a state saved before they were kept)."""
+    import json
+
+    path = state_path(directory, name)
     try:
-        tensors = load_file(str(directory / f"{name}.safetensors"))
-        meta = yaml.safe_load((directory / f"{name}.yaml").read_text())
-    except (SafetensorError, OSError, ValueError, yaml.YAMLError) as e:
-        raise CheckpointError(f"training state {directory / name} is unreadable: {e}") from None
-    _load_into(module, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(directory / name))
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        if meta.get("format") == STATE_FORMAT:
+            progress = json.loads(meta["progress"])
+            groups = json.loads(meta["param_groups"])
+            rng = {"tensors": {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")},
+                   "plain": json.loads(meta.get("rng") or "{}")}
+        else:  # the old two-file format (no RNG states)
+            old = yaml.safe_load((directory / f"{name}.yaml").read_text())
+            progress, groups, rng = old["progress"], old["param_groups"], None
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        raise CheckpointError(f"training state {path} is unreadable: {e}") from None
+    _load_into(module, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
             _, idx, key = k.split(".", 2)
             state.setdefault(int(idx), {})[key] = v
-    groups = meta["param_groups"]
     for g in groups:
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     optimizer.load_state_dict({"state": state, "param_groups": groups})
-    return meta["progress"]
+    return dict(progress) | {"rng": rng}
 
 
 def _plain(obj: Any) -> Any:

@@ -42,6 +42,34 @@ def find_recordings(paths: list[str | Path]) -> list[Path]:
     return found
 
 
+def recordings_key(paths: list[str | Path]) -> str:
+    """A fingerprint of the recordings' contents (16 hex digits): their meta.yaml, ticks.jsonl and prefix bytes,
+    and per frame chunk the CRC-32 and size of every array in it (stored in the npz's zip directory, so a chunk
+    is fingerprinted without decompressing it). An edited, added or removed row or frame changes it."""
+    import hashlib
+    import zipfile
+
+    h = hashlib.sha256()
+    for rec in map(Path, paths):
+        h.update(f"recording {rec}\n".encode())
+        for name in (META_FILE, "ticks.jsonl", "prefix_actions.npy"):
+            f = rec / name
+            if f.exists():
+                h.update(f"{name} {f.stat().st_size}\n".encode())
+                with open(f, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+        for chunk in sorted((rec / "frames").glob("*.npz")):
+            h.update(f"chunk {chunk.name}\n".encode())
+            try:
+                with zipfile.ZipFile(chunk) as z:
+                    for info in z.infolist():
+                        h.update(f"{info.filename} {info.CRC} {info.file_size}\n".encode())
+            except (zipfile.BadZipFile, OSError):  # unreadable: its bytes stand for it (loading will say what is wrong)
+                h.update(chunk.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def area_resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """[N, H, W, ...] -> [N, h, w, ...] by averaging integer blocks (H, W multiples of h, w)."""
     n, H, W = frames.shape[:3]
@@ -101,7 +129,10 @@ class FrameStore:
             n = len(rec)
             if n == 0:
                 continue
-            chunks = [rec._chunk(c) for c in range(-(-n // rec.meta.chunk_ticks))]
+            try:
+                chunks = [rec._chunk(c) for c in range(-(-n // rec.meta.chunk_ticks))]
+            except RecordingError as e:  # a damaged chunk: named, with what to do
+                raise DataError(f"cannot read training recording {path}: {e}; re-record it or leave it out of --data") from None
             r = np.concatenate([c["rgb"] for c in chunks])[:n]
             H, W = r.shape[1:3]
             scale = np.array([size[1] / W, size[0] / H, 1.0], np.float32)[:, None]
@@ -142,10 +173,11 @@ class FrameStore:
             sources=[str(p) for p in recs],
         )
 
-    def save(self, path: Path) -> None:
-        """An uncompressed cache (loads in seconds instead of minutes); atomic."""
+    def save(self, path: Path, key: str = "") -> None:
+        """An uncompressed cache (loads in seconds instead of minutes); atomic. `key`: `recordings_key` of the
+        sources, which `load_cache` checks."""
         arrays = {"rgb": self.rgb, "actions": self.actions, "starts": self.starts, "lengths": self.lengths,
-                  "sources": np.array(self.sources)}
+                  "sources": np.array(self.sources), "key": np.array(key)}
         for key in ("depth", "c2w", "K"):
             if getattr(self, key) is not None:
                 arrays[key] = getattr(self, key)
@@ -154,16 +186,22 @@ class FrameStore:
         tmp.replace(path)
 
     @classmethod
-    def load_cache(cls, path: Path, sources: list[str]) -> "FrameStore | None":
-        """The cache at `path` if it was made from exactly `sources`, else None."""
+    def load_cache(cls, path: Path, sources: list[str], key: str = "") -> "FrameStore | None":
+        """The cache at `path` if it was made from exactly `sources` with contents `key` (recordings_key), else
+        None (also for a cache that is unreadable: it is rebuilt)."""
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as z:
-            if [str(s) for s in z["sources"]] != sources:
-                return None
-            get = lambda k: z[k] if k in z.files else None  # noqa: E731
-            return cls(rgb=z["rgb"], depth=get("depth"), c2w=get("c2w"), K=get("K"), actions=z["actions"],
-                       starts=z["starts"], lengths=z["lengths"], sources=sources)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if [str(s) for s in z["sources"]] != sources:
+                    return None
+                if (str(z["key"]) if "key" in z.files else "") != key:
+                    return None
+                get = lambda k: z[k] if k in z.files else None  # noqa: E731
+                return cls(rgb=z["rgb"], depth=get("depth"), c2w=get("c2w"), K=get("K"), actions=z["actions"],
+                           starts=z["starts"], lengths=z["lengths"], sources=sources)
+        except (OSError, ValueError, KeyError, EOFError):
+            return None
 
     def ego_targets(self) -> np.ndarray | None:
         """[N, 5] ego-motion from frame i-1 to frame i (zeros on episode starts), or None without poses."""

@@ -1,6 +1,6 @@
 """The dream as a World: a trained model steps the world instead of a renderer.
 
-Each tick (DESIGN.md): predict the camera's motion from the action (pose token) → the next camera pose;
+Each tick (docs/architecture.md, "A dream's tick"): predict the camera's motion from the action (pose token) → the next camera pose;
 render the scene memory there, if there is one; sample the next latent frame (few-step flow) with the
 memory image as conditioning; decode RGB and depth; give the frame, depth and pose to the memory.
 
@@ -28,6 +28,7 @@ from worldmodel.pose import apply_ego_motion
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "assets" / "model"
+MEMORY_DIR = Path("memory")  # where F6 saves the scene memory (.ply), beside screenshots/ and recordings/
 
 
 class MemoryRender(Protocol):
@@ -249,18 +250,19 @@ class DreamWorld(World):
         return text
 
     def command(self, name: str) -> str | None:
-        """World commands from the window: 'memory' toggles the scene memory."""
+        """World commands from the window: 'memory' toggles the scene memory, 'save_memory' writes it as a .ply into
+        memory/. None (the engine then says what would make the key work: --set memory=true) without a memory."""
+        if self.memory is None:
+            return None
         if name == "memory":
-            if self.memory is None:
-                return "this dream has no scene memory"
             self.memory_enabled = not self.memory_enabled
             return f"memory {'on' if self.memory_enabled else 'off'}"
         if name == "save_memory":
-            if self.memory is None or not hasattr(self.memory, "gaussians"):
-                return "this dream has no scene memory to save"
+            if not hasattr(self.memory, "gaussians"):
+                return "this dream's memory has no Gaussians to save"
             from splat import write_ply
 
-            path = Path("screenshots") / f"memory-{time.strftime('%Y%m%d-%H%M%S')}-{self.tick:06d}.ply"
+            path = MEMORY_DIR / f"dream-tick{self.tick:06d}-{time.strftime('%Y%m%d-%H%M%S')}.ply"
             path.parent.mkdir(parents=True, exist_ok=True)
             n = write_ply(path, self.memory.gaussians)
             return f"saved {n} Gaussians to {path} (3DGS .ply)"

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.device import DEVICE_CHOICES, autocast
@@ -528,13 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         memory_settings = None
         if args.memory:
-            memory_settings = {}
-            for item in args.memory:
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise ValueError(f"--memory {item!r}: expected KEY=VALUE, e.g. --memory subsample=1")
-                memory_settings[key.strip()] = yaml.safe_load(value)
+            from engine.cli import parse_set
             from worldmodel.checkpoint import check_memory_settings
+
+            memory_settings = parse_set(args.memory, "--memory", "subsample=1")
 
             check_memory_settings(memory_settings, "--memory")  # before the open loop, not after it
         if args.revisit_only:

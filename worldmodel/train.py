@@ -1,7 +1,7 @@
 """Train a world model from engine recordings: the frame autoencoder, then the dynamics transformer.
 
     python -m worldmodel.train --config assets/configs/model_default.yaml --data data/arena_train --out runs/m1
-    python -m worldmodel.train --config ... --out runs/m1 --resume          # after a kill, carry on
+    python -m worldmodel.train --out runs/m1 --resume                        # after a kill, carry on
     torchrun --nproc_per_node=2 -m worldmodel.train --config ... --out ...   # data-parallel (gloo on CPU)
     python -m worldmodel.train ... --device cuda                              # on a GPU (bf16 autocast)
     torchrun --nproc_per_node=8 -m worldmodel.train ... --device cuda         # one GPU per rank (NCCL)
@@ -16,8 +16,18 @@ dynamics on clips of latents with the flow-matching objective (Diffusion Forcing
 memory dropped at random so the model also works without it, and the ego-motion head when poses exist.
 
 The run directory holds `model.yaml` + `model.safetensors` (the current model, loadable by DreamWorld
-and evaluate), `state/` (optimizer moments and progress, for --resume), `log.jsonl` (metrics) and
-`train.yaml` (the full config used).
+and evaluate; model.yaml's step is the step of those weights), `state/` (for --resume), `log.jsonl`
+(metrics) and `train.yaml` (the full config of the run).
+
+Resuming. Each stage's state (`state/ae.safetensors`, `state/dyn.safetensors`) is one file holding the
+weights, the optimizer moments, the random states (torch CPU/CUDA, numpy, Python, the data sampler; every
+rank's), the step, the LR schedule and the bf16 choice, written to a temporary name and renamed after every
+checkpoint and each stage's last step. The autoencoder's state is marked final only after the latent
+normalisation is fitted. So a run killed at any point and continued with `--resume` ends with the same
+weights as the uninterrupted run (same device, threads and library versions). `--resume` continues with the
+run's train.yaml; a command whose config differs is refused, naming the differences, unless
+`--override-config`. The frame and latent caches in `state/` are keyed on the recordings' contents and the
+autoencoder's weights: an edited recording or another autoencoder rebuilds them.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,11 +48,13 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from engine.cli import SetError, parse_set
 from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
-from worldmodel.checkpoint import CheckpointError, check_memory_settings, load_state, save_model, save_state
+from worldmodel.checkpoint import (CheckpointError, check_memory_settings, load_state, module_hash, save_model,
+                                   read_progress, save_state, state_path)
 from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import (DataError, FrameStore, check_actions, find_recordings, frames_to_tensor,
-                             memory_sources, reproject)
+                             memory_sources, recordings_key, reproject)
 from worldmodel.device import DEVICE_CHOICES, DeviceError, resolve_device
 from worldmodel.dynamics import DynamicsTransformer
 from worldmodel.flow import FlowMatching
@@ -92,6 +105,7 @@ class TrainConfig:
     log_every: int = 25
 
     def __post_init__(self) -> None:
+        self._check_ranges()
         if self.memory_mode not in ("reproject", "splat", "splat_predicted"):
             raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat', 'splat_predicted'")
         if self.memory_mode == "splat_predicted" and not self.init_from:
@@ -106,6 +120,35 @@ class TrainConfig:
             check_memory_settings(self.memory, "train.memory")
         except CheckpointError as e:
             raise ConfigError(str(e)) from None
+
+    def _check_ranges(self) -> None:
+        """Every number in range (finite, and e.g. a learning rate > 0), each error naming the key and what to do,
+        so a bad value stops the run before the autoencoder stage instead of crashing (or training garbage) after it."""
+        def bad(key: str, why: str) -> ConfigError:
+            return ConfigError(f"train.{key} = {getattr(self, key)!r} {why}")
+
+        for key in ("ae_lr", "lr", "grad_clip"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                raise bad(key, "must be a finite number > 0")
+        for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise bad(key, "must be a finite number >= 0")
+        for key in ("memory_prob", "pure_noise_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:  # also false for NaN
+                raise bad(key, "must be a probability in [0, 1]")
+        if not 0.0 <= self.context_noise_max < 1.0:
+            raise bad("context_noise_max", "must be in [0, 1)")
+        for key in ("seed", "max_frames", "ae_steps", "warmup"):
+            if getattr(self, key) < 0:
+                raise bad(key, "must be >= 0")
+        for key in ("steps", "ae_batch", "batch_size", "memory_sources", "memory_max_gap", "log_every"):
+            if getattr(self, key) < 1:
+                raise bad(key, "must be >= 1" + (" (the dynamics trains at least one step)" if key == "steps" else ""))
+        if self.clip_frames < 2:
+            raise bad("clip_frames", "must be >= 2 (a clip is context frames followed by the frames predicted from them)")
+        if self.ae_steps == 0 and not self.init_from:
+            raise bad("ae_steps", "trains no autoencoder, so set train.init_from to a model whose autoencoder to keep "
+                                  "(or give ae_steps > 0)")
 
 
 def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:
@@ -139,6 +182,52 @@ def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
     model = ModelConfig.from_dict(data["model"], source=str(path))
     train = _build(TrainConfig, data.get("train") or {}, "train", str(path))
     return model, train
+
+
+# -- fault injection ---------------------------------------------------------------------------------
+
+# Test hooks: each is called with the name of a point the run passes ("ae.step", "ae.trained", "ae.final",
+# "latents.encoded", "dyn.step", "dyn.saved", "ae.state_written", ...) and the step; a test kills the process
+# there (tests/test_faults.py) to check that a resume from any point equals the uninterrupted run.
+HOOKS: list[Any] = []
+
+
+def _hook(point: str, step: int | None = None) -> None:
+    for hook in HOOKS:
+        hook(point, step)
+
+
+# -- RNG states ----------------------------------------------------------------------------------------
+
+
+def rng_state(sampler: np.random.Generator) -> dict[str, Any]:
+    """This process's random state: torch (CPU and CUDA), numpy's global and the data sampler, Python's."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, t in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = t
+    legacy = np.random.get_state()
+    plain = {"sampler": sampler.bit_generator.state, "python": _jsonable(random.getstate()),
+             "numpy": [legacy[0], legacy[1].tolist(), int(legacy[2]), int(legacy[3]), float(legacy[4])]}
+    return {"tensors": tensors, "plain": plain}
+
+
+def set_rng_state(state: dict[str, Any], sampler: np.random.Generator) -> None:
+    """Restore what `rng_state` captured (the sampler in place)."""
+    tensors, plain = state["tensors"], state["plain"]
+    torch.set_rng_state(tensors["torch"].to(torch.uint8).cpu())
+    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors)) if f"cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.to(torch.uint8).cpu() for t in cuda[:torch.cuda.device_count()]])
+    sampler.bit_generator.state = plain["sampler"]
+    version, internal, gauss = plain["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, cached))
+
+
+def _jsonable(obj: Any) -> Any:
+    return [_jsonable(v) for v in obj] if isinstance(obj, (list, tuple)) else obj
 
 
 # -- distributed ---------------------------------------------------------------------------------------
@@ -259,13 +348,14 @@ class Trainer:
             if out.exists() and (out / "state").exists() and not resume:
                 raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
             out.mkdir(parents=True, exist_ok=True)
-            (out / "train.yaml").write_text(yaml.safe_dump({"model": model_cfg.to_dict(), "train": _plain(asdict(cfg))}, sort_keys=False))
+            write_run_config(out, model_cfg, cfg)
         self.resume = resume
         self.log = MetricLog(out, d.main)
         torch.manual_seed(cfg.seed + d.rank)
         self.rng = np.random.default_rng(cfg.seed + 1000 * d.rank)
         self.store = self._load_data()
         check_actions(self.store.actions)
+        self.clip_starts = self.store.clip_starts(cfg.clip_frames)  # DataError now, not after the autoencoder stage
         self.use_depth = model_cfg.autoencoder.use_depth
         if self.use_depth and self.store.depth is None:
             raise DataError("the config asks for depth (autoencoder.use_depth: true) but the recordings have none; "
@@ -281,6 +371,9 @@ class Trainer:
             self.bf16 = cfg.bf16 == "auto" or bool(cfg.bf16)
             self._say(f"device: {self.device} ({torch.cuda.get_device_name(self.device)}), bf16 autocast "
                       f"{'on' if self.bf16 else 'off'}")
+        elif cfg.bf16 == "auto" and self._recorded_bf16() is not None:  # a resumed run keeps its numerics
+            self.bf16 = self._recorded_bf16()
+            self._say(f"bf16: auto -> {'on' if self.bf16 else 'off'}, as the run chose when it started")
         else:
             self.bf16 = bf16_is_faster() if cfg.bf16 == "auto" else bool(cfg.bf16)
             if cfg.bf16 == "auto":
@@ -299,6 +392,61 @@ class Trainer:
         own = check_memory_settings(cfg.memory, "train.memory")  # without a chosen_by note
         self.memory_settings = own or (dict(init.memory_settings) if cfg.init_from else {})
         self.init_hash = init.hash if cfg.init_from else ""
+        self.step = {"autoencoder": 0, "dynamics": 0}  # the step the weights are at, per stage (model.yaml's step)
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    def _checkpoint_due(self, last: float, last_step: bool) -> bool:
+        """Whether to save now (every checkpoint_minutes, and after a stage's last step); rank 0 decides for all
+        ranks, so the collective that gathers their RNG states is entered by all of them or none."""
+        due = last_step or time.time() - last > 60 * self.cfg.checkpoint_minutes
+        if self.d.world > 1:
+            flag = torch.tensor([int(due)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.broadcast(flag, src=0)
+            due = bool(flag.item())
+        return due
+
+    def _save(self, name: str, module: torch.nn.Module, opt: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+        """The stage's state as one unit (weights, optimizer, every rank's RNG states, progress, schedule)."""
+        mine = rng_state(self.rng)
+        if self.d.world > 1:
+            states: list[Any] = [None] * self.d.world
+            dist.all_gather_object(states, mine)
+        else:
+            states = [mine]
+        if not self.d.main:
+            return
+        rng = {"tensors": {f"{r}.{k}": v for r, st in enumerate(states) for k, v in st["tensors"].items()},
+               "plain": {str(r): st["plain"] for r, st in enumerate(states)}}
+        save_state(self.state_dir, name, module, opt, progress, rng, hook=_hook)
+
+    def _restore(self, name: str, module: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """Load the stage's state if the run has one (weights, optimizer and this rank's RNG states); its progress."""
+        if not (self.resume and state_path(self.state_dir, name).exists()):
+            return None
+        progress = load_state(self.state_dir, name, module, opt)
+        rng = progress.pop("rng")
+        rank = str(self.d.rank)
+        if rng is not None and rank in rng["plain"]:
+            tensors = {k.split(".", 1)[1]: v for k, v in rng["tensors"].items() if k.split(".", 1)[0] == rank}
+            set_rng_state({"tensors": tensors, "plain": rng["plain"][rank]}, self.rng)
+        elif rng is None:
+            progress["no_rng"] = True
+        return progress
+
+    def _note_no_rng(self, name: str, progress: dict[str, Any] | None) -> None:
+        if progress is not None and progress.get("no_rng"):
+            self._say(f"note: {state_path(self.state_dir, name)} was saved before random states were kept: the resumed "
+                      "run draws other batches than an uninterrupted one would")
+
+    def _seed_stage(self, stage: int) -> None:
+        """Fresh random streams for a stage started from its beginning: what it draws then depends on the seed,
+        the stage and the rank only (not on what ran before it, such as a latents cache hit or miss)."""
+        seed = [self.cfg.seed, stage, self.d.rank]
+        torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0] >> 1))
+        random.seed(repr(seed))
+        np.random.seed(np.random.SeedSequence(seed).generate_state(4))
+        self.rng = np.random.default_rng(seed)
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -306,15 +454,18 @@ class Trainer:
         """All frames of the data set; cached in state/ so a resumed run starts in seconds."""
         size = tuple(self.mcfg.frame_size)
         sources = [str(p) for p in find_recordings(list(self.cfg.data))]
+        self.store_key = recordings_key(sources)  # the recordings' contents: both caches are keyed on it
         if self.cfg.max_frames:
-            return FrameStore.load(list(self.cfg.data), size, self.cfg.max_frames, progress=self.progress)
+            store = FrameStore.load(list(self.cfg.data), size, self.cfg.max_frames, progress=self.progress)
+            self.store_key = f"{recordings_key(store.sources)}:{self.cfg.max_frames}"
+            return store
         cache = self.state_dir / f"frames_{size[0]}x{size[1]}.npz"
-        store = FrameStore.load_cache(cache, sources)
+        store = FrameStore.load_cache(cache, sources, self.store_key)
         if store is None:
             store = FrameStore.load(list(self.cfg.data), size, None, progress=self.progress)
             if self.d.main:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
-                store.save(cache)
+                store.save(cache, self.store_key)
         return store
 
     def _say(self, text: str) -> None:
@@ -348,24 +499,43 @@ class Trainer:
     # -- stage 1 ---------------------------------------------------------------------------------------
 
     def train_autoencoder(self) -> None:
+        """Stage 1. The state is final (progress `final: true`) only once the latent normalisation is fitted: a
+        run killed between the last step and the fit fits it on resume."""
         cfg = self.cfg
         opt = torch.optim.AdamW(self.ae.parameters(), lr=cfg.ae_lr, weight_decay=1e-4)
-        start = 0
-        if self.resume and (self.state_dir / "ae.safetensors").exists():
-            start = load_state(self.state_dir, "ae", self.ae, opt)["step"]
+        progress = self._restore("ae", self.ae, opt)
+        if progress is None:
+            start = 0
+            self._seed_stage(1)
+        else:
+            start = int(progress["step"])
+            if "final" not in progress:  # the old format: final when the normalisation was fitted before the save
+                progress["final"] = bool(start >= cfg.ae_steps and not (
+                    torch.all(self.ae.latent_shift == 0) and torch.all(self.ae.latent_scale == 1)))
         broadcast_module(self.ae, self.d)
-        if start >= cfg.ae_steps:
+        self.step["autoencoder"] = start
+        if cfg.ae_steps == 0:
+            return  # fine-tuning: init_from's autoencoder, its normalisation included, is kept as it is
+        if progress is not None and progress["final"]:
+            if start != cfg.ae_steps:
+                self._say(f"note: the run's autoencoder state is at step {start}, train.ae_steps is {cfg.ae_steps}; "
+                          f"it is kept as it is")
             return
+        if start >= cfg.ae_steps:
+            self._finish_autoencoder(opt, start)
+            return
+        self._note_no_rng("ae", progress)
         loss_fn = AutoencoderLoss(depth_weight=0.5 if self.use_depth else 0.0)
         self._say(f"autoencoder: steps {start}..{cfg.ae_steps}, {self.store.frames} frames")
         from tqdm import tqdm
 
         bar = tqdm(range(start, cfg.ae_steps), desc="autoencoder", disable=not self.progress, initial=start, total=cfg.ae_steps)
         last_ckpt = time.time()
+        ae_warmup = min(cfg.warmup, cfg.ae_steps // 10)
         self.ae.train()
         for step in bar:
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg.ae_steps, cfg.ae_lr, min(cfg.warmup, cfg.ae_steps // 10))
+                g["lr"] = lr_at(step, cfg.ae_steps, cfg.ae_lr, ae_warmup)
             rows = self.rng.integers(0, self.store.frames, cfg.ae_batch)
             rgb, depth = self._frames(rows)
             with self.autocast:
@@ -380,14 +550,40 @@ class Trainer:
                 psnr = -10 * math.log10(max(1e-10, float(((out.recon.detach()[:, :3].float().clamp(-1, 1) - rgb) ** 2).mean()) / 4))
                 self.log.write("autoencoder", step, loss=losses.total.item(), rgb=losses.rgb.item(), depth=losses.depth.item(), psnr=psnr)
                 bar.set_postfix(loss=f"{losses.total.item():.4f}", psnr=f"{psnr:.1f}")
-            if self.d.main and (time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or step + 1 == cfg.ae_steps):
-                save_state(self.state_dir, "ae", self.ae, opt, {"step": step + 1})
+            self.step["autoencoder"] = step + 1
+            _hook("ae.step", step + 1)
+            if self._checkpoint_due(last_ckpt, step + 1 == cfg.ae_steps):
+                self._save("ae", self.ae, opt, self._progress(step + 1, cfg.ae_steps, cfg.ae_lr, ae_warmup, final=False))
+                _hook("ae.saved", step + 1)
                 last_ckpt = time.time()
+        self._finish_autoencoder(opt, cfg.ae_steps)
+
+    def _finish_autoencoder(self, opt: torch.optim.Optimizer, step: int) -> None:
+        """Fit the latent normalisation, then declare the autoencoder state final and export the model."""
+        _hook("ae.trained", step)
         self.ae.eval()
         self._fit_latent_normalization()
-        if self.d.main:
-            save_state(self.state_dir, "ae", self.ae, opt, {"step": cfg.ae_steps})
-        self.export("autoencoder", cfg.ae_steps)
+        ae_warmup = min(self.cfg.warmup, self.cfg.ae_steps // 10)
+        self._save("ae", self.ae, opt, self._progress(step, self.cfg.ae_steps, self.cfg.ae_lr, ae_warmup, final=True))
+        _hook("ae.final", step)
+        self.export("autoencoder", step)
+
+    def _progress(self, step: int, total: int, base_lr: float, warmup: int, **extra: Any) -> dict[str, Any]:
+        """What a state records besides tensors and RNG: the step, the LR schedule it is on (lr_at), and whether
+        bf16 autocast was on (a resumed "auto" run keeps it, rather than probing again)."""
+        return {"step": step, "schedule": {"kind": "warmup_cosine", "step": step, "total": total, "base_lr": base_lr,
+                                           "warmup": warmup, "next_lr": lr_at(step, total, base_lr, warmup)},
+                "bf16": bool(self.bf16), "device": self.device.type} | extra
+
+    def _recorded_bf16(self) -> bool | None:
+        """bf16 as the run's latest saved state on this kind of device had it (None: no such state)."""
+        if not self.resume:
+            return None
+        for name in ("dyn", "ae"):
+            progress = read_progress(self.state_dir, name)
+            if progress and "bf16" in progress and progress.get("device") == self.device.type:
+                return bool(progress["bf16"])
+        return None
 
     @torch.no_grad()
     def _fit_latent_normalization(self) -> None:
@@ -406,14 +602,19 @@ class Trainer:
     def encode_all(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Latents [N, C, h, w] of every frame, and memory conditioning [N, C+1, h, w] (None without poses/depth)."""
         cache = self.state_dir / "latents.npz"
+        # Keyed on what the latents are made from: the autoencoder's weights, the recordings' contents, the
+        # memory settings. Any change (another autoencoder, an edited recording) rebuilds them.
+        key = json.dumps({"autoencoder": module_hash(self.ae), "data": self.store_key, "frames": self.store.frames,
+                          "memory_mode": self.cfg.memory_mode, "memory": self._memory_key(),
+                          "use_memory": self.mcfg.dynamics.use_memory}, sort_keys=True)
         if cache.exists():
-            with np.load(cache, allow_pickle=False) as z:
-                mode = str(z["memory_mode"]) if "memory_mode" in z.files else "reproject"
-                settings = str(z["memory_settings"]) if "memory_settings" in z.files else "{}"
-                if (int(z["frames"]) == self.store.frames and mode == self.cfg.memory_mode
-                        and settings == self._memory_key()):
-                    mem = torch.from_numpy(z["memory"]) if "memory" in z.files else None
-                    return torch.from_numpy(z["latents"]), mem
+            try:
+                with np.load(cache, allow_pickle=False) as z:
+                    if "key" in z.files and str(z["key"]) == key:
+                        mem = torch.from_numpy(z["memory"]) if "memory" in z.files else None
+                        return torch.from_numpy(z["latents"]), mem
+            except (OSError, ValueError, KeyError, EOFError) as e:
+                self._say(f"note: the latents cache {cache} is unreadable ({e}); encoding again")
         from tqdm import tqdm
 
         N = self.store.frames
@@ -426,13 +627,14 @@ class Trainer:
             memory = self._memory_latents(lat)
         if self.d.main:
             arrays = {"latents": lat.numpy(), "frames": np.array(N), "memory_mode": np.array(self.cfg.memory_mode),
-                      "memory_settings": np.array(self._memory_key())}
+                      "memory_settings": np.array(self._memory_key()), "key": np.array(key)}
             if memory is not None:
                 arrays["memory"] = memory.numpy()
             self.state_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.state_dir / "latents.tmp.npz"
             np.savez(tmp, **arrays)
             os.replace(tmp, cache)
+        _hook("latents.encoded")
         return lat, memory
 
     def _memory_key(self) -> str:
@@ -582,16 +784,24 @@ class Trainer:
         memory = memory.to(dev) if memory is not None else None
         ego = torch.from_numpy(self.ego).to(dev) if self.ego is not None else None
         actions = torch.from_numpy(self.store.actions).to(dev)
-        starts = self.store.clip_starts(cfg.clip_frames)
+        starts = self.clip_starts
         is_start = np.zeros(self.store.frames, bool)
         is_start[self.store.starts] = True
         opt = torch.optim.AdamW(self.dyn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-        start = 0
-        if self.resume and (self.state_dir / "dyn.safetensors").exists():
-            start = load_state(self.state_dir, "dyn", self.dyn, opt)["step"]
+        progress = self._restore("dyn", self.dyn, opt)
+        if progress is None:
+            start = 0
+            self._seed_stage(2)
+        else:
+            start = int(progress["step"])
         broadcast_module(self.dyn, self.d)
+        self.step["dynamics"] = start
         if start >= cfg.steps:
+            if start > cfg.steps:
+                self._say(f"note: the run's dynamics state is at step {start}, past train.steps {cfg.steps}: "
+                          f"nothing to train; the model stays at step {start}")
             return
+        self._note_no_rng("dyn", progress)
         objective = FlowMatching(context_noise_max=cfg.context_noise_max, pure_noise_prob=cfg.pure_noise_prob,
                                  pose_weight=cfg.pose_weight)
         self._say(f"dynamics: steps {start}..{cfg.steps}, {len(starts)} clip starts of {cfg.clip_frames} frames, "
@@ -633,8 +843,11 @@ class Trainer:
                 self.log.write("dynamics", step, loss=losses.total.item(), flow=losses.flow.item(), pose=losses.pose.item(),
                                grad_norm=float(gnorm), lr=opt.param_groups[0]["lr"])
                 bar.set_postfix(flow=f"{losses.flow.item():.4f}", pose=f"{losses.pose.item():.4f}")
-            if self.d.main and (time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or step + 1 == cfg.steps):
-                save_state(self.state_dir, "dyn", self.dyn, opt, {"step": step + 1})
+            self.step["dynamics"] = step + 1
+            _hook("dyn.step", step + 1)
+            if self._checkpoint_due(last_ckpt, step + 1 == cfg.steps):
+                self._save("dyn", self.dyn, opt, self._progress(step + 1, cfg.steps, cfg.lr, cfg.warmup))
+                _hook("dyn.saved", step + 1)
                 self.export("dynamics", step + 1)
                 last_ckpt = time.time()
         self.dyn.eval()
@@ -642,20 +855,85 @@ class Trainer:
     def run(self) -> None:
         t0 = time.time()
         self.train_autoencoder()
-        if self.resume and (self.state_dir / "ae.safetensors").exists():
-            self.ae.eval()
+        self.ae.eval()
         self.train_dynamics()
-        self.export("dynamics", self.cfg.steps)
-        self._say(f"done in {(time.time() - t0) / 60:.1f} min: model in {self.out} "
+        self.export("dynamics", self.step["dynamics"])  # the step the weights are at (not train.steps)
+        self._say(f"done in {(time.time() - t0) / 60:.1f} min at step {self.step['dynamics']}: model in {self.out} "
                   f"(play it: python play.py --world dream --checkpoint {self.out})")
+
+
+RUN_CONFIG = "train.yaml"
+# Keys a resumed run may change without --override-config: they change when and what is logged, not the result.
+HARMLESS_KEYS = ("train.checkpoint_minutes", "train.log_every")
+
+
+def write_run_config(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    """train.yaml: the full config of the run (what --resume continues with), written atomically."""
+    tmp = out / (RUN_CONFIG + ".tmp")
+    tmp.write_text(yaml.safe_dump({"model": model_cfg.to_dict(), "train": _plain(asdict(cfg))}, sort_keys=False))
+    os.replace(tmp, out / RUN_CONFIG)
+
+
+def config_differences(a: tuple[ModelConfig, TrainConfig], b: tuple[ModelConfig, TrainConfig]) -> list[str]:
+    """'section.key: new (the run's: old)' for each value that differs between a run's config `a` and `b`."""
+    def flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat(f"{prefix}.{k}", v, out)
+        else:
+            out[prefix] = value
+        return out
+
+    old = flat("model", a[0].to_dict(), flat("train", _plain(asdict(a[1])), {}))
+    new = flat("model", b[0].to_dict(), flat("train", _plain(asdict(b[1])), {}))
+    return [f"{k}: {new.get(k)!r} (the run's: {old.get(k)!r})" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+
+
+def resolve_config(config: Path | None, out: Path, overrides: list[str], data: list[str] | None, resume: bool,
+                   override: bool, say=print) -> tuple[ModelConfig, TrainConfig]:
+    """The run's config: the preset (or, resuming without --config, the run's train.yaml) + --set + --data, every
+    value checked. A resumed run whose config differs from its train.yaml is refused, naming the differences,
+    unless `override` (--override-config)."""
+    run_yaml = out / RUN_CONFIG
+    if resume and not (out / "state").exists():
+        raise ConfigError(f"--resume: {out} has no training state to resume")
+    if config is None:
+        if not resume:
+            raise ConfigError("--config is required: a preset with model: and train: sections, e.g. "
+                              "assets/configs/model_tiny.yaml (only --resume may leave it out)")
+        if not run_yaml.exists():
+            raise ConfigError(f"--resume: {run_yaml} is missing, so the run's config is unknown; give --config")
+    mcfg, tcfg = load_presets(config if config is not None else run_yaml)
+    raw = _plain(asdict(tcfg))
+    raw.update(parse_set(overrides, "--set", "steps=100"))
+    if data:
+        raw["data"] = list(data)
+    tcfg = _build(TrainConfig, raw, "train", "--set/--data")
+    if not tcfg.data:
+        raise ConfigError("no training data: pass --data DIR (recordings from python -m engine.rollout)")
+    if resume and run_yaml.exists():
+        differences = config_differences(load_presets(run_yaml), (mcfg, tcfg))
+        significant = [line for line in differences if line.split(":")[0] not in HARMLESS_KEYS]
+        if significant and not override:
+            raise ConfigError(f"--resume: this command's config differs from the run's {run_yaml}: "
+                              + "; ".join(significant) + ". Resume with the run's own config (leave out --config, "
+                              "or drop these --set/--data), or pass --override-config to continue with the new values")
+        if differences:
+            say(f"note: resuming with a changed config (train.yaml is updated): {'; '.join(differences)}")
+    return mcfg, tcfg
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worldmodel.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="preset YAML with model: and train: sections")
+    p.add_argument("--config", type=Path, default=None,
+                   help="preset YAML with model: and train: sections (with --resume: default the run's own train.yaml)")
     p.add_argument("--data", nargs="+", default=None, help="recording directories (replace train.data)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with the run's config (train.yaml)")
+    p.add_argument("--override-config", action="store_true",
+                   help="with --resume: accept a config (--config/--set/--data) that differs from the run's train.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a train: key, e.g. --set steps=100")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
@@ -671,22 +949,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        mcfg, tcfg = load_presets(args.config)
-        raw = _plain(asdict(tcfg))
-        for item in args.overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--set takes key=value, got {item!r}")
-            raw[key] = yaml.safe_load(value)
-        if args.data:
-            raw["data"] = args.data
-        tcfg = _build(TrainConfig, raw, "train", "--set/--data")
-        if not tcfg.data:
-            raise ConfigError("no training data: pass --data DIR (recordings from python -m engine.rollout)")
-        if args.resume and not (args.out / "state").exists():
-            raise ConfigError(f"--resume: {args.out} has no training state to resume")
+        mcfg, tcfg = resolve_config(args.config, args.out, args.overrides, args.data, args.resume, args.override_config,
+                                    say=print if d.main else (lambda _: None))
         Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
-    except (ConfigError, DataError, CheckpointError, FileExistsError) as e:
+    except (ConfigError, DataError, CheckpointError, FileExistsError, SetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

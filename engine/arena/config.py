@@ -9,6 +9,7 @@ falling back to a default would produce a different dataset without anyone notic
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -84,6 +85,8 @@ def _check_type(key: str, value: Any, source: str) -> Any:
     if isinstance(value, bool) or value is None:
         raise ArenaConfigError(f"{source}: '{key}' must be {want.__name__}, got {value!r}")
     if want is float and isinstance(value, (int, float)):
+        if not math.isfinite(value):  # a NaN passes every `> 0` check; an inf speed or cell size breaks physics
+            raise ArenaConfigError(f"{source}: '{key}' = {value!r} must be a finite number")
         return float(value)
     if want is int and isinstance(value, int):
         return value

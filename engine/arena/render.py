@@ -26,6 +26,7 @@ import numpy as np
 
 from engine.arena.config import MAX_REGIONS
 from engine.glcontext import borrowed, preserving_current
+from engine.recording import note_gl
 from engine.arena.level import DYNAMIC_ID_BASE, Level
 
 _VERT = """
@@ -264,6 +265,7 @@ class ArenaRenderer:
         self._closed = False
         with borrowed(self.ctx):
             self.max_size = int(self.ctx.info["GL_MAX_RENDERBUFFER_SIZE"])
+            note_gl("arena", self.ctx)  # recordings made in this process name the renderer and its Mesa version
         if width > self.max_size or height > self.max_size:
             self.close()
             raise ValueError(f"resolution {width}x{height} exceeds this GL's maximum renderbuffer size "
