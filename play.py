@@ -23,7 +23,7 @@ import engine
 from engine import cli
 from engine.app import fail, run_world
 from engine.input import Keymap, KeymapError
-from engine.recording import RecordingError
+from engine.recording import RecordingError, check_record_target
 from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
 from engine.world import WorldNotFoundError, loop_tick_rate, make_world
 
@@ -32,12 +32,21 @@ ROOT = Path(__file__).resolve().parent
 # Errors that mean "the user asked for something that cannot work": one clear line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (KeymapError, ScriptError, PolicyError, WorldNotFoundError, ValueError,
                                                 TypeError, RecordingError)
-try:
-    from worldmodel.checkpoint import CheckpointError
 
-    USER_ERRORS += (CheckpointError,)
-except ImportError:  # the engine runs without the world-model package
-    pass
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS plus the model's CheckpointError. Looked up when an error happens, not at start-up: importing
+    worldmodel.checkpoint imports torch (a second), which the first line on the terminal should not wait for."""
+    try:
+        from worldmodel.checkpoint import CheckpointError
+    except ImportError:  # the engine runs without the world-model package
+        return USER_ERRORS
+    return USER_ERRORS + (CheckpointError,)
+
+
+def progress(text: str) -> None:
+    """Start-up progress for the person waiting (stderr: stdout carries the run's summary)."""
+    print(f"dreamwalk: {text}", file=sys.stderr, flush=True)
 DEMO_SCRIPT = ROOT / "assets" / "scripts" / "tour.yaml"
 # People playing the ground truth get a sharper picture than the model's training data (128x128).
 PLAY_DEFAULTS: dict[str, dict[str, Any]] = {"arena": {"width": 256, "height": 256}}
@@ -97,6 +106,21 @@ def accepts_device(world_name: str) -> bool:
     return "device" in params
 
 
+def check_summary_target(path: Path) -> None:
+    """--summary must name a file that can be written (its folder is created); RecordingError otherwise."""
+    if path.is_dir():
+        raise RecordingError(f"--summary {path}: that is a directory; give a file name (e.g. {path / 'summary.json'})")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as e:
+        raise RecordingError(f"--summary {path}: cannot write there ({e.strerror or e})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -135,8 +159,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No display ({why}), so no window can open. Running a short headless demo instead:\n"
               f"  {script.name if script else args.policy} for up to {ticks or 'all its'} ticks, recorded to {record}")
 
+    try:  # where the run will write, checked before any work (not found unwritable after the run)
+        if record is not None:
+            check_record_target(record)
+        if args.summary is not None:
+            check_summary_target(args.summary)
+    except RecordingError as e:
+        return fail(str(e))
+
     world_name = args.world or default_world()
+    progress(f"starting {world_name}")
+    frontend = None
     try:
+        keymap = Keymap.load(args.keymap)
+        if not headless:  # the window opens first, with a loading screen, while torch, the model and the world load
+            from engine.app import open_frontend
+
+            progress("opening the window")
+            frontend, headless = open_frontend(False, keymap, f"dreamwalk - {world_name}", (w, h), args.filter)
+            if hasattr(frontend, "loading"):
+                frontend.loading(f"starting {world_name}…")
         config = {**PLAY_DEFAULTS.get(world_name, {}), **parse_set(args.world_set)}
         if args.checkpoint is not None:
             config["checkpoint"] = str(args.checkpoint)
@@ -145,21 +187,29 @@ def main(argv: list[str] | None = None) -> int:
             config["device"] = args.device
         elif args.device != "auto" and "device" not in config:
             raise ValueError(f"--device {args.device}: the world {world_name!r} has no model to place on a device")
-        keymap = Keymap.load(args.keymap)
         source = None
         if script is not None:
             source = ScriptSource(load_script(script, args.tick_rate), name=f"script {script.name}")
         elif args.policy is not None:
             source = PolicySource(load_policy(args.policy), name=args.policy)
+        t0 = time.perf_counter()
+        what = "loading the model and starting its prompt world" if accepts_device(world_name) else "building the world"
+        progress(f"{what} ({world_name})…")
+        if hasattr(frontend, "loading"):
+            frontend.loading(f"{what}…")
         world = make_world(world_name, **config)
-    except USER_ERRORS as e:
+        keymap = keymap.for_world(world_name, getattr(world, "commands", None))  # + the world's keys (checked here)
+        progress(f"{world_name} ready after {time.perf_counter() - t0:.1f} s")
+    except user_errors() as e:
+        if frontend is not None:
+            frontend.close()
         return fail(str(e))
 
     try:
         code = run_world(world, world_name, headless=headless, ticks=ticks, realtime=args.realtime,
                          tick_rate=args.tick_rate, max_catchup=args.max_catchup, source=source, seed=args.seed,
                          record_dir=record, keymap=keymap, size=(w, h), filter=args.filter, video=not args.no_video,
-                         model_hash=getattr(world, "model_hash", None), summary_json=args.summary)
+                         model_hash=getattr(world, "model_hash", None), summary_json=args.summary, frontend=frontend)
     except (RecordingError, PolicyError, engine.ObservationError, engine.ActionError) as e:
         return fail(str(e))
     if demo and record is not None:

@@ -193,6 +193,18 @@ def _flatten(d: Any, prefix: str = "") -> list[list[Any]]:
     return [[prefix.rstrip("."), d]]
 
 
+def startup(d: dict) -> list[str]:
+    modes = d["seconds_from_launch"]
+    marks: list[str] = []
+    for m in modes.values():
+        marks += [k for k in m["median_warm"] if k not in marks]
+    marks.sort(key=lambda k: min(m["median_warm"].get(k, float("inf")) for m in modes.values()))  # in time order
+    rows = [[k] + [m["median_warm"].get(k, "") for m in modes.values()] for k in marks]
+    return [f"Seconds from launching `{d['command']}` to each start-up line and to the first dreamed frame "
+            f"(median of warm runs; target {fmt(d['target_s'])} s):",
+            table(["line"] + list(modes), rows), machine_line(d.get("machine"))]
+
+
 def generic(d: dict) -> list[str]:
     return [table(["key", "value"], _flatten(d))]
 
@@ -206,6 +218,7 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "dream_memory": ("The dream, memory on", "python bench/bench_dream.py --memory --ticks 3000", dream),
     "vector": ("Batched dreams (`DreamVectorEnv`)", "python bench/bench_vector.py --checkpoint assets/model", vector),
     "gpu": ("GPU", "bash bench/gpu_check.sh; bash bench/gpu_train.sh", gpu),
+    "startup": ("Start-up: launch to the first dreamed frame", "python bench/bench_startup.py", startup),
 }
 
 

@@ -50,10 +50,17 @@ def run_world(
     summary_json: Path | None = None,
     end_message: str | None = None,
     log=print,
+    frontend: Frontend | None = None,
 ) -> int:
-    """Run `world` until quit / `ticks` / the source ends; print a summary. Returns an exit code."""
-    keymap = keymap or Keymap.load()
-    frontend, is_headless = open_frontend(headless, keymap, f"dreamwalk - {world_name}", size, filter, log)
+    """Run `world` until quit / `ticks` / the source ends; print a summary. Returns an exit code.
+    `frontend`: one opened already (a window showing a loading screen while the world started), else one is opened."""
+    keymap = (keymap or Keymap.load()).for_world(world_name, getattr(world, "commands", None))  # + the world's keys
+    if frontend is None:
+        frontend, is_headless = open_frontend(headless, keymap, f"dreamwalk - {world_name}", size, filter, log)
+    else:
+        is_headless = bool(getattr(frontend, "headless", False))
+        if hasattr(frontend, "keymap"):
+            frontend.keymap = keymap  # with the world's own keys, for input and the help overlay
     if is_headless and ticks is None and source is None:
         ticks = 200
         log(f"headless with no --ticks: running {ticks} ticks")
@@ -88,8 +95,12 @@ def run_world(
                                         "mean_ticks_per_s": round(stats.ticks / max(wall, 1e-9), 2)}
     log(json.dumps(summary))
     if summary_json is not None:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=2))
+        try:
+            summary_json.parent.mkdir(parents=True, exist_ok=True)
+            summary_json.write_text(json.dumps(summary, indent=2))
+        except OSError as e:  # checked before the run (play.py); the disk can still fill up meanwhile
+            print(f"error: could not write the summary to {summary_json}: {e.strerror or e}", file=sys.stderr)
+            return code or 1
     return code
 
 

@@ -7,6 +7,7 @@ frontend only gathers input and shows frames; it never steps the world.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -18,7 +19,7 @@ import numpy as np
 
 from engine.action import Action
 from engine.clock import FixedStep
-from engine.input import WORLD_COMMAND_HELP, WORLD_COMMANDS, InputAccumulator
+from engine.input import WORLD_COMMAND_HELP, InputAccumulator
 from engine.recording import RecordingMeta, RecordingWriter
 from engine.script import ActionSource
 from engine.world import Observation, World, validate_observation
@@ -52,6 +53,9 @@ def short_path(path: Path | str) -> str:
 def file_safe(name: str) -> str:
     """A world name (maybe `module:Class`) as part of a file name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "world"
+
+
+LATENCY_FRESH_S = 1.0  # the HUD shows the latency of input shown on screen within this many seconds, else "-"
 
 
 class _Ema:
@@ -183,6 +187,8 @@ class Game:
         self.episode_actions: list[Action] = []  # since the last reset: lets a mid-episode recording be verified
         self._step_ms, self._present_ms, self._latency = _Ema(), _Ema(), _Ema()
         self._pending_input: float | None = None  # earliest input not yet shown on screen
+        self._latency_at = -1e9  # when an input was last shown on screen (the HUD's latency is "-" once stale)
+        self._tick_commands: list[str] = []  # world commands since the last tick, recorded with the next one
         self._last_present = -1e9
         self._t_start = clock()
         self._rate_window: list[float] = []  # tick times in the last second
@@ -267,8 +273,9 @@ class Game:
         self._step_ms.add((t1 - t0) * 1e3)
         self.obs = obs
         self.episode_actions.append(action)
+        commands, self._tick_commands = self._tick_commands, []
         if self.recorder is not None:
-            self.recorder.write(obs, action)
+            self.recorder.write(obs, action, commands=commands)
         if first_input is not None and self._pending_input is None:
             self._pending_input = first_input
         self.stats.ticks += 1
@@ -297,7 +304,10 @@ class Game:
         t1 = self.clock()
         self._present_ms.add((t1 - t0) * 1e3)
         if self._pending_input is not None:
+            if t1 - self._latency_at > LATENCY_FRESH_S:  # a new burst of input: do not blend with an old one
+                self._latency = _Ema()
             self._latency.add((t1 - self._pending_input) * 1e3)
+            self._latency_at = t1
             self._pending_input = None
         self.stats.frames += 1
         self.stats.step_ms, self.stats.present_ms, self.stats.latency_ms = self._step_ms(), self._present_ms(), self._latency()
@@ -315,9 +325,12 @@ class Game:
         self.stats.fps = len(self._frame_times) / span
 
     def hud(self) -> Hud:
+        stats = self.stats
+        if self.clock() - self._latency_at > LATENCY_FRESH_S:  # no input shown lately: no latency to show
+            stats = dataclasses.replace(stats, latency_ms=float("nan"))
         return Hud(
             world=self.world_name,
-            stats=self.stats,
+            stats=stats,
             paused=self.paused,
             recording=self.recorder is not None,
             message=self.message,
@@ -371,9 +384,11 @@ class Game:
                 self.start_recording(self.config.recordings_root / f"{self.world_name}-{stamp}")
             else:
                 self.stop_recording()
-        elif name in WORLD_COMMANDS:
+        elif name in WORLD_COMMAND_HELP or name in (getattr(self.world, "commands", None) or {}):
             handler = getattr(self.world, "command", None)
             reply = handler(name) if callable(handler) else None
+            if name in (getattr(self.world, "commands", None) or {}):
+                self._tick_commands.append(name)  # recorded with the next tick, replayed before its step
             self.say(reply or self._cannot(name))
         elif name in ("filter", "hud", "release_mouse"):
             pass  # handled by the window itself
@@ -382,9 +397,14 @@ class Game:
 
     def _cannot(self, name: str) -> str:
         """What a world command would do, that this world does not do it, and what would make it work."""
-        does, how = WORLD_COMMAND_HELP[name]
         keys = (getattr(getattr(self.frontend, "keymap", None), "names", None) or {}).get(name)
+        declared = getattr(self.world, "commands", None) or {}
+        if not keys:  # a keymap not bound for this world (Keymap.for_world): the default key
+            keys = [declared[name][0]] if name in declared else [WORLD_COMMAND_HELP[name][0]]
         key = "/".join(k.title() if len(k) > 1 else k.upper() for k in keys) if keys else name
+        if name not in WORLD_COMMAND_HELP:  # a world's own command that cannot act now, and did not say why
+            return f"{key} ({declared[name][1]}) cannot act now in {self.world_name}"
+        _key, does, how = WORLD_COMMAND_HELP[name]
         return f"{key} ({does}) does nothing in {self.world_name}: try {how}"
 
     def say(self, text: str, seconds: float = 3.0) -> None:

@@ -23,15 +23,17 @@ DEFAULT_KEYMAP = ASSETS / "keymap.yaml"
 LOOK_KEYS = ("turn_left", "turn_right", "look_up", "look_down")
 # Commands the engine itself handles.
 ENGINE_COMMANDS = ("release_mouse", "pause", "step", "reset", "help", "screenshot", "record", "filter", "hud")
-# Commands forwarded to the world (`World.command(name)`), used by worlds that support them.
-WORLD_COMMANDS = ("memory", "view", "save_memory")
-# What each world command does, and what to run to get a world that does it: the one wording the HUD uses, for every
-# world that does not support one.
+# Worlds declare their own commands and default keys (`World.commands`); the window binds them for the running
+# world (`Keymap.for_world`). The commands of dreamwalk's own worlds keep their keys in every world, so that where
+# they cannot act the key says what would make it work — one wording for every world:
+# name -> (default key, what it does, what to run to get a world where it acts).
 WORLD_COMMAND_HELP = {
-    "memory": ("scene memory on/off", "python play.py --set memory=true"),
-    "view": ("cycle views", "python play.py --world split"),
-    "save_memory": ("save the scene memory as .ply", "python play.py --set memory=true"),
+    "memory": ("m", "scene memory on/off", "python play.py --set memory=true"),
+    "view": ("tab", "cycle views", "python play.py --world split"),
+    "save_memory": ("f6", "save the scene memory as .ply", "python play.py --set memory=true"),
 }
+# World command names a keymap file may bind before the world is known (others: by the world's default key).
+WORLD_COMMANDS = tuple(WORLD_COMMAND_HELP)
 SECTIONS = ("actions", "look_keys", "commands", "look")
 LOOK_SETTINGS = {"mouse_sensitivity": float, "invert_y": bool, "key_turn_speed": float}
 
@@ -58,6 +60,9 @@ class Keymap:
     look_keys: dict[int, str] = field(default_factory=dict)
     commands: dict[int, str] = field(default_factory=dict)
     names: dict[str, list[str]] = field(default_factory=dict)  # binding -> key names, for the help overlay
+    world: str = ""  # the world whose commands are bound (for_world)
+    world_commands: dict[str, str] = field(default_factory=dict)  # its commands -> what they do, for the help overlay
+    unchecked: list[str] = field(default_factory=list)  # command names bound that only the world can confirm
     mouse_sensitivity: float = 0.15  # degrees per pixel
     invert_y: bool = False
     key_turn_speed: float = 6.0  # degrees per tick while a look key is held
@@ -85,7 +90,10 @@ class Keymap:
         for section, allowed in valid.items():
             table: dict[int, str] = getattr(km, section)
             for binding, keys in (data.get(section) or {}).items():
-                if binding not in allowed:
+                if section == "commands" and binding not in allowed and isinstance(binding, str) \
+                        and binding.isidentifier():
+                    km.unchecked.append(binding)  # a world's own command, perhaps: checked by for_world
+                elif binding not in allowed:
                     raise KeymapError(f"{source}: unknown binding {section}.{binding!r}; valid: {list(allowed)}")
                 keys = [keys] if isinstance(keys, str) else keys
                 if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
@@ -122,10 +130,54 @@ class Keymap:
             setattr(km, setting, value)
         return km
 
+    def for_world(self, world: str, declared: dict[str, tuple[str, str]] | None) -> "Keymap":
+        """A copy with the running world's commands bound: each declared command (name -> (default key,
+        description)) on its default key unless this keymap binds it already; the known commands of other worlds
+        keep their keys (they say what would make them work). A default key already taken is left out, with a
+        warning naming the command, so a world never steals an engine key."""
+        km = Keymap(actions=dict(self.actions), look_keys=dict(self.look_keys), commands=dict(self.commands),
+                    names={k: list(v) for k, v in self.names.items()}, mouse_sensitivity=self.mouse_sensitivity,
+                    invert_y=self.invert_y, key_turn_speed=self.key_turn_speed, source=self.source, world=world,
+                    unchecked=list(self.unchecked))
+        declared = dict(declared or {})
+        unknown = [name for name in self.unchecked if name not in declared]
+        if unknown:
+            raise KeymapError(f"{self.source}: unknown binding commands.{unknown[0]!r}: neither the engine's nor a "
+                              f"command of world {world!r}; valid: {list(ENGINE_COMMANDS + WORLD_COMMANDS)}"
+                              + (f" and {list(declared)}" if declared else ""))
+        wanted = {name: key for name, (key, _does, _how) in WORLD_COMMAND_HELP.items()}
+        for name, entry in declared.items():
+            if not (isinstance(entry, tuple) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+                raise KeymapError(f"world {world!r}: commands[{name!r}] must be (default key, description), got {entry!r}")
+            if name in ENGINE_COMMANDS:
+                raise KeymapError(f"world {world!r}: command {name!r} is one of the engine's own; rename it")
+            wanted[name] = entry[0]
+            km.world_commands[name] = entry[1]
+        for name, key in wanted.items():
+            if name in km.names:  # the keymap file binds it
+                continue
+            try:
+                code = key_code(key)
+            except ValueError:
+                raise KeymapError(f"world {world!r}: command {name!r} has an unknown default key {key!r}") from None
+            taken = km.actions.get(code) or km.look_keys.get(code) or km.commands.get(code)
+            if taken is not None:
+                if name in declared:
+                    warnings.warn(f"world {world!r}: key {key!r} of its command {name!r} is bound to {taken!r}; "
+                                  f"bind {name} in your keymap file (commands: {name}: [KEY])", stacklevel=2)
+                continue
+            km.commands[code] = name
+            km.names[name] = [key]
+        return km
+
     def help_rows(self) -> list[tuple[str, str]]:
-        """(what, keys) rows for the F1 overlay, in the file's order."""
-        rows = [(binding.replace("_", " "), ", ".join(keys)) for binding, keys in self.names.items()]
+        """(what, keys) rows for the F1 overlay, in the file's order; then the running world's own commands."""
+        rows = [(binding.replace("_", " "), ", ".join(keys)) for binding, keys in self.names.items()
+                if binding not in WORLD_COMMAND_HELP and binding not in self.world_commands]
         rows.append(("look", f"mouse ({self.mouse_sensitivity:g} deg/px{', inverted' if self.invert_y else ''})"))
+        for name, does in self.world_commands.items():
+            keys = ", ".join(self.names.get(name, [])) or "(no key)"
+            rows.append((f"{self.world}: {does}", keys))
         return rows
 
     def help_lines(self) -> list[str]:

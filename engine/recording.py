@@ -19,11 +19,13 @@ second of steps even when compression, the disk or the video encoder lags. The m
 h264 in yuv420p is lossy.
 
 Row `i` of a recording holds the observation at that step and the action that led to it (None for the
-observation returned by a reset; `reset: true` marks the start of each episode, with its seed).
+observation returned by a reset; `reset: true` marks the start of each episode, with its seed), and, when
+the player gave world commands (M, Tab, ...) since the step before, `commands: [...]`, applied before the step.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -52,6 +54,32 @@ PREFIX_FILE = "prefix_actions.npy"
 
 class RecordingError(RuntimeError):
     """A recording directory that is missing, truncated beyond use, or malformed."""
+
+
+def check_record_target(path: str | Path, what: str = "--record") -> Path:
+    """Refuse, before any work, a recording target that cannot be recorded into: an existing file, a non-empty
+    directory, or a place that cannot be created or written (RecordingError, one line naming `what` and the path).
+    Creates the (empty) directory, so that what is checked is what the recording will use."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RecordingError(f"{what} {path}: that is an existing file; give a new directory to record into")
+    if path.is_dir() and any(path.iterdir()):
+        raise RecordingError(f"{what} {path}: the directory is not empty (choose a new directory)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise RecordingError(f"{what} {path}: cannot record there ({e.strerror or e})") from None
+    return path
+
+
+def _io_failure(path: Path, error: BaseException) -> str:
+    """One line for a failed recording write (disk full, ...): what failed and what was kept."""
+    why = "the disk is full" if isinstance(error, OSError) and error.errno == errno.ENOSPC else str(error)
+    return (f"recording {path} stopped: writing it failed ({why}); what was saved before is readable, "
+            f"marked status: failed")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -138,7 +166,7 @@ class RecordingMeta:
     model_hash: str | None = None
     created: str = ""
     software: dict[str, str] = field(default_factory=software_versions)
-    status: str = "recording"  # "recording" until close() rewrites it as "complete"
+    status: str = "recording"  # "recording" until close() rewrites it: "complete", "interrupted" or "failed" (I/O)
     steps: int = 0
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -183,6 +211,7 @@ class StepRecord:
     time: float  # seconds since the recording started (wall clock, informational)
     action: Action | None
     obs: Observation
+    commands: list[str] = field(default_factory=list)  # world commands given before this step (ticks.jsonl "commands")
 
 
 class RecordingWriter:
@@ -209,9 +238,14 @@ class RecordingWriter:
         rate = meta.tick_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
             raise RecordingError(f"a recording's tick_rate must be a finite number > 0 ticks/s, got {rate!r}")
+        if self.path.exists() and not self.path.is_dir():
+            raise RecordingError(f"refusing to record into {self.path}: it is an existing file (choose a new directory)")
         if self.path.exists() and any(self.path.iterdir()):
             raise RecordingError(f"refusing to record into {self.path}: it is not empty (choose a new directory)")
-        (self.path / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+        try:
+            (self.path / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RecordingError(f"cannot record into {self.path}: {e.strerror or e}") from None
         self.meta = meta
         self.meta.created = self.meta.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._video_enabled = video
@@ -254,12 +288,14 @@ class RecordingWriter:
 
     # -- foreground ------------------------------------------------------------------------------
 
-    def write(self, obs: Observation, action: Action | None = None, reset: bool = False, seed: int | None = None) -> None:
-        """Append one step. `reset=True` starts an episode (then `action` is None and `seed` is given)."""
+    def write(self, obs: Observation, action: Action | None = None, reset: bool = False, seed: int | None = None,
+              commands: list[str] | None = None) -> None:
+        """Append one step. `reset=True` starts an episode (then `action` is None and `seed` is given).
+        `commands`: the world commands (e.g. "memory", "view") given since the previous step, before this one."""
         if self._closed:
             raise RecordingError("write() after close()")
         if self._error is not None:
-            raise RecordingError(f"the recording writer failed: {self._error}") from self._error
+            raise RecordingError(_io_failure(self.path, self._error)) from self._error
         if reset or (self._episode < 0 and self._has_prefix):
             self._episode += 1
         elif self._episode < 0:
@@ -284,6 +320,8 @@ class RecordingWriter:
             "K": obs.K.tolist() if obs.K is not None else None,
             "info": obs.info,
         }
+        if commands:
+            row["commands"] = [str(c) for c in commands]
         # A copy: the caller (a policy drawing into obs.rgb, a world reusing its buffers) may change the arrays.
         self._buf.append((_copy_frames(obs), action))
         self._index += 1
@@ -325,11 +363,13 @@ class RecordingWriter:
                 self._video_jobs.put(None)
                 self._video_worker.join()
             self._ticks.close()
-            self.meta.status = status
+            self.meta.status = status if self._error is None else "failed"
+            if self._error is not None:
+                self.meta.extra["error"] = str(self._error)
             self.meta.steps = self._index
             _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
         if self._error is not None:
-            raise RecordingError(f"the recording writer failed: {self._error}") from self._error
+            raise RecordingError(_io_failure(self.path, self._error)) from self._error
 
     @property
     def steps(self) -> int:
@@ -394,11 +434,15 @@ class RecordingWriter:
             arrays["dynamic_mask"] = np.stack([o.dynamic_mask for o, _ in frames]).astype(bool)
         final = self.path / FRAMES_DIR / f"{chunk:06d}.npz"
         tmp = final.with_name(final.name + ".tmp")
-        with open(tmp, "wb") as f:
-            write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as f:
+                write_npz(f, arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a half-written chunk (disk full) is not left behind
+            raise
 
     def _append_video(self, frames: list[tuple[Observation, Action | None]]) -> None:
         h, w = frames[0][0].rgb.shape[:2]
@@ -518,6 +562,7 @@ class Recording:
             time=float(row["time"]),
             action=action,
             obs=obs,
+            commands=list(row.get("commands") or []),
         )
 
     def __iter__(self) -> Iterator[StepRecord]:

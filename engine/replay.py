@@ -7,7 +7,10 @@
 
 `--verify` rebuilds the recorded world from meta.yaml (name + config), resets it with the recorded seeds
 and steps the recorded actions. Deterministic worlds must match bit for bit (RGB, and depth when
-recorded); for others the PSNR is reported and must reach `--min-psnr`. A recording may name only
+recorded) when the recording notes the library and renderer versions this machine has; a recording made
+with other versions (a dream recorded on another machine) is compared by PSNR instead, and the output says
+so. Other worlds are always compared by PSNR. Where PSNR is used, every frame must reach `--min-psnr`
+(default 30 dB). A recording may name only
 registered worlds: one made in your own `module:Class` world is verified with `--world module:Class`
 (you name the code to run, not the file you were given).
 """
@@ -29,6 +32,9 @@ from engine.recording import META_FILE, Recording, RecordingError
 from engine.world import Observation, World, WorldNotFoundError, make_world, make_world_from_file
 
 
+COMMAND_SHOWN_STEPS = 40  # how long a replay shows a recorded world command (M, Tab, ...) in the HUD
+
+
 class ReplayWorld(World):
     """A recording as a World: `step` ignores its action and returns the next recorded observation."""
 
@@ -39,6 +45,7 @@ class ReplayWorld(World):
         self.path = str(path)
         self.recording = Recording(path)
         self.position = 0
+        self._said, self._said_until = "", 0
 
     @property
     def config(self) -> dict[str, Any]:
@@ -46,13 +53,20 @@ class ReplayWorld(World):
 
     def reset(self, seed: int = 0) -> Observation:
         self.position = 0
+        self._said, self._said_until = "", 0
         return self._current()
 
     def step(self, action: Action) -> Observation:
         if self.position + 1 < len(self.recording):
             self.position += 1
-        obs = self._current()
-        obs.info = dict(obs.info, hud=f"replay {self.position + 1}/{len(self.recording)}")
+        rec = self.recording[self.position]
+        obs = rec.obs
+        # The world commands the player gave before this step, shown for COMMAND_SHOWN_STEPS steps (the frames already
+        # show their effect).
+        if rec.commands:
+            self._said, self._said_until = ", ".join(rec.commands), self.position + COMMAND_SHOWN_STEPS
+        said = f"  command: {self._said}" if self._said and self.position < self._said_until else ""
+        obs.info = dict(obs.info, hud=f"replay {self.position + 1}/{len(self.recording)}{said}")
         return obs
 
     def _current(self) -> Observation:
@@ -93,6 +107,11 @@ class VerifyResult:
     matched: bool
     deterministic: bool
     truncated: bool
+    # "bit-exact" (a deterministic world, made with this machine's versions) or "psnr" (>= min_psnr dB per frame)
+    compared: str = "psnr"
+    # software versions (engine.recording.software_versions) the recording noted that differ here: {key: [there, here]}
+    versions_differ: dict[str, list[str]] | None = None
+    threshold_db: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -113,14 +132,49 @@ def recorded_world(recording: Recording, world_name: str | None = None) -> World
     return make_world_from_file(meta.world, meta.world_config, source, hint)
 
 
+# World commands that only write files (they change no frame): not repeated when re-simulating.
+SIDE_EFFECT_COMMANDS = ("save_memory",)
+
+
+def apply_commands(world: World, commands: list[str]) -> list[str]:
+    """Give `world` the recorded world commands of a step (those it declares); returns its replies."""
+    handler = getattr(world, "command", None)
+    declared = getattr(world, "commands", None) or {}
+    replies = []
+    for name in commands:
+        if name in declared and name not in SIDE_EFFECT_COMMANDS and callable(handler):
+            replies.append(str(handler(name) or ""))
+    return replies
+
+
+# Software noted in a recording that does not change its pixels (the OS string names the kernel build).
+VERSION_KEYS_IGNORED = ("platform",)
+
+
+def version_differences(recorded: dict[str, Any]) -> dict[str, list[str]]:
+    """The libraries and renderers `recorded` (a recording's meta.software) names at other versions than this
+    process has now (call it after re-simulating, so torch and the GL contexts in use are noted)."""
+    from engine.recording import software_versions
+
+    here = software_versions()
+    return {k: [str(v), str(here[k])] for k, v in sorted((recorded or {}).items())
+            if k not in VERSION_KEYS_IGNORED and k in here and str(here[k]) != str(v)}
+
+
 def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = None) -> VerifyResult:
-    """Re-simulate `recording` on a fresh copy of its world (`recorded_world`) and compare every saved frame."""
+    """Re-simulate `recording` on a fresh copy of its world (`recorded_world`) and compare every saved frame.
+
+    A deterministic world must match bit for bit when the recording was made with the library and renderer
+    versions this machine has; when the recording notes others (a dream recorded elsewhere: CPU matmuls and
+    Mesa differ across builds), every frame must instead reach `min_psnr` dB, and the result says so
+    (`compared`, `versions_differ`). Other worlds are always compared by PSNR."""
     meta = recording.meta
     world = world or recorded_world(recording)
     psnrs: list[float] = []
     same_rgb = same_depth = 0
     pose_err = 0.0
     first_bad: int | None = None
+    exact: list[bool] = []
     try:
         obs: Observation | None = None
         for i in range(len(recording)):
@@ -135,6 +189,7 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
                 for a in prefix[1]:
                     obs = world.step(a)
             else:
+                apply_commands(world, rec.commands)  # what the player toggled (memory, view) before this step
                 obs = world.step(rec.action or Action())
             p = float(psnr(obs.rgb, rec.obs.rgb))
             psnrs.append(p)
@@ -146,11 +201,15 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
                 same_depth += depth_ok
             if rec.obs.cam_to_world is not None and obs.cam_to_world is not None:
                 pose_err = max(pose_err, float(np.linalg.norm(obs.cam_to_world[:3, 3] - rec.obs.cam_to_world[:3, 3])))
-            ok = (rgb_ok and depth_ok) if meta.deterministic else p >= min_psnr
-            if not ok and first_bad is None:
-                first_bad = i
+            exact.append(rgb_ok and depth_ok)
     finally:
         world.close()
+    differ = version_differences(meta.software)
+    bit_exact = bool(meta.deterministic and not differ)
+    for i, (same, p) in enumerate(zip(exact, psnrs)):
+        if not (same if bit_exact else p >= min_psnr):
+            first_bad = i
+            break
     finite = [p for p in psnrs if p < PSNR_CAP_DB]
     return VerifyResult(
         steps=len(recording),
@@ -163,6 +222,9 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
         matched=first_bad is None and len(recording) > 0,
         deterministic=meta.deterministic,
         truncated=recording.truncated,
+        compared="bit-exact" if bit_exact else "psnr",
+        versions_differ=differ,
+        threshold_db=None if bit_exact else float(min_psnr),
     )
 
 
@@ -187,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recording", type=Path, help="a recording directory")
     parser.add_argument("--headless", action="store_true", help="no window: print a summary")
     parser.add_argument("--verify", action="store_true", help="re-simulate the actions and compare the frames")
-    parser.add_argument("--min-psnr", type=float, default=30.0, help="match threshold for non-deterministic worlds")
+    parser.add_argument("--min-psnr", type=float, default=30.0,
+                        help="--verify: the PSNR (dB) every frame must reach where frames are not compared bit for "
+                             "bit: worlds that are not deterministic, and recordings made with other library or "
+                             "renderer versions than this machine's (default: 30)")
     parser.add_argument("--realtime", action="store_true", help="headless: pace as in the window (default: flat out)")
     parser.add_argument("--speed", type=float, default=1.0,
                         help="playback speed relative to the pace it was recorded at (default 1; 2 = twice as fast)")
@@ -210,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         result = verify(rec, args.min_psnr, world)
         print(json.dumps(result.to_json(), indent=2))
+        if result.deterministic and result.versions_differ:
+            where = ", ".join(f"{k} {a} there, {b} here" for k, (a, b) in result.versions_differ.items())
+            print(f"note: recorded with other versions ({where}): compared by PSNR >= {args.min_psnr:g} dB per frame "
+                  f"(--min-psnr), not bit for bit")
         verdict = "MATCH" if result.matched else f"MISMATCH (first at step {result.first_mismatch})"
         print(f"{verdict}: {result.identical_rgb}/{result.steps} frames identical, min PSNR {result.min_psnr:.2f} dB")
         return 0 if result.matched else 1

@@ -386,6 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reward", default=None, help="module:callable reward(prev_obs, action, obs) -> float")
     p.add_argument("--done", default=None, help="module:callable done(obs) -> bool (ends an episode)")
     args = p.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out}: that is an existing file; give a directory to write the episodes into",
+              file=sys.stderr)
+        return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: --out {args.out}: cannot write there ({e.strerror or e})", file=sys.stderr)
+        return 2
     try:
         config = parse_set(args.world_set, "--set", "width=64")
         summary = rollout(args.world, args.out, args.episodes, args.ticks, args.policy, args.script, args.workers,
@@ -394,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, WorldNotFoundError, PolicyError, ScriptError, RecordingError, RolloutBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the disk filled up, a file could not be written: what was written stays readable
+        print(f"error: {e.filename or args.out}: {e.strerror or e} (the episodes written so far are kept; rerun to "
+              f"resume)", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in summary.items() if k != "episodes_detail"}, indent=2))
     return 0
 

@@ -277,6 +277,20 @@ class WindowFrontend:
             tex = self._help_texture()
             self._draw_overlay(tex, (w - tex.size[0]) // 2, (h - tex.size[1]) // 2, w, h)
 
+    def loading(self, text: str) -> None:
+        """A loading screen while the world starts (instead of a black window): `text` centred, e.g. "loading the
+        model…". Call it again to change the text; the window stays responsive to the desktop meanwhile."""
+        pygame.event.pump()
+        w, h = pygame.display.get_window_size()
+        self.ctx.screen.use()
+        self.ctx.viewport = (0, 0, w, h)
+        self.ctx.clear(0.06, 0.07, 0.10)
+        tex = self._text_texture([("dreamwalk", (255, 255, 255)), (text, (220, 220, 220))], self.big_font)
+        tw, th = tex.size
+        self._draw_overlay(tex, max(0, (w - tw) // 2), max(0, (h - th) // 2), w, h)
+        tex.release()
+        pygame.display.flip()
+
     def _draw_overlay(self, tex, x: int, y_top: int, w: int, h: int) -> None:
         import moderngl
 

@@ -118,6 +118,11 @@ class World(ABC):
 
     name: ClassVar[str] = "world"
     deterministic: ClassVar[bool] = False
+    # The world's own commands: name -> (default key, one line saying what it does). The window binds each
+    # default key (pygame's key name) while this world runs, unless the keymap binds the command itself, lists
+    # it in the help overlay (F1), and on the key calls `command(name)` -> the HUD message (None: cannot act now).
+    # Commands are recorded with the tick they happened on, and replayed.
+    commands: ClassVar[dict[str, tuple[str, str]]] = {}
 
     @property
     def config(self) -> dict[str, Any]:

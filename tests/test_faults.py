@@ -98,6 +98,20 @@ def test_a_kill_at_any_point_then_resume_equals_the_uninterrupted_run(arena_data
     assert yaml.safe_load((out / "model.yaml").read_text())["info"]["step"] == 6
 
 
+@pytest.mark.parametrize("point", [("ae.step", 3), ("dyn.step", 3)], ids=lambda p: f"{p[0]}#{p[1]}")
+def test_a_resumed_run_logs_each_step_once(arena_data, straight, tmp_path, point):
+    def rows(run):
+        return [(r["stage"], r["step"]) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+
+    out = tmp_path / "run"
+    p = train("--config", TINY, "--data", arena_data, "--out", out, *FAST, kill_at=point)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    assert (point[0].startswith("ae") and "autoencoder" or "dynamics", 2) in rows(out)  # logged, then killed unsaved
+    p = train("--out", out, "--resume", "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert rows(out) == rows(straight)
+
+
 def test_a_kill_before_the_latent_normalisation_is_not_skipped_on_resume(arena_data, tmp_path):
     import torch
 
@@ -485,3 +499,201 @@ def test_stop_signals_close_the_recording_like_ctrl_c(tmp_path, sig):
     rec = Recording(path)
     assert rec.meta.status == "complete" and not rec.truncated and len(rec) == len(rec.rows) >= 25
     assert verify(rec).matched
+
+
+# -- one place resolves a dream's prompt world, its config and K ----------------------------------------
+
+
+from engine.plane import PlaneWorld  # noqa: E402
+
+
+class UncalibratedPlane(PlaneWorld):
+    """A plane world that reports no intrinsics (K=None): the dream must supply the same default K everywhere."""
+
+    def reset(self, seed):
+        import dataclasses
+        return dataclasses.replace(super().reset(seed), K=None)
+
+    def step(self, action):
+        import dataclasses
+        return dataclasses.replace(super().step(action), K=None)
+
+
+@pytest.mark.parametrize("prompt_world", [None, "plane", "tests.test_faults:UncalibratedPlane"])
+def test_dream_and_vector_env_resolve_the_same_prompt_config_and_K(tmp_path, prompt_world):
+    from tests.randmodel import random_model_dir
+    from worldmodel.dream import DreamWorld
+    from worldmodel.vector import DreamVectorEnv
+
+    model = random_model_dir(tmp_path / "m")
+    data = yaml.safe_load((model / "model.yaml").read_text())
+    data["info"]["prompt_config"] = {"width": 96, "height": 96}  # not the render size: which world it is for matters
+    (model / "model.yaml").write_text(yaml.safe_dump(data))
+    dream = DreamWorld(str(model), prompt_world=prompt_world)
+    envs = DreamVectorEnv(2, str(model), prompt_world=prompt_world)
+    try:
+        assert envs.prompt_name == dream.prompt_name
+        assert envs.prompt_config == dream.prompt_config
+        obs = dream.reset(3)
+        envs.reset(seed=[3, 4])
+        np.testing.assert_array_equal(envs.K[0], obs.K)
+    finally:
+        dream.close()
+        envs.close()
+
+
+# -- a model export is one unit ---------------------------------------------------------------------------
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at the hook point: nothing after it runs, nothing is cleaned up."""
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first export", "over a previous model"])
+def test_an_export_killed_between_weights_and_model_yaml_loads_as_the_new_model(tmp_path, first):
+    import torch
+
+    from tests.randmodel import random_networks
+    from worldmodel.checkpoint import MODEL_YAML, file_hash, load_model, save_model
+
+    out = tmp_path / "m"
+    if not first:
+        cfg, ae, dyn = random_networks(0)
+        save_model(out, cfg, ae, dyn, {"step": 1})
+    cfg, ae, dyn = random_networks(1)
+
+    def kill(point):
+        if point == "weights_renamed":
+            raise Killed
+
+    with pytest.raises(Killed):
+        save_model(out, cfg, ae, dyn, {"step": 2}, hook=kill)
+    model = load_model(out)  # not "damaged": the interrupted export is finished
+    assert model.info["step"] == 2 and model.hash == file_hash(out / "model.safetensors")
+    assert all(torch.equal(v, ae.state_dict()[k]) for k, v in model.autoencoder.state_dict().items())
+    assert yaml.safe_load((out / MODEL_YAML).read_text())["info"]["step"] == 2
+    assert not list(out.glob("*.tmp"))
+
+
+def test_an_export_killed_before_its_weights_are_renamed_leaves_the_previous_model(tmp_path, monkeypatch):
+    from tests.randmodel import random_networks
+    from worldmodel import checkpoint
+
+    out = tmp_path / "m"
+    cfg, ae, dyn = random_networks(0)
+    checkpoint.save_model(out, cfg, ae, dyn, {"step": 1})
+    real = os.replace
+
+    def killed(src, dst):
+        raise Killed
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed)
+    with pytest.raises(Killed):
+        checkpoint.save_model(out, *random_networks(1), {"step": 2})
+    monkeypatch.setattr(checkpoint.os, "replace", real)
+    assert checkpoint.load_model(out).info["step"] == 1
+
+
+# -- I/O failures: one line, what was written left readable ---------------------------------------------
+
+
+PLANE = ["--world", "plane", "--headless", "--ticks", "30", "--no-video", "--set", "width=16", "--set", "height=16"]
+
+
+def test_record_at_a_file_or_an_unwritable_place_is_one_line_before_the_run(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    line = one_error_line(run_cli("play.py", *PLANE, "--record", a_file))
+    assert "--record" in line and "existing file" in line
+    assert a_file.read_text() == "mine"
+    line = one_error_line(run_cli("play.py", *PLANE, "--record", a_file / "rec"))  # under a file: cannot exist
+    assert "--record" in line and "cannot record there" in line
+
+
+def test_an_unwritable_summary_is_named_before_the_run(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    p = run_cli("play.py", *PLANE, "--record", tmp_path / "rec", "--summary", a_file / "summary.json")
+    line = one_error_line(p)
+    assert "--summary" in line and "cannot write there" in line
+    assert '"ticks"' not in p.stdout and not (tmp_path / "rec" / "meta.yaml").exists()  # nothing ran
+    line = one_error_line(run_cli("play.py", *PLANE, "--summary", tmp_path))
+    assert "--summary" in line and "directory" in line
+
+
+DISK_FULL = """
+import errno, sys
+import engine.recording as recording
+original = recording.write_npz
+def write_npz(f, arrays, level=1):
+    if f.name.endswith("000002.npz.tmp"):  # the disk fills up in the middle of the third chunk
+        f.write(b"PK\\x03\\x04 half a chunk")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    original(f, arrays, level)
+recording.write_npz = write_npz
+import play
+sys.exit(play.main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_while_recording_is_one_line_and_leaves_a_readable_failed_recording(tmp_path):
+    from engine.recording import Recording
+    from engine.replay import verify
+
+    path = tmp_path / "rec"
+    p = run_cli("-c", DISK_FULL, *PLANE, "--ticks", "100", "--record", path)
+    line = one_error_line(p)
+    assert "disk is full" in line and str(path) in line
+    assert not list(path.rglob("*.tmp")), list(path.rglob("*"))
+    rec = Recording(path)
+    assert rec.meta.status == "failed" and "No space left" in rec.meta.extra["error"] and rec.truncated
+    assert len(rec) == 2 * rec.meta.chunk_ticks  # the two chunks written before the disk filled
+    assert verify(rec).matched
+
+
+# -- --verify on a recording made with other library versions -----------------------------------------
+
+
+def _plane_recording(path):
+    p = run_cli("play.py", *PLANE, "--record", path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return path
+
+
+def _touch_a_pixel(path):
+    """Change one frame by one grey level in one pixel: not bit-exact, but far above any PSNR threshold."""
+    chunk = path / "frames" / "000000.npz"
+    with np.load(chunk) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["rgb"][3, 0, 0, 0] ^= 1
+    np.savez(chunk, **arrays)
+
+
+def test_verify_is_bit_exact_on_the_same_versions_and_psnr_on_others(tmp_path):
+    from engine.recording import Recording
+    from engine.replay import verify
+
+    path = _plane_recording(tmp_path / "rec")
+    _touch_a_pixel(path)
+    same = verify(Recording(path))
+    assert same.compared == "bit-exact" and not same.versions_differ and not same.matched and same.first_mismatch == 3
+
+    meta = yaml.safe_load((path / "meta.yaml").read_text())
+    meta["software"]["numpy"] = "0.0.elsewhere"  # recorded on another machine
+    (path / "meta.yaml").write_text(yaml.safe_dump(meta))
+    other = verify(Recording(path))
+    assert other.compared == "psnr" and other.threshold_db == 30.0 and other.matched
+    assert other.versions_differ == {"numpy": ["0.0.elsewhere", np.__version__]}
+    assert not verify(Recording(path), min_psnr=math.inf).matched
+    p = run_cli("-m", "engine.replay", path, "--verify")
+    assert p.returncode == 0 and "numpy 0.0.elsewhere there" in p.stdout and "compared by PSNR >= 30 dB" in p.stdout
+    assert run_cli("-m", "engine.replay", path, "--verify", "--min-psnr", "inf").returncode == 1
+
+
+def test_rollout_out_at_a_file_or_an_unwritable_place_is_one_line(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    args = ["-m", "engine.rollout", "--world", "plane", "--policy", "idle", "--episodes", "1", "--ticks", "2"]
+    assert "existing file" in one_error_line(run_cli(*args, "--out", a_file))
+    assert "cannot write there" in one_error_line(run_cli(*args, "--out", a_file / "sub"))
+    assert a_file.read_text() == "mine"

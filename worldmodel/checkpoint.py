@@ -6,7 +6,9 @@ A model directory holds
     model.safetensors   autoencoder.* and dynamics.* weights
 
 Loading checks the weights against `weights_hash` (models written before it existed have none and load
-unchecked), so a damaged or swapped weights file is named instead of dreaming noise.
+unchecked), so a damaged or swapped weights file is named instead of dreaming noise. An export writes both
+files to temporary names, then renames the weights and model.yaml: a kill between the renames is finished on
+the next load (model.yaml.tmp holds the new weights' hash), so it never reads as damaged.
 
 Training state lives next to it in `state/`: per stage one safetensors file (weights, optimizer moments, RNG
 states as tensors; progress, schedule and the other RNG states as JSON in its metadata), written to a temporary
@@ -103,8 +105,14 @@ def file_hash(path: Path) -> str:
 
 
 def save_model(directory: str | Path, config: ModelConfig, autoencoder: FrameAutoencoder,
-               dynamics: DynamicsTransformer, info: dict[str, Any] | None = None, half: bool = False) -> Path:
-    """Write model.safetensors + model.yaml into `directory` (atomically). `half`: store bf16 weights."""
+               dynamics: DynamicsTransformer, info: dict[str, Any] | None = None, half: bool = False,
+               hook: Any = None) -> Path:
+    """Write model.safetensors + model.yaml into `directory` as one unit. `half`: store bf16 weights.
+
+    Both are written in full to temporary names first (model.yaml.tmp carrying the new weights' hash), then
+    renamed weights first: a kill between the two renames leaves new weights beside model.yaml.tmp, and
+    `load_model` finishes that export (see `finish_interrupted_export`) instead of calling the weights damaged.
+    `hook(point)`: fault injection for tests ("weights_renamed": between the two renames)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -113,10 +121,41 @@ def save_model(directory: str | Path, config: ModelConfig, autoencoder: FrameAut
             if half and v.is_floating_point() and "norm" not in k:  # keep latent statistics exact
                 v = v.to(torch.bfloat16)
             tensors[prefix + k] = v
-    _atomic_save_tensors(tensors, directory / MODEL_WEIGHTS, {"format": "dreamwalk-model-1"})
-    data = {"model": config.to_dict(), "info": info or {}, HASH_KEY: file_hash(directory / MODEL_WEIGHTS)}
-    _atomic_write(directory / MODEL_YAML, yaml.safe_dump(data, sort_keys=False))
+    weights_tmp = directory / (MODEL_WEIGHTS + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(weights_tmp),
+              metadata={"format": "dreamwalk-model-1"})
+    _publish(weights_tmp)
+    data = {"model": config.to_dict(), "info": info or {}, HASH_KEY: file_hash(weights_tmp)}
+    yaml_tmp = directory / (MODEL_YAML + ".tmp")
+    yaml_tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    _publish(yaml_tmp)
+    os.replace(weights_tmp, directory / MODEL_WEIGHTS)
+    if hook is not None:
+        hook("weights_renamed")
+    os.replace(yaml_tmp, directory / MODEL_YAML)
     return directory
+
+
+def finish_interrupted_export(directory: Path) -> None:
+    """An export killed between renaming its weights and its model.yaml left model.yaml.tmp whose hash is that
+    of the (new) model.safetensors: complete it by renaming it into place. A model.yaml.tmp of any other hash is
+    an export killed before its weights were renamed (the previous model stands) and is left alone."""
+    tmp = directory / (MODEL_YAML + ".tmp")
+    weights = directory / MODEL_WEIGHTS
+    if not (tmp.is_file() and weights.is_file()):
+        return
+    try:
+        pending = yaml.safe_load(tmp.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return
+    if not (isinstance(pending, dict) and "model" in pending and pending.get(HASH_KEY) == file_hash(weights)):
+        return
+    try:
+        os.replace(tmp, directory / MODEL_YAML)
+    except OSError as e:
+        raise CheckpointError(f"an export into {directory} was interrupted after its weights were written: the new "
+                              f"model's {MODEL_YAML} is complete in {tmp}, but could not be moved into place ({e}); "
+                              f"rename it to {directory / MODEL_YAML} to finish the export") from None
 
 
 def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
@@ -127,6 +166,7 @@ def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any
 
 def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str | None]:
     """(config, info, weights_hash or None for models written before the hash was recorded)."""
+    finish_interrupted_export(directory)
     path = directory / MODEL_YAML
     if not directory.is_dir():
         raise CheckpointError(f"no model at {directory}: not a directory (train one with python -m worldmodel.train)")

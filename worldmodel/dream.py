@@ -48,6 +48,33 @@ class SceneMemoryLike(Protocol):
     def reset(self) -> None: ...
 
 
+def prompt_world_config(model: LoadedModel, prompt_name: str, prompt_world: str | None = None,
+                        prompt_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config a dream's prompt world is built with (the one place DreamWorld and DreamVectorEnv ask):
+    the caller's `prompt_config`, else model.yaml `info.prompt_config` when the prompt is the model's own world
+    (exactly the world the data was recorded in), else the data's render size."""
+    if prompt_config is not None:
+        return dict(prompt_config)
+    info = model.info
+    if "prompt_config" in info and prompt_world in (None, prompt_name):
+        return dict(info["prompt_config"])
+    H, W = model.config.frame_size
+    render = info.get("render_size", [2 * H, 2 * W])
+    return {"width": render[1], "height": render[0]}
+
+
+def scaled_K(obs: Observation, H: int, W: int) -> np.ndarray:
+    """The prompt view's intrinsics at model size H x W (a default pinhole when the world gives none)."""
+    if obs.K is None:
+        f = 0.5 * W
+        return np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]], np.float64)
+    h, w = obs.rgb.shape[:2]
+    K = obs.K.astype(np.float64).copy()
+    K[0] *= W / w
+    K[1] *= H / h
+    return K
+
+
 def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: str | None = None) -> str:
     """The world a dream starts its episodes from: `prompt_world` when the caller names one, else the model's
     model.yaml `info.prompt_world` (a registered world only: a model someone shares must not run code), else
@@ -75,6 +102,7 @@ class DreamWorld(World):
 
     name = "dream"
     deterministic = True
+    commands = {"memory": ("m", "scene memory on/off"), "save_memory": ("f6", "save the scene memory as .ply")}
 
     def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
@@ -93,16 +121,9 @@ class DreamWorld(World):
         self.bf16 = bf16
         if bf16:
             self.model.dynamics.to(torch.bfloat16)
-        info = self.model.info
         self.prompt_name = prompt_world_name(self.model, self.checkpoint, prompt_world)
         # The prompt renders at the data's resolution, then is area-resized like the training data.
-        if prompt_config is not None:
-            self.prompt_config = dict(prompt_config)
-        elif "prompt_config" in info and prompt_world in (None, self.prompt_name):
-            self.prompt_config = dict(info["prompt_config"])  # exactly the world the data was recorded in
-        else:
-            render = info.get("render_size", [2 * self.H, 2 * self.W])
-            self.prompt_config = {"width": render[1], "height": render[0]}
+        self.prompt_config = prompt_world_config(self.model, self.prompt_name, prompt_world, prompt_config)
         if memory_settings is None:  # the scene memory the model was tuned with (model.yaml), else the defaults
             memory_settings = self.model.memory_settings
         else:
@@ -176,14 +197,7 @@ class DreamWorld(World):
         return obs
 
     def _scaled_K(self, obs: Observation) -> np.ndarray:
-        if obs.K is None:
-            f = 0.5 * self.W
-            return np.array([[f, 0, self.W / 2], [0, f, self.H / 2], [0, 0, 1]], np.float64)
-        h, w = obs.rgb.shape[:2]
-        K = obs.K.astype(np.float64).copy()
-        K[0] *= self.W / w
-        K[1] *= self.H / h
-        return K
+        return scaled_K(obs, self.H, self.W)
 
     @torch.no_grad()
     def step(self, action: Action) -> Observation:

@@ -24,6 +24,7 @@ class SplitWorld(World):
 
     name = "split"
     deterministic = True
+    commands = {"view": ("tab", "cycle views: split, dream, truth"), **DreamWorld.commands}
 
     def __init__(self, checkpoint: str | None = None, steps: int = 1, memory: bool = False, view: str = "split",
                  device: str = "auto") -> None:

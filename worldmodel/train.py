@@ -314,6 +314,26 @@ class MetricLog:
             except Exception:
                 self.tb = None
 
+    def resume_at(self, stage: str, step: int) -> None:
+        """A resumed stage redoes its steps from `step`: drop the killed run's rows for them (and a row torn by
+        the kill), so log.jsonl holds each step once."""
+        if not self.enabled:
+            return
+        path = Path(self.file.name)
+        self.file.close()
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not (isinstance(row, dict) and row.get("stage") == stage and int(row.get("step", -1)) >= step):
+                kept.append(line)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+        self.file = open(path, "a")
+
     def write(self, stage: str, step: int, **metrics: float) -> None:
         if not self.enabled:
             return
@@ -514,6 +534,8 @@ class Trainer:
                     torch.all(self.ae.latent_shift == 0) and torch.all(self.ae.latent_scale == 1)))
         broadcast_module(self.ae, self.d)
         self.step["autoencoder"] = start
+        if self.resume:
+            self.log.resume_at("autoencoder", start)
         if cfg.ae_steps == 0:
             return  # fine-tuning: init_from's autoencoder, its normalisation included, is kept as it is
         if progress is not None and progress["final"]:
@@ -796,6 +818,8 @@ class Trainer:
             start = int(progress["step"])
         broadcast_module(self.dyn, self.d)
         self.step["dynamics"] = start
+        if self.resume:
+            self.log.resume_at("dynamics", start)
         if start >= cfg.steps:
             if start > cfg.steps:
                 self._say(f"note: the run's dynamics state is at step {start}, past train.steps {cfg.steps}: "

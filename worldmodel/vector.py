@@ -38,7 +38,7 @@ from engine.world import Observation, World, make_world
 from worldmodel.checkpoint import load_model
 from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
 from worldmodel.device import autocast, default_amp, resolve_device
-from worldmodel.dream import SHIPPED_MODEL, prompt_world_name
+from worldmodel.dream import SHIPPED_MODEL, prompt_world_config, prompt_world_name, scaled_K
 from worldmodel.flow import FlowSampler
 from worldmodel.pose import apply_ego_motion
 
@@ -68,13 +68,10 @@ class DreamVectorEnv(VectorEnv):
         self.num_envs, self.max_steps, self.render_mode = num_envs, max_steps, render_mode
         self.reward_fn, self.terminate_fn = reward_fn, terminate_fn
         self.H, self.W = self.model.config.frame_size
-        info = self.model.info
         self.prompt_name = prompt_world_name(self.model, checkpoint, prompt_world)
-        if prompt_config is None:
-            render = info.get("render_size", [2 * self.H, 2 * self.W])
-            prompt_config = info.get("prompt_config") or {"width": render[1], "height": render[0]}
+        self.prompt_config = prompt_world_config(self.model, self.prompt_name, prompt_world, prompt_config)
         # One prompt world serves every env: it only renders the first frame of an episode.
-        self.prompt: World = make_world(self.prompt_name, **prompt_config)
+        self.prompt: World = make_world(self.prompt_name, **self.prompt_config)
         # Each dreamed frame enters the context at this noise level (as in DreamWorld; None: the model's own).
         self.sampler = FlowSampler(steps=steps, context_noise=self.model.context_noise if context_noise is None else context_noise)
         self.observation = observation
@@ -103,11 +100,7 @@ class DreamVectorEnv(VectorEnv):
         obs = self.prompt.reset(seed)
         rgb = area_resize(obs.rgb[None], (self.H, self.W))[0]
         depth = None if obs.depth is None else area_resize(obs.depth[None, ..., None], (self.H, self.W))[0, ..., 0]
-        K = np.eye(3)
-        if obs.K is not None:
-            K = obs.K.astype(np.float64).copy()
-            K[0] *= self.W / obs.rgb.shape[1]
-            K[1] *= self.H / obs.rgb.shape[0]
+        K = scaled_K(obs, self.H, self.W)
         c2w = obs.cam_to_world if obs.cam_to_world is not None else np.eye(4)
         return rgb, depth, c2w, K
 
