@@ -83,12 +83,17 @@ def _io_failure(path: Path, error: BaseException) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a failed write (disk full) leaves the old file and no `.tmp`."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # GL renderers that drew frames in this process ("arena", "memory" -> "GL_RENDERER; GL_VERSION"), noted by
@@ -305,7 +310,7 @@ class RecordingWriter:
             self.meta.resolution = [int(obs.rgb.shape[0]), int(obs.rgb.shape[1])]
             self.meta.has_depth = obs.depth is not None
             self.meta.has_dynamic_mask = obs.dynamic_mask is not None
-            _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+            self._io(_atomic_write_text, self.path / META_FILE, self.meta.to_yaml())
         elif list(obs.rgb.shape[:2]) != self.meta.resolution:
             raise RecordingError(f"frame size {obs.rgb.shape[:2]} differs from the recording's {self.meta.resolution}")
         row = {
@@ -329,7 +334,16 @@ class RecordingWriter:
             self._flush_chunk()
         # The JSONL row goes out after its frame is queued, so a row never points at a chunk that
         # was never going to be written.
-        self._ticks.write(json.dumps(row, separators=(",", ":")) + "\n")
+        self._io(self._ticks.write, json.dumps(row, separators=(",", ":")) + "\n")
+
+    def _io(self, fn: Any, *args: Any) -> None:
+        """A foreground write (a ticks.jsonl row, meta.yaml); an OSError (disk full) fails the recording the way a
+        failed chunk does: one line, what was written before stays readable, close() marks it failed."""
+        try:
+            fn(*args)
+        except OSError as e:
+            self._error = self._error or e
+            raise RecordingError(_io_failure(self.path, e)) from e
 
     def _flush_chunk(self) -> None:
         if not self._buf:
@@ -367,7 +381,10 @@ class RecordingWriter:
             if self._error is not None:
                 self.meta.extra["error"] = str(self._error)
             self.meta.steps = self._index
-            _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+            try:
+                _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+            except OSError as e:  # the last meta.yaml on disk stays (status "recording": an unfinished recording)
+                self._error = self._error or e
         if self._error is not None:
             raise RecordingError(_io_failure(self.path, self._error)) from self._error
 

@@ -651,6 +651,62 @@ def test_a_full_disk_while_recording_is_one_line_and_leaves_a_readable_failed_re
     assert verify(rec).matched
 
 
+TICKS_FULL = """
+import errno, sys
+import engine.recording as recording
+original_open = open
+def full_open(path, mode="r", *a, **k):
+    f = original_open(path, mode, *a, **k)
+    if str(path).endswith("ticks.jsonl"):
+        rows = [0]
+        write = f.write
+        class Wrapper:
+            def write(self, text):
+                rows[0] += 1
+                if rows[0] > 25:  # the disk fills up at the 26th row
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return write(text)
+            def close(self):
+                f.close()
+        return Wrapper()
+    return f
+recording.open = full_open
+import play
+sys.exit(play.main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_while_writing_tick_rows_is_one_line_and_marks_the_recording_failed(tmp_path):
+    from engine.recording import Recording
+
+    path = tmp_path / "rec"
+    p = run_cli("-c", TICKS_FULL, *PLANE, "--ticks", "100", "--record", path)
+    line = one_error_line(p)
+    assert "disk is full" in line and str(path) in line
+    assert not list(path.rglob("*.tmp")), list(path.rglob("*"))
+    rec = Recording(path)
+    assert rec.meta.status == "failed" and "No space left" in rec.meta.extra["error"]
+    assert len(rec) == 25  # every row written before the disk filled is readable
+
+
+def test_a_meta_write_that_fails_leaves_the_old_file_and_no_tmp(tmp_path, monkeypatch):
+    import errno
+    import os as os_module
+
+    from engine import recording
+
+    target = tmp_path / "meta.yaml"
+    target.write_text("old")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os_module, "fsync", full)
+    with pytest.raises(OSError):
+        recording._atomic_write_text(target, "new")
+    assert target.read_text() == "old" and not list(tmp_path.glob("*.tmp"))
+
+
 # -- --verify on a recording made with other library versions -----------------------------------------
 
 
