@@ -145,7 +145,7 @@ def bench_train(args, device) -> dict:
     from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
     from worldmodel.dynamics import DynamicsTransformer
     from worldmodel.flow import FlowMatching
-    from worldmodel.train import load_presets
+    from worldmodel.train import apply_gradients, load_presets, memory_batch
 
     mcfg, tcfg = load_presets(Path(args.config))
     amp = device.type == "cuda"  # what worldmodel.train does with bf16: auto there
@@ -180,10 +180,7 @@ def bench_train(args, device) -> dict:
             rgb, depth = rgb_pool[rows].to(device, non_blocking=True), depth_pool[rows].to(device, non_blocking=True)
             with autocast:
                 losses = loss_fn(ae, ae(rgb, depth), rgb, depth)
-            ae_opt.zero_grad(set_to_none=True)
-            losses.total.backward()
-            torch.nn.utils.clip_grad_norm_(ae.parameters(), tcfg.grad_clip)
-            ae_opt.step()
+            apply_gradients(ae, ae_opt, losses.total, tcfg.grad_clip)
         sps = timed(ae_step, args.train_steps)
         ae_res[str(B)] = {"steps_per_s": round(sps, 2), "frames_per_s": round(sps * B, 1)}
         print("train autoencoder", B, ae_res[str(B)], flush=True)
@@ -203,19 +200,13 @@ def bench_train(args, device) -> dict:
     for B in args.dyn_batches or [tcfg.batch_size]:
         def dyn_step(B=B):
             rows = torch.from_numpy(rng.integers(0, frames - T, B)[:, None] + np.arange(T)).to(device)
-            m = mem[rows].clone()
-            m[:, :, :-1] += tcfg.memory_latent_noise * torch.randn_like(m[:, :, :-1])
-            present = torch.from_numpy(rng.random(rows.shape) < tcfg.memory_prob).to(device)
-            m = m * present[:, :, None, None, None]
+            m, present = memory_batch(mem[rows], tcfg, rng)
             valid = torch.ones(rows.shape, dtype=torch.bool, device=device)
             valid[:, 0] = False
             with autocast:
                 losses = objective.loss(dyn, lat[rows], actions[rows], memory=m, memory_present=present,
                                         pose_target=ego[rows], pose_valid=valid)
-            opt.zero_grad(set_to_none=True)
-            losses.total.backward()
-            torch.nn.utils.clip_grad_norm_(dyn.parameters(), tcfg.grad_clip)
-            opt.step()
+            apply_gradients(dyn, opt, losses.total, tcfg.grad_clip)
         sps = timed(dyn_step, args.train_steps)
         dyn_res[str(B)] = {"steps_per_s": round(sps, 2), "clips_per_s": round(sps * B, 1)}
         print("train dynamics", B, dyn_res[str(B)], flush=True)

@@ -290,6 +290,30 @@ def average_gradients(module: torch.nn.Module, d: Dist) -> None:
             p.grad.div_(d.world)
 
 
+def apply_gradients(module: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
+                    d: Dist | None = None) -> torch.Tensor:
+    """One optimizer step on `loss` (gradients averaged over ranks, clipped); returns the gradient norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if d is not None:
+        average_gradients(module, d)
+    gnorm = torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    opt.step()
+    return gnorm
+
+
+def memory_batch(memory_rows: torch.Tensor, cfg: "TrainConfig",
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Memory images of a batch of clips [B, T, C+1, h, w] as training sees them: latent noise on top (the splat
+    memory is imperfect), and each frame's image kept with probability memory_prob where one exists (its
+    coverage channel is not all zero). Returns (images, present [B, T] bool)."""
+    mem = memory_rows.clone()
+    mem[:, :, :-1] += cfg.memory_latent_noise * torch.randn_like(mem[:, :, :-1])
+    present = torch.from_numpy(rng.random(mem.shape[:2]) < cfg.memory_prob).to(mem.device)
+    present &= mem[:, :, -1].flatten(2).amax(-1) > 0
+    return mem * present[:, :, None, None, None], present
+
+
 def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
     if d.world > 1:
         for t in list(module.parameters()) + list(module.buffers()):
@@ -563,11 +587,7 @@ class Trainer:
             with self.autocast:
                 out = self.ae(rgb, depth)
                 losses = loss_fn(self.ae, out, rgb, depth)
-            opt.zero_grad(set_to_none=True)
-            losses.total.backward()
-            average_gradients(self.ae, self.d)
-            torch.nn.utils.clip_grad_norm_(self.ae.parameters(), cfg.grad_clip)
-            opt.step()
+            apply_gradients(self.ae, opt, losses.total, cfg.grad_clip, self.d)
             if step % cfg.log_every == 0:
                 psnr = -10 * math.log10(max(1e-10, float(((out.recon.detach()[:, :3].float().clamp(-1, 1) - rgb) ** 2).mean()) / 4))
                 self.log.write("autoencoder", step, loss=losses.total.item(), rgb=losses.rgb.item(), depth=losses.depth.item(), psnr=psnr)
@@ -845,11 +865,7 @@ class Trainer:
             act = actions[rows]
             mem = present = None
             if memory is not None:
-                mem = memory[rows].clone()
-                mem[:, :, :-1] += cfg.memory_latent_noise * torch.randn_like(mem[:, :, :-1])
-                present = torch.from_numpy(self.rng.random(rows_np.shape) < cfg.memory_prob).to(dev)
-                present &= mem[:, :, -1].flatten(2).amax(-1) > 0  # no memory image exists for that frame
-                mem = mem * present[:, :, None, None, None]
+                mem, present = memory_batch(memory[rows], cfg, self.rng)
             pose_t = pose_valid = None
             if ego is not None:
                 pose_t = ego[rows]
@@ -858,11 +874,7 @@ class Trainer:
             with self.autocast:
                 losses = objective.loss(self.dyn, x0, act, memory=mem, memory_present=present, pose_target=pose_t,
                                         pose_valid=pose_valid)
-            opt.zero_grad(set_to_none=True)
-            losses.total.backward()
-            average_gradients(self.dyn, self.d)
-            gnorm = torch.nn.utils.clip_grad_norm_(self.dyn.parameters(), cfg.grad_clip)
-            opt.step()
+            gnorm = apply_gradients(self.dyn, opt, losses.total, cfg.grad_clip, self.d)
             if step % cfg.log_every == 0:
                 self.log.write("dynamics", step, loss=losses.total.item(), flow=losses.flow.item(), pose=losses.pose.item(),
                                grad_norm=float(gnorm), lr=opt.param_groups[0]["lr"])
