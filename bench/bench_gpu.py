@@ -145,7 +145,8 @@ def bench_train(args, device) -> dict:
     from worldmodel.autoencoder import AutoencoderLoss, FrameAutoencoder
     from worldmodel.dynamics import DynamicsTransformer
     from worldmodel.flow import FlowMatching
-    from worldmodel.train import apply_gradients, load_presets, memory_batch
+    from worldmodel.training.common import apply_gradients, load_presets
+    from worldmodel.training.memory_images import memory_batch
 
     mcfg, tcfg = load_presets(Path(args.config))
     amp = device.type == "cuda"  # what worldmodel.train does with bf16: auto there
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from splat.render import gsplat_status
     from worldmodel import attention
     from worldmodel.device import DeviceError, resolve_device
-    from worldmodel.train import load_presets
+    from worldmodel.training.common import load_presets
 
     try:
         device = resolve_device(args.device)

@@ -436,7 +436,7 @@ def test_memory_settings_are_chosen_on_validation_revisits(tiny_model, tmp_path)
 
 def test_bf16_setting_is_checked_and_auto_measures():
     from worldmodel.config import ConfigError
-    from worldmodel.train import TrainConfig, bf16_is_faster
+    from worldmodel.training.common import TrainConfig, bf16_is_faster
 
     assert TrainConfig().bf16 == "auto"
     with pytest.raises(ConfigError, match="train.bf16"):

@@ -1,0 +1,488 @@
+"""What the training stages share: the `train:` config, the fault-injection hooks, the random states, the
+distributed set-up (torchrun: NCCL or gloo), one optimizer step (`apply_gradients`), the metric log and the LR
+schedule, the run's train.yaml, and `TrainerBase`: the trainer's set-up and the state/checkpoint helpers of its
+loop (the stages in data.py, autoencoder.py, memory_images.py and dynamics.py build on it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+
+from worldmodel.autoencoder import FrameAutoencoder
+from worldmodel.checkpoint import (CheckpointError, check_memory_settings, load_state, read_progress, save_model,
+                                   save_state, state_path)
+from worldmodel.config import ConfigError, ModelConfig, _build, _plain
+from worldmodel.data import DataError, check_actions
+from worldmodel.device import DeviceError, resolve_device
+from worldmodel.dynamics import DynamicsTransformer
+from worldmodel.flow import FlowMatching
+
+
+@dataclass
+class TrainConfig:
+    """The `train:` section of a preset."""
+
+    data: tuple[str, ...] = ()  # recording directories (the command line's --data replaces them)
+    init_from: str = ""  # a model directory to start from (fine-tuning); ae_steps: 0 keeps its autoencoder
+    seed: int = 0
+    max_frames: int = 0  # 0: all frames of the data
+    # Stage 1: autoencoder on frames.
+    ae_steps: int = 2000
+    ae_batch: int = 32
+    ae_lr: float = 1e-3
+    # Stage 2: dynamics on clips of latents.
+    steps: int = 4000
+    batch_size: int = 8
+    clip_frames: int = 12
+    lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    # Memory input: probability a frame gets its memory image, and how it is built.
+    memory_prob: float = 0.5
+    # "reproject": earlier frames of the episode forward-splatted into the frame's camera (cheap, sharp);
+    # "splat": each episode streamed through splat.SceneMemory exactly as the dream does (render at the
+    # frame's camera, then insert the frame), so the model learns the real memory's look and its errors;
+    # "splat_predicted": the same, but the frames streamed in are the init_from model's own one-step
+    # predictions (ground-truth context, decoded RGB + depth), the kind of frame the dream feeds its memory.
+    memory_mode: str = "reproject"
+    memory_sources: int = 3
+    memory_max_gap: int = 300
+    memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
+    # splat.MemoryConfig fields for the "splat" modes' memory (e.g. {subsample: 1, scale_factor: 0.3}); written to
+    # the model's model.yaml (info.memory) so the dream builds the same memory. {}: init_from's, else the defaults.
+    memory: dict[str, Any] = field(default_factory=dict)
+    context_noise_max: float = 0.1
+    # Fraction of frames trained at pure noise (t = 1), where sampling starts; see FlowMatching.
+    pure_noise_prob: float = 0.25
+    pose_weight: float = 0.1
+    # bf16 autocast: true, false, or "auto" = always on CUDA; on the CPU only where a bf16 GEMM is measured to
+    # be faster than fp32 (AVX-512-BF16/AMX: ~1.5x faster training; plain AVX2: ~100x slower, emulated).
+    bf16: bool | str = "auto"
+    checkpoint_minutes: float = 5.0
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        self._check_ranges()
+        if self.memory_mode not in ("reproject", "splat", "splat_predicted"):
+            raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat', 'splat_predicted'")
+        if self.memory_mode == "splat_predicted" and not self.init_from:
+            raise ConfigError("train.memory_mode: 'splat_predicted' streams a trained model's own predictions: set train.init_from")
+        if isinstance(self.bf16, str) and self.bf16 != "auto":
+            raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
+        try:
+            FlowMatching(pure_noise_prob=self.pure_noise_prob)
+        except ValueError as e:
+            raise ConfigError(f"train.pure_noise_prob: {e}") from None
+        try:
+            check_memory_settings(self.memory, "train.memory")
+        except CheckpointError as e:
+            raise ConfigError(str(e)) from None
+
+    def _check_ranges(self) -> None:
+        """Every number in range (finite, and e.g. a learning rate > 0), each error naming the key and what to do,
+        so a bad value stops the run before the autoencoder stage instead of crashing (or training garbage) after it."""
+        def bad(key: str, why: str) -> ConfigError:
+            return ConfigError(f"train.{key} = {getattr(self, key)!r} {why}")
+
+        for key in ("ae_lr", "lr", "grad_clip"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                raise bad(key, "must be a finite number > 0")
+        for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise bad(key, "must be a finite number >= 0")
+        for key in ("memory_prob", "pure_noise_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:  # also false for NaN
+                raise bad(key, "must be a probability in [0, 1]")
+        if not 0.0 <= self.context_noise_max < 1.0:
+            raise bad("context_noise_max", "must be in [0, 1)")
+        for key in ("seed", "max_frames", "ae_steps", "warmup"):
+            if getattr(self, key) < 0:
+                raise bad(key, "must be >= 0")
+        for key in ("steps", "ae_batch", "batch_size", "memory_sources", "memory_max_gap", "log_every"):
+            if getattr(self, key) < 1:
+                raise bad(key, "must be >= 1" + (" (the dynamics trains at least one step)" if key == "steps" else ""))
+        if self.clip_frames < 2:
+            raise bad("clip_frames", "must be >= 2 (a clip is context frames followed by the frames predicted from them)")
+        if self.ae_steps == 0 and not self.init_from:
+            raise bad("ae_steps", "trains no autoencoder, so set train.init_from to a model whose autoencoder to keep "
+                                  "(or give ae_steps > 0)")
+
+
+def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:
+    """Whether a bf16 matrix product beats fp32 on this CPU (a ~50 ms probe): CPUs with AVX-512-BF16 or
+    AMX run bf16 GEMMs natively; on others torch emulates them, orders of magnitude slower."""
+    def best(dtype: torch.dtype) -> float:
+        a = torch.randn(size, size).to(dtype)
+        a @ a
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return best(torch.bfloat16) < best(torch.float32)
+
+
+def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise ConfigError(f"{path}: expected top-level 'model:' (and 'train:') sections")
+    extra = set(data) - {"model", "train"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(extra)}; valid keys: ['model', 'train']")
+    model = ModelConfig.from_dict(data["model"], source=str(path))
+    train = _build(TrainConfig, data.get("train") or {}, "train", str(path))
+    return model, train
+
+
+# -- fault injection ---------------------------------------------------------------------------------
+
+# Test hooks: each is called with the name of a point the run passes ("ae.step", "ae.trained", "ae.final",
+# "latents.encoded", "dyn.step", "dyn.saved", "ae.state_written", ...) and the step; a test kills the process
+# there (tests/test_faults.py) to check that a resume from any point equals the uninterrupted run.
+HOOKS: list[Any] = []
+
+
+def _hook(point: str, step: int | None = None) -> None:
+    for hook in HOOKS:
+        hook(point, step)
+
+
+# -- RNG states ----------------------------------------------------------------------------------------
+
+
+def rng_state(sampler: np.random.Generator) -> dict[str, Any]:
+    """This process's random state: torch (CPU and CUDA), numpy's global and the data sampler, Python's."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, t in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = t
+    legacy = np.random.get_state()
+    plain = {"sampler": sampler.bit_generator.state, "python": _jsonable(random.getstate()),
+             "numpy": [legacy[0], legacy[1].tolist(), int(legacy[2]), int(legacy[3]), float(legacy[4])]}
+    return {"tensors": tensors, "plain": plain}
+
+
+def set_rng_state(state: dict[str, Any], sampler: np.random.Generator) -> None:
+    """Restore what `rng_state` captured (the sampler in place)."""
+    tensors, plain = state["tensors"], state["plain"]
+    torch.set_rng_state(tensors["torch"].to(torch.uint8).cpu())
+    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors)) if f"cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.to(torch.uint8).cpu() for t in cuda[:torch.cuda.device_count()]])
+    sampler.bit_generator.state = plain["sampler"]
+    version, internal, gauss = plain["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, cached))
+
+
+def _jsonable(obj: Any) -> Any:
+    return [_jsonable(v) for v in obj] if isinstance(obj, (list, tuple)) else obj
+
+
+# -- distributed ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "cpu") -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join a process group, NCCL with each rank on the GPU of its
+    LOCAL_RANK when `device` resolves to CUDA, gloo on the CPU; otherwise a single process on `device`."""
+    dev = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if dev.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            if local >= torch.cuda.device_count():
+                raise DeviceError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} CUDA device(s): "
+                                  f"start at most that many ranks per node")
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+            dist.init_process_group("nccl", device_id=dev)
+        else:
+            dist.init_process_group("gloo")
+        # Split the cores between the ranks rather than oversubscribing them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+        return Dist(dist.get_rank(), world, dev)
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+    return Dist(device=dev)
+
+
+def average_gradients(module: torch.nn.Module, d: Dist) -> None:
+    """All-reduce gradients (explicit, so the same code trains with or without DDP)."""
+    if d.world == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(d.world)
+
+
+def apply_gradients(module: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
+                    d: Dist | None = None) -> torch.Tensor:
+    """One optimizer step on `loss` (gradients averaged over ranks, clipped); returns the gradient norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if d is not None:
+        average_gradients(module, d)
+    gnorm = torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    opt.step()
+    return gnorm
+
+
+def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
+    if d.world > 1:
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+# -- logging -------------------------------------------------------------------------------------------
+
+
+class MetricLog:
+    """log.jsonl always; TensorBoard too when it is installed."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.file = open(out / "log.jsonl", "a") if enabled else None
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except Exception:
+                self.tb = None
+
+    def resume_at(self, stage: str, step: int) -> None:
+        """A resumed stage redoes its steps from `step`: drop the killed run's rows for them (and a row torn by
+        the kill), so log.jsonl holds each step once."""
+        if not self.enabled:
+            return
+        path = Path(self.file.name)
+        self.file.close()
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not (isinstance(row, dict) and row.get("stage") == stage and int(row.get("step", -1)) >= step):
+                kept.append(line)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+        self.file = open(path, "a")
+
+    def write(self, stage: str, step: int, **metrics: float) -> None:
+        if not self.enabled:
+            return
+        row = {"stage": stage, "step": step, "time": round(time.time(), 1)} | {k: round(float(v), 6) for k, v in metrics.items()}
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"{stage}/{k}", float(v), step)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+RUN_CONFIG = "train.yaml"
+
+
+def write_run_config(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    """train.yaml: the full config of the run (what --resume continues with), written atomically."""
+    tmp = out / (RUN_CONFIG + ".tmp")
+    tmp.write_text(yaml.safe_dump({"model": model_cfg.to_dict(), "train": _plain(asdict(cfg))}, sort_keys=False))
+    os.replace(tmp, out / RUN_CONFIG)
+
+
+# -- the trainer's shared part -------------------------------------------------------------------------
+
+
+class TrainerBase:
+    """The trainer's set-up (data, the two networks, the run directory, bf16) and the state/checkpoint helpers
+    its stages share; worldmodel.train.Trainer combines it with the stages (data.py, autoencoder.py,
+    memory_images.py, dynamics.py)."""
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool, d: Dist,
+                 progress: bool = True, workers: int = 1) -> None:
+        self.mcfg, self.cfg, self.out, self.d, self.progress = model_cfg, cfg, out, d, progress and d.main
+        self.workers = max(1, int(workers))
+        self.state_dir = out / "state"
+        if d.main:
+            if out.exists() and (out / "state").exists() and not resume:
+                raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_config(out, model_cfg, cfg)
+        self.resume = resume
+        self.log = MetricLog(out, d.main)
+        torch.manual_seed(cfg.seed + d.rank)
+        self.rng = np.random.default_rng(cfg.seed + 1000 * d.rank)
+        self.store = self._load_data()
+        check_actions(self.store.actions)
+        self.clip_starts = self.store.clip_starts(cfg.clip_frames)  # DataError now, not after the autoencoder stage
+        self.use_depth = model_cfg.autoencoder.use_depth
+        if self.use_depth and self.store.depth is None:
+            raise DataError("the config asks for depth (autoencoder.use_depth: true) but the recordings have none; "
+                            "set use_depth: false to train on RGB only")
+        self.ego = self.store.ego_targets()
+        if self.ego is None and d.main:
+            print("note: the recordings have no camera poses: training without the ego-motion loss "
+                  "(the dream will not move its camera, and the splat memory cannot be used)")
+        self.device = d.device
+        self.ae = FrameAutoencoder(model_cfg.autoencoder).to(self.device)
+        self.dyn = DynamicsTransformer(model_cfg.dynamics, model_cfg.latent_shape).to(self.device)
+        if self.device.type == "cuda":
+            self.bf16 = cfg.bf16 == "auto" or bool(cfg.bf16)
+            self._say(f"device: {self.device} ({torch.cuda.get_device_name(self.device)}), bf16 autocast "
+                      f"{'on' if self.bf16 else 'off'}")
+        elif cfg.bf16 == "auto" and self._recorded_bf16() is not None:  # a resumed run keeps its numerics
+            self.bf16 = self._recorded_bf16()
+            self._say(f"bf16: auto -> {'on' if self.bf16 else 'off'}, as the run chose when it started")
+        else:
+            self.bf16 = bf16_is_faster() if cfg.bf16 == "auto" else bool(cfg.bf16)
+            if cfg.bf16 == "auto":
+                self._say(f"bf16: auto -> {'on (bf16 GEMMs are faster here)' if self.bf16 else 'off (bf16 GEMMs are slower on this CPU)'}")
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        if cfg.init_from:  # first the starting model; on --resume the run's own checkpoints then replace it
+            from worldmodel.checkpoint import load_model
+
+            init = load_model(cfg.init_from)
+            if init.config != model_cfg:
+                raise ConfigError(f"train.init_from {cfg.init_from} holds a different model config than {out}'s preset")
+            self.ae.load_state_dict(init.autoencoder.state_dict())
+            self.dyn.load_state_dict(init.dynamics.state_dict())
+            self._say(f"initialised from {cfg.init_from} (model {init.hash})")
+        # The scene memory the "splat" modes build, and the dream then builds the same (model.yaml info.memory).
+        own = check_memory_settings(cfg.memory, "train.memory")  # without a chosen_by note
+        self.memory_settings = own or (dict(init.memory_settings) if cfg.init_from else {})
+        self.init_hash = init.hash if cfg.init_from else ""
+        self.step = {"autoencoder": 0, "dynamics": 0}  # the step the weights are at, per stage (model.yaml's step)
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    def _checkpoint_due(self, last: float, last_step: bool) -> bool:
+        """Whether to save now (every checkpoint_minutes, and after a stage's last step); rank 0 decides for all
+        ranks, so the collective that gathers their RNG states is entered by all of them or none."""
+        due = last_step or time.time() - last > 60 * self.cfg.checkpoint_minutes
+        if self.d.world > 1:
+            flag = torch.tensor([int(due)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.broadcast(flag, src=0)
+            due = bool(flag.item())
+        return due
+
+    def _save(self, name: str, module: torch.nn.Module, opt: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+        """The stage's state as one unit (weights, optimizer, every rank's RNG states, progress, schedule)."""
+        mine = rng_state(self.rng)
+        if self.d.world > 1:
+            states: list[Any] = [None] * self.d.world
+            dist.all_gather_object(states, mine)
+        else:
+            states = [mine]
+        if not self.d.main:
+            return
+        rng = {"tensors": {f"{r}.{k}": v for r, st in enumerate(states) for k, v in st["tensors"].items()},
+               "plain": {str(r): st["plain"] for r, st in enumerate(states)}}
+        save_state(self.state_dir, name, module, opt, progress, rng, hook=_hook)
+
+    def _restore(self, name: str, module: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """Load the stage's state if the run has one (weights, optimizer and this rank's RNG states); its progress."""
+        if not (self.resume and state_path(self.state_dir, name).exists()):
+            return None
+        progress = load_state(self.state_dir, name, module, opt)
+        rng = progress.pop("rng")
+        rank = str(self.d.rank)
+        if rng is not None and rank in rng["plain"]:
+            tensors = {k.split(".", 1)[1]: v for k, v in rng["tensors"].items() if k.split(".", 1)[0] == rank}
+            set_rng_state({"tensors": tensors, "plain": rng["plain"][rank]}, self.rng)
+        elif rng is None:
+            progress["no_rng"] = True
+        return progress
+
+    def _note_no_rng(self, name: str, progress: dict[str, Any] | None) -> None:
+        if progress is not None and progress.get("no_rng"):
+            self._say(f"note: {state_path(self.state_dir, name)} was saved before random states were kept: the resumed "
+                      "run draws other batches than an uninterrupted one would")
+
+    def _seed_stage(self, stage: int) -> None:
+        """Fresh random streams for a stage started from its beginning: what it draws then depends on the seed,
+        the stage and the rank only (not on what ran before it, such as a latents cache hit or miss)."""
+        seed = [self.cfg.seed, stage, self.d.rank]
+        torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0] >> 1))
+        random.seed(repr(seed))
+        np.random.seed(np.random.SeedSequence(seed).generate_state(4))
+        self.rng = np.random.default_rng(seed)
+
+    def _progress(self, step: int, total: int, base_lr: float, warmup: int, **extra: Any) -> dict[str, Any]:
+        """What a state records besides tensors and RNG: the step, the LR schedule it is on (lr_at), and whether
+        bf16 autocast was on (a resumed "auto" run keeps it, rather than probing again)."""
+        return {"step": step, "schedule": {"kind": "warmup_cosine", "step": step, "total": total, "base_lr": base_lr,
+                                           "warmup": warmup, "next_lr": lr_at(step, total, base_lr, warmup)},
+                "bf16": bool(self.bf16), "device": self.device.type} | extra
+
+    def _recorded_bf16(self) -> bool | None:
+        """bf16 as the run's latest saved state on this kind of device had it (None: no such state)."""
+        if not self.resume:
+            return None
+        for name in ("dyn", "ae"):
+            progress = read_progress(self.state_dir, name)
+            if progress and "bf16" in progress and progress.get("device") == self.device.type:
+                return bool(progress["bf16"])
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        if self.d.main:
+            print(text, flush=True)
+
+    def export(self, stage: str, step: int) -> None:
+        if self.d.main:
+            info = {"stage": stage, "step": step, "frames": self.store.frames, "episodes": self.store.episodes,
+                    "data": list(self.cfg.data), "has_pose": self.ego is not None, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    **self._prompt_info()}
+            if self.memory_settings and self.cfg.memory_mode != "reproject":  # only what the memory images used
+                info["memory"] = dict(self.memory_settings)
+            save_model(self.out, self.mcfg, self.ae, self.dyn, info)
+
+    def _prompt_info(self) -> dict[str, Any]:
+        """The world the data came from: the dream starts its episodes from a real view of it."""
+        from engine.recording import Recording
+
+        meta = Recording(self.store.sources[0]).meta
+        return {"prompt_world": meta.world, "prompt_config": meta.world_config, "render_size": meta.resolution}

@@ -1,0 +1,91 @@
+"""Stage 2: the dynamics transformer on clips of latents, with the flow-matching objective (Diffusion Forcing
+noise levels), memory images dropped at random, and the ego-motion loss when the data has poses."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from worldmodel.flow import FlowMatching
+from worldmodel.training.common import _hook, apply_gradients, broadcast_module, lr_at
+from worldmodel.training.memory_images import memory_batch
+
+
+class DynamicsStage:
+    """Stage 2 of the trainer (a part of worldmodel.train.Trainer)."""
+
+    # -- stage 2 ---------------------------------------------------------------------------------------
+
+    def train_dynamics(self) -> None:
+        cfg = self.cfg
+        lat, memory = self.encode_all()
+        # The whole latent data set lives on the training device (100k frames of the shipped recipe: ~1.8 GB
+        # with their memory images): a step gathers its clips there, no host copies but the clip indices.
+        dev = self.device
+        lat = lat.to(dev)
+        memory = memory.to(dev) if memory is not None else None
+        ego = torch.from_numpy(self.ego).to(dev) if self.ego is not None else None
+        actions = torch.from_numpy(self.store.actions).to(dev)
+        starts = self.clip_starts
+        is_start = np.zeros(self.store.frames, bool)
+        is_start[self.store.starts] = True
+        opt = torch.optim.AdamW(self.dyn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+        progress = self._restore("dyn", self.dyn, opt)
+        if progress is None:
+            start = 0
+            self._seed_stage(2)
+        else:
+            start = int(progress["step"])
+        broadcast_module(self.dyn, self.d)
+        self.step["dynamics"] = start
+        if self.resume:
+            self.log.resume_at("dynamics", start)
+        if start >= cfg.steps:
+            if start > cfg.steps:
+                self._say(f"note: the run's dynamics state is at step {start}, past train.steps {cfg.steps}: "
+                          f"nothing to train; the model stays at step {start}")
+            return
+        self._note_no_rng("dyn", progress)
+        objective = FlowMatching(context_noise_max=cfg.context_noise_max, pure_noise_prob=cfg.pure_noise_prob,
+                                 pose_weight=cfg.pose_weight)
+        self._say(f"dynamics: steps {start}..{cfg.steps}, {len(starts)} clip starts of {cfg.clip_frames} frames, "
+                  f"memory {'on' if memory is not None else 'off'}, {sum(p.numel() for p in self.dyn.parameters())/1e6:.2f}M params")
+        from tqdm import tqdm
+
+        bar = tqdm(range(start, cfg.steps), desc="dynamics", disable=not self.progress, initial=start, total=cfg.steps)
+        last_ckpt = time.time()
+        self.dyn.train()
+        T = cfg.clip_frames
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+            rows_np = self.rng.choice(starts, cfg.batch_size)[:, None] + np.arange(T)  # [B, T]
+            rows = torch.from_numpy(rows_np).to(dev)
+            x0 = lat[rows]  # [B, T, C, h, w]
+            act = actions[rows]
+            mem = present = None
+            if memory is not None:
+                mem, present = memory_batch(memory[rows], cfg, self.rng)
+            pose_t = pose_valid = None
+            if ego is not None:
+                pose_t = ego[rows]
+                pose_valid = torch.from_numpy(~is_start[rows_np]).to(dev)
+                pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
+            with self.autocast:
+                losses = objective.loss(self.dyn, x0, act, memory=mem, memory_present=present, pose_target=pose_t,
+                                        pose_valid=pose_valid)
+            gnorm = apply_gradients(self.dyn, opt, losses.total, cfg.grad_clip, self.d)
+            if step % cfg.log_every == 0:
+                self.log.write("dynamics", step, loss=losses.total.item(), flow=losses.flow.item(), pose=losses.pose.item(),
+                               grad_norm=float(gnorm), lr=opt.param_groups[0]["lr"])
+                bar.set_postfix(flow=f"{losses.flow.item():.4f}", pose=f"{losses.pose.item():.4f}")
+            self.step["dynamics"] = step + 1
+            _hook("dyn.step", step + 1)
+            if self._checkpoint_due(last_ckpt, step + 1 == cfg.steps):
+                self._save("dyn", self.dyn, opt, self._progress(step + 1, cfg.steps, cfg.lr, cfg.warmup))
+                _hook("dyn.saved", step + 1)
+                self.export("dynamics", step + 1)
+                last_ckpt = time.time()
+        self.dyn.eval()

@@ -1,0 +1,167 @@
+"""Memory images: per frame, what a scene memory shows at that frame's camera, encoded with the autoencoder plus
+a coverage channel. Three generators (train.memory_mode): "reproject" (earlier ground-truth frames reprojected),
+"splat" (the episode streamed through splat.SceneMemory as the dream does) and "splat_predicted" (the same with
+the init_from model's one-step predictions); `memory_batch` is how training sees them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from worldmodel.data import FrameStore, frames_to_tensor, memory_sources, reproject
+from worldmodel.training.common import TrainConfig
+
+
+_FORK_STORE: tuple[FrameStore, tuple[int, int]] | None = None  # the data, for forked memory-image workers
+
+
+def _reproject_row(s: FrameStore, size: tuple[int, int], row: int, src: np.ndarray):
+    return reproject(s.rgb[src], s.depth[src].astype(np.float32), s.c2w[src], s.K[src], s.c2w[row], s.K[row], size)
+
+
+def _reproject_job(job: tuple[int, np.ndarray]):
+    row, src = job
+    s, size = _FORK_STORE
+    return row, _reproject_row(s, size, row, src)
+
+
+def memory_batch(memory_rows: torch.Tensor, cfg: "TrainConfig",
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Memory images of a batch of clips [B, T, C+1, h, w] as training sees them: latent noise on top (the splat
+    memory is imperfect), and each frame's image kept with probability memory_prob where one exists (its
+    coverage channel is not all zero). Returns (images, present [B, T] bool)."""
+    mem = memory_rows.clone()
+    mem[:, :, :-1] += cfg.memory_latent_noise * torch.randn_like(mem[:, :, :-1])
+    present = torch.from_numpy(rng.random(mem.shape[:2]) < cfg.memory_prob).to(mem.device)
+    present &= mem[:, :, -1].flatten(2).amax(-1) > 0
+    return mem * present[:, :, None, None, None], present
+
+
+class MemoryImages:
+    """The memory-image generators of the trainer (a part of worldmodel.train.Trainer)."""
+
+    @torch.no_grad()
+    def _memory_latents(self, lat: torch.Tensor) -> torch.Tensor:
+        """Per frame: earlier frames of its episode reprojected into its camera, encoded, + coverage alpha."""
+        from tqdm import tqdm
+
+        s, cfg = self.store, self.cfg
+        H, W = self.mcfg.frame_size
+        C, h, w = self.mcfg.latent_shape
+        rng = np.random.default_rng(cfg.seed + 7)
+        out = torch.zeros((s.frames, C + 1, h, w))
+        batch_rows: list[int] = []
+        batch_rgb: list[np.ndarray] = []
+        batch_depth: list[np.ndarray] = []
+        batch_alpha: list[np.ndarray] = []
+
+        def flush() -> None:
+            if not batch_rows:
+                return
+            rgb = frames_to_tensor(np.stack(batch_rgb)).to(self.device)
+            depth = torch.from_numpy(np.stack(batch_depth))[:, None].to(self.device) if self.use_depth else None
+            z = self.ae.encode(rgb, depth).float()
+            alpha = torch.from_numpy(np.stack(batch_alpha))[:, None].to(self.device)
+            alpha = torch.nn.functional.adaptive_avg_pool2d(alpha, (h, w))
+            out[batch_rows] = torch.cat([z, alpha], 1).cpu()
+            batch_rows.clear(); batch_rgb.clear(); batch_depth.clear(); batch_alpha.clear()
+
+        if cfg.memory_mode == "splat":
+            renders = self._splat_memory_renders(self.store.rgb, self.store.depth)
+        elif cfg.memory_mode == "splat_predicted":
+            renders = self._splat_memory_renders(*self._predicted_frames(lat), predicted=True)
+        else:
+            renders = self._reprojected_memory(rng)
+        for row, r in tqdm(renders, total=s.frames, desc=f"memory images ({cfg.memory_mode})",
+                           disable=not self.progress, mininterval=2):
+            batch_rows.append(row)
+            batch_rgb.append(r.rgb)
+            batch_depth.append(r.depth)
+            batch_alpha.append(r.alpha)
+            if len(batch_rows) == 256:
+                flush()
+        flush()
+        return out
+
+    @torch.no_grad()
+    def _predicted_frames(self, lat: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Every frame as the model predicts it in one sampling step from the ground-truth frames before it
+        (decoded RGB uint8 + depth in metres): blurry and imperfect like the dream's own frames, but anchored
+        to the truth, so a memory built from them matches the episode's cameras. An episode's first frame
+        stays the real one, as the dream's first view is."""
+        from tqdm import tqdm
+
+        from worldmodel.data import tensor_to_frames
+        from worldmodel.flow import FlowSampler
+
+        s, dyn, ae = self.store, self.dyn.eval(), self.ae.eval()
+        rgb, depth = s.rgb.copy(), s.depth.astype(np.float32)
+        sampler = FlowSampler(steps=1)
+        gen = torch.Generator().manual_seed(self.cfg.seed + 11)
+        actions = torch.from_numpy(s.actions).to(self.device)
+        lat = lat.to(self.device)
+        by_length: dict[int, list[int]] = {}
+        for start, n in zip(s.starts, s.lengths):
+            by_length.setdefault(int(n), []).append(int(start))
+        bar = tqdm(total=s.frames, desc="one-step predictions", disable=not self.progress, mininterval=2)
+        for n, starts in by_length.items():
+            for i in range(0, len(starts), batch):
+                rows = torch.tensor(starts[i:i + batch], device=self.device)
+                state = dyn.new_state(len(rows))
+                dyn.commit_frame(state, lat[rows].to(dyn.dtype), torch.zeros(len(rows), 8, dtype=dyn.dtype, device=self.device))
+                for t in range(1, n):
+                    a = actions[rows + t].to(dyn.dtype)
+                    dyn.predict_pose(state, a)
+                    z = sampler.sample(dyn, state, a, generator=gen, commit=False).latent
+                    out = ae.decode(z.float())
+                    rgb[(rows + t).cpu().numpy()] = tensor_to_frames(out.rgb)
+                    depth[(rows + t).cpu().numpy()] = out.depth[:, 0].float().cpu().numpy()
+                    dyn.commit_frame(state, lat[rows + t].to(dyn.dtype), a)  # teacher forcing: the truth goes on
+                bar.update(len(rows) * n)
+        bar.close()
+        return rgb, depth
+
+    def _reprojected_memory(self, rng: np.random.Generator):
+        """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera.
+        The sources are drawn in order from `rng` (the same images for any `workers`); with workers > 1 the
+        reprojections (numpy, ~2 ms a frame: minutes for 100k frames on one core) run in forked processes."""
+        s, cfg = self.store, self.cfg
+        H, W = self.mcfg.frame_size
+        jobs = ((row, memory_sources(s, row, rng, cfg.memory_sources, 1, cfg.memory_max_gap)) for row in range(s.frames))
+        jobs = ((row, src) for row, src in jobs if len(src))  # an episode's first frame has no memory: stays 0 (absent)
+        if self.workers <= 1:
+            for row, src in jobs:
+                yield row, _reproject_row(s, (H, W), row, src)
+            return
+        import multiprocessing
+
+        global _FORK_STORE
+        _FORK_STORE = (s, (H, W))  # inherited by the forked workers: the frames are not pickled
+        try:
+            with multiprocessing.get_context("fork").Pool(self.workers) as pool:
+                yield from pool.imap(_reproject_job, jobs, chunksize=64)
+        finally:
+            _FORK_STORE = None
+
+    def _splat_memory_renders(self, rgb: np.ndarray, depth: np.ndarray, predicted: bool = False):
+        """(row, render) for every frame but an episode's first: the episode so far, streamed through a
+        splat.SceneMemory as the dream feeds it (first frame at tick 0; then per tick: render at the frame's
+        camera, insert the frame), rendered at the frame's camera before the frame itself is inserted."""
+        from splat import SceneMemory
+
+        s = self.store
+        H, W = self.mcfg.frame_size
+        memory = SceneMemory(width=W, height=H, **self.memory_settings)
+        ends = list(s.starts[1:]) + [s.frames]
+        for start, end in zip(s.starts, ends):
+            memory.reset()
+            for row in range(int(start), int(end)):
+                tick = row - int(start)
+                if tick > 0:
+                    yield row, memory.render(s.c2w[row], s.K[row], tick)
+                try:
+                    # splat_predicted frames are one step from the real context (age 1); splat's are real
+                    age = 1 if predicted and tick > 0 else 0
+                    memory.insert(rgb[row], depth[row].astype(np.float32), s.c2w[row], s.K[row], tick, source_age=age)
+                except ValueError:
+                    pass  # a frame with no valid depth (all sky, say) adds nothing; the dream skips it too
