@@ -42,7 +42,8 @@ def main() -> int:
     p.add_argument("--window", type=int, default=500)
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--seed", type=int, default=1_100_000)
-    p.add_argument("--memory", action="store_true", help="dream with the splat scene memory on")
+    p.add_argument("--memory", action="store_true", default=None,
+                   help="dream with the splat scene memory on (default: as the model says, model.yaml info.dream.memory)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the model runs")
     p.add_argument("--out", default=None, help="default bench/results/dream.json (dream_memory.json with --memory; "
                                               "_cuda before .json on a GPU)")
@@ -57,10 +58,11 @@ def main() -> int:
     from worldmodel.device import resolve_device
 
     device = resolve_device(args.device)
-    if args.out is None:
-        name = ("dream_memory" if args.memory else "dream") + ("_cuda" if device.type == "cuda" else "")
-        args.out = str(ROOT / "bench" / "results" / f"{name}.json")
     world = make_world("dream", checkpoint=args.checkpoint, steps=args.steps, memory=args.memory, device=str(device))
+    memory = world.memory is not None and world.memory_enabled
+    if args.out is None:
+        name = ("dream_memory" if memory else "dream") + ("_cuda" if device.type == "cuda" else "")
+        args.out = str(ROOT / "bench" / "results" / f"{name}.json")
     policy = ExplorePolicy()
     policy.reset(args.seed)
     obs = world.reset(args.seed)
@@ -86,7 +88,7 @@ def main() -> int:
         times.append((time.perf_counter() - t0) * 1e3)
         means.append(float(obs.rgb.mean()))
         stds.append(float(obs.rgb.std()))
-        if args.memory:
+        if memory:
             t = world.timings
             mem_ms.append(t["memory_render_ms"] + t["memory_insert_ms"])
         nan |= obs.depth is not None and not np.all(np.isfinite(obs.depth))
@@ -95,10 +97,30 @@ def main() -> int:
             windows.append({"end_tick": tick, "ms_median": round(statistics.median(times), 3),
                             "rss_mb": round(rss_mb(), 1), "frame_mean": round(statistics.mean(means), 2),
                             "frame_std": round(statistics.mean(stds), 2)})
-            if args.memory:
+            if memory:
                 windows[-1].update(gaussians=len(world.memory), memory_ms_median=round(statistics.median(mem_ms), 3))
             print(json.dumps(windows[-1]), flush=True)
             times, means, stds, mem_ms = [], [], [], []
+    reference = None
+    if memory:
+        # The memory's cost in one stretch of the same run: 200 ticks with the memory off, then 200 with it on again
+        # (the target: the memory-on tick <= 1.3x the memory-off tick), beside the GEMM speed of the moment.
+        from bench_dynamics import measure_peak_gflops
+
+        gflops = measure_peak_gflops(torch.float32)
+        reference = {}
+        for label in ("memory_off", "memory_on"):
+            world.memory_enabled = label == "memory_on"
+            ms = []
+            for _ in range(200):
+                action = policy(obs)
+                t0 = time.perf_counter()
+                obs = world.step(action)
+                ms.append((time.perf_counter() - t0) * 1e3)
+            reference[f"{label}_ms_median"] = round(statistics.median(ms), 3)
+        reference["ratio_on_over_off"] = round(reference["memory_on_ms_median"] / reference["memory_off_ms_median"], 3)
+        reference["fp32_gemm_gflops"] = round(gflops, 1)
+        print(json.dumps(reference), flush=True)
     world.close()
     first, last = windows[0], windows[-1]
     gt = {"frame_mean_range": [round(min(gt_means), 2), round(max(gt_means), 2)],
@@ -106,7 +128,7 @@ def main() -> int:
     in_range = all(gt["frame_mean_range"][0] - 10 <= w["frame_mean"] <= gt["frame_mean_range"][1] + 10 and
                    gt["frame_std_range"][0] - 10 <= w["frame_std"] <= gt["frame_std_range"][1] + 10 for w in windows)
     out = {
-        "checkpoint": args.checkpoint, "ticks": args.ticks, "sampling_steps": args.steps, "memory": args.memory,
+        "checkpoint": args.checkpoint, "ticks": args.ticks, "sampling_steps": args.steps, "memory": memory,
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "ticks_per_s_last_window": round(1000.0 / last["ms_median"], 1),
         "windows": windows, "ground_truth": gt, "no_nan": not nan, "stats_in_ground_truth_range": in_range,
@@ -114,7 +136,9 @@ def main() -> int:
         "cost_ratio_last_over_first": round(last["ms_median"] / first["ms_median"], 3),
         "rss_growth_mb": round(last["rss_mb"] - first["rss_mb"], 1),
     }
-    if args.memory:
+    if reference is not None:
+        out["memory_cost"] = reference
+    if memory:
         out["gaussians_max"] = max(w["gaussians"] for w in windows)
         out["memory_ms_first_window"] = first["memory_ms_median"]
         out["memory_ms_last_window"] = last["memory_ms_median"]

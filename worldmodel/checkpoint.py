@@ -40,7 +40,8 @@ HASH_KEY = "weights_hash"  # model.yaml: file_hash(model.safetensors)
 # What model.yaml's `info:` may hold (training facts, and settings the dream uses): a key not listed is refused
 # by name, so a misspelt setting is never silently ignored. Code that writes a new info key adds it here.
 INFO_KEYS: tuple[str, ...] = ("stage", "step", "frames", "episodes", "data", "has_pose", "time", "prompt_world",
-                              "prompt_config", "render_size", "sampling", "memory", "fine_tune", "pose_refit")
+                              "prompt_config", "render_size", "sampling", "memory", "fine_tune", "pose_refit",
+                              "dream", "motion")
 
 
 class CheckpointError(RuntimeError):
@@ -65,6 +66,12 @@ class LoadedModel:
         """The noise level the dream commits its own frames at, chosen for this model on validation data
         (model.yaml `info: {sampling: {context_noise: ...}}`); 0 (clean) when the model does not say."""
         return float((self.info.get("sampling") or {}).get("context_noise", 0.0))
+
+    @property
+    def dream_settings(self) -> dict[str, Any]:
+        """How this model dreams (model.yaml `info: {dream: {camera: model|action, memory_first: bool, memory: bool}}`);
+        {} = the learned camera, the model's frame everywhere, memory off unless asked."""
+        return dict(self.info.get("dream") or {})
 
     @property
     def memory_settings(self) -> dict[str, Any]:
@@ -199,12 +206,40 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
     if isinstance(cn, bool) or not isinstance(cn, (int, float)) or not 0.0 <= cn < 1.0:
         raise CheckpointError(f"{path}: info.sampling.context_noise must be a number in [0, 1), got {cn!r}")
     check_memory_settings(info.get("memory"), f"{path}: info.memory")
+    check_dream_settings(info, path)
     expected = data.get(HASH_KEY)
     if expected is not None and not (isinstance(expected, str) and len(expected) == 16
                                      and all(c in "0123456789abcdef" for c in expected)):
         raise CheckpointError(f"{path}: {HASH_KEY} must be 16 lowercase hex digits (file_hash of {MODEL_WEIGHTS}), "
                               f"got {expected!r}")
     return config, info, expected
+
+
+def check_dream_settings(info: dict[str, Any], path: Path) -> None:
+    """info.dream ({camera: model|action, memory_first: bool, memory: bool, chosen_by}) and info.motion (numbers for
+    worldmodel.motion.MotionModel): raise CheckpointError naming the bad key or value."""
+    dream = info.get("dream") or {}
+    if not isinstance(dream, dict) or set(dream) - {"camera", "memory_first", "memory", "chosen_by"}:
+        raise CheckpointError(f"{path}: info.dream must be a mapping with the keys camera, memory_first, memory, chosen_by; "
+                              f"got {dream!r}")
+    if dream.get("camera", "model") not in ("model", "action"):
+        raise CheckpointError(f"{path}: info.dream.camera must be 'model' or 'action', got {dream['camera']!r}")
+    for key in ("memory_first", "memory"):
+        if not isinstance(dream.get(key, False), bool):
+            raise CheckpointError(f"{path}: info.dream.{key} must be true or false, got {dream[key]!r}")
+    motion = info.get("motion")
+    if dream.get("camera") == "action" and motion is None:
+        raise CheckpointError(f"{path}: info.dream.camera is 'action' but info.motion (the fitted camera rules) is missing")
+    if motion is not None:
+        from worldmodel.motion import MotionModel
+
+        if not isinstance(motion, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for k, v in motion.items() if k != "held_out"):
+            raise CheckpointError(f"{path}: info.motion must be a mapping of numbers (worldmodel.motion.MotionModel), got {motion!r}")
+        try:
+            MotionModel.from_info(motion)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from None
 
 
 def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:

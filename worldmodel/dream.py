@@ -20,10 +20,12 @@ import torch
 
 from engine.action import Action
 from engine.world import Observation, World, check_world_name, make_world, world_factory
+from worldmodel.autoencoder import DecodedFrame
 from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings, load_model
 from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
 from worldmodel.device import autocast, default_amp, resolve_device
 from worldmodel.flow import FlowSampler
+from worldmodel.motion import CameraMotion, MotionModel, obstacle_points
 from worldmodel.pose import apply_ego_motion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +90,44 @@ def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: 
                                               f"play.py --set prompt_world={name} (or prompt_world= in Python).")
 
 
+# Memory first: the memory's render is the frame where its coverage (alpha) reaches MEMORY_GATE[1], the model's
+# frame where it is below MEMORY_GATE[0], a linear blend between (chosen on validation: docs/model_card.md).
+MEMORY_GATE = (0.3, 0.7)
+
+
+def memory_latent(model: LoadedModel, render: MemoryRender) -> torch.Tensor:
+    """A memory render -> conditioning [1, C+1, h, w] (latent of the render + coverage at latent size)."""
+    ae = model.autoencoder
+    C, h, w = model.config.latent_shape
+    dev = model.device
+    depth = torch.from_numpy(render.depth.astype(np.float32))[None, None].to(dev) if ae.config.use_depth else None
+    z = ae.encode(frames_to_tensor(render.rgb)[None].to(dev), depth).float()
+    alpha = torch.from_numpy(render.alpha.astype(np.float32))[None, None].to(dev)
+    alpha = torch.nn.functional.adaptive_avg_pool2d(alpha, (h, w))
+    return torch.cat([z, alpha], 1)
+
+
+def memory_first_frame(frame: DecodedFrame, latent: torch.Tensor, render: MemoryRender,
+                       memory: torch.Tensor) -> tuple[DecodedFrame, torch.Tensor]:
+    """The memory where it covers, the model's frame elsewhere (GEN3C's cache as the frame, the generator painting the
+    holes). frame: the decoded sample [1, 3, H, W] (+ depth); latent: the sample [1, C, h, w]; render: the memory at
+    this camera; memory: its conditioning latent [1, C+1, h, w] (memory_latent). Returns the shown frame (rgb and
+    depth) and the latent to commit as context: per latent cell the memory's where the whole cell is covered."""
+    lo, hi = MEMORY_GATE
+    dev = frame.rgb.device
+    alpha = torch.from_numpy(render.alpha.astype(np.float32)).to(dev)[None, None]
+    gate = ((alpha - lo) / (hi - lo)).clamp(0.0, 1.0)
+    rgb = gate * frames_to_tensor(render.rgb).to(dev)[None] + (1 - gate) * frame.rgb
+    depth = frame.depth
+    if depth is not None:
+        mem_depth = torch.from_numpy(render.depth.astype(np.float32)).to(dev)[None, None]
+        depth = gate * mem_depth + (1 - gate) * depth
+    h, w = latent.shape[-2:]
+    cell = -torch.nn.functional.adaptive_max_pool2d(-gate, (h, w))  # the least covered pixel of each latent cell
+    z = cell * memory[:, :-1].to(latent.dtype) + (1 - cell) * latent
+    return DecodedFrame(rgb=rgb, depth=depth), z
+
+
 class DreamWorld(World):
     """A trained world model as a World. Deterministic for a given seed, actions and device.
 
@@ -106,8 +146,9 @@ class DreamWorld(World):
 
     def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
-                 memory: bool = False, bf16: bool = False, threads: int = 2,
-                 memory_settings: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None) -> None:
+                 memory: bool | None = None, bf16: bool = False, threads: int = 2,
+                 memory_settings: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None,
+                 camera: str | None = None, memory_first: bool | None = None) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
         torch.set_num_threads(threads)
         self.device = resolve_device(device)
@@ -121,6 +162,22 @@ class DreamWorld(World):
         self.bf16 = bf16
         if bf16:
             self.model.dynamics.to(torch.bfloat16)
+        dream_info = self.model.dream_settings
+        # The camera: "action" (worldmodel.motion, the model's fitted info.motion) or "model" (the ego-motion head)
+        camera = camera or dream_info.get("camera", "model")
+        if camera not in ("model", "action"):
+            raise ValueError(f"camera must be 'model' or 'action' (got {camera!r})")
+        self.motion: CameraMotion | None = None
+        if camera == "action":
+            rules = MotionModel.from_info(self.model.info.get("motion"))
+            if rules is None:
+                raise ValueError(f"{self.checkpoint}: camera='action' needs the model's fitted motion (model.yaml info.motion); "
+                                 "fit it with python -m worldmodel.motion --checkpoint ... or use camera='model'")
+            self.motion = CameraMotion(rules)
+        # Memory first: where the memory covers a pixel it is the frame; the model paints the rest (see step)
+        self.memory_first = bool(dream_info.get("memory_first", False) if memory_first is None else memory_first)
+        if memory is None:  # the model says whether it dreams with its scene memory (model.yaml info.dream.memory)
+            memory = bool(dream_info.get("memory", False))
         self.prompt_name = prompt_world_name(self.model, self.checkpoint, prompt_world)
         # The prompt renders at the data's resolution, then is area-resized like the training data.
         self.prompt_config = prompt_world_config(self.model, self.prompt_name, prompt_world, prompt_config)
@@ -131,7 +188,8 @@ class DreamWorld(World):
         # The device that ran is recorded (not "auto"): a recording replays exactly only where it was made.
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
                             prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads,
-                            memory_settings=dict(memory_settings), device=str(self.device), amp=self.amp)
+                            memory_settings=dict(memory_settings), device=str(self.device), amp=self.amp,
+                            camera=camera, memory_first=self.memory_first)
         self.prompt: World | None = None
         self.memory: SceneMemoryLike | None = None
         self.memory_enabled = memory
@@ -145,7 +203,7 @@ class DreamWorld(World):
         self.state = None
         self.c2w = np.eye(4)
         self.K = np.eye(3)
-        self.tick = 0
+        self.tick = self.anchor_tick = 0  # anchor: the tick of the last real frame
         self.generator = torch.Generator().manual_seed(0)
         self.timings: dict[str, float] = {}
 
@@ -172,28 +230,48 @@ class DreamWorld(World):
         if self.prompt is None:
             self.prompt = make_world(self.prompt_name, **self.prompt_config)
         first = self.prompt.reset(seed)
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self.state = self.model.dynamics.new_state(1, dtype=self._cache_dtype())
-        self.tick = 0
-        rgb = area_resize(first.rgb[None], (self.H, self.W))[0]
+        rgb = area_resize(first.rgb[None], (self.H, self.W))
         depth = None
         if first.depth is not None:
-            depth = area_resize(first.depth[None, ..., None], (self.H, self.W))[0, ..., 0]
-        self.c2w = first.cam_to_world.copy() if first.cam_to_world is not None else np.eye(4)
-        self.K = self._scaled_K(first)
-        dev = self.device
-        with torch.no_grad():
-            d = torch.from_numpy(depth.astype(np.float32))[None, None].to(dev) if depth is not None else None
-            z = self.model.autoencoder.encode(frames_to_tensor(rgb)[None].to(dev), d)
-            action = torch.zeros(1, 8, device=dev)
-            with autocast(dev, self.amp):
-                self.model.dynamics.commit_frame(self.state, z.to(self.model.dynamics.dtype), action)
-            frame = self.model.autoencoder.decode(z)
-        obs = self._observe(frame, z)
+            depth = area_resize(first.depth[None, ..., None], (self.H, self.W))[..., 0]
+        c2w = first.cam_to_world.copy() if first.cam_to_world is not None else np.eye(4)
+        return self.start(rgb, depth, c2w[None], self._scaled_K(first), np.zeros((1, 8), np.float32), seed=seed)
+
+    @torch.no_grad()
+    def start(self, rgb: np.ndarray, depth: np.ndarray | None, cam_to_world: np.ndarray, K: np.ndarray,
+              actions: np.ndarray, seed: int = 0) -> Observation:
+        """Dream on from real frames: rgb [N, H, W, 3] uint8 at the model's size, depth [N, H, W] metres (or None),
+        cam_to_world [N, 4, 4], K [3, 3] at the model's size, actions [N, 8] (row i led into frame i). Each frame
+        becomes a context frame and, with a memory, a real view in it. `reset` starts from the prompt world's first
+        view this way; the evaluation's open loop from the true frames before its start tick. Returns the last
+        frame as the model decodes it; the next `step` dreams the frame after it. The sampling noise is `seed`'s."""
+        n = len(rgb)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.state = self.model.dynamics.new_state(1, dtype=self._cache_dtype())
+        self.tick = self.anchor_tick = n - 1
+        self.c2w = np.asarray(cam_to_world[-1], np.float64).copy()
+        self.K = np.asarray(K, np.float64).copy()
+        if self.motion is not None:
+            self.motion.reset(self.c2w)
+        dev, dyn = self.device, self.model.dynamics
+        d = torch.from_numpy(np.asarray(depth, np.float32))[:, None].to(dev) if depth is not None else None
+        z = self.model.autoencoder.encode(frames_to_tensor(rgb).to(dev), d)
+        act = torch.as_tensor(np.asarray(actions, np.float32), device=dev)
+        with autocast(dev, self.amp):
+            for i in range(n):
+                dyn.commit_frame(self.state, z[i:i + 1].to(dyn.dtype), act[i:i + 1].to(dyn.dtype))
+        frame = self.model.autoencoder.decode(z[-1:])
+        if self.memory_first and self.memory is not None:  # the frame shown is the real view itself, not its decoding
+            frame = DecodedFrame(rgb=frames_to_tensor(rgb[-1:]).to(dev),
+                                 depth=d[-1:] if d is not None else frame.depth)
+        obs = self._observe(frame, z[-1:])
         if self.memory is not None:
             self.memory.reset()
-            if obs.depth is not None:
-                self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, 0)  # the real first view
+            for i in range(n):
+                if depth is not None:  # a real view, as the world rendered it (its true depth)
+                    self.memory.insert(rgb[i], np.asarray(depth[i], np.float32), cam_to_world[i], self.K, i)
+                elif i == n - 1 and obs.depth is not None:  # no depth: the model's decoded depth of the last view
+                    self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, i)
         return obs
 
     def _scaled_K(self, obs: Observation) -> np.ndarray:
@@ -206,41 +284,47 @@ class DreamWorld(World):
         t0 = time.perf_counter()
         dyn, ae = self.model.dynamics, self.model.autoencoder
         a = torch.from_numpy(action.to_array())[None].to(self.device, dyn.dtype)
+        use_memory = self.memory is not None and self.memory_enabled
         with autocast(self.device, self.amp):
             motion = dyn.predict_pose(self.state, a).float().cpu().numpy()[0]  # the camera moves on the host
+        if self.motion is not None:  # the action-driven camera; the pose token still runs (its keys are context)
+            obstacles = None
+            if use_memory and hasattr(self.memory, "gaussians"):
+                obstacles = obstacle_points(self.memory, float(np.sqrt(self.K[0, 0] * self.K[1, 1])))
+            motion = self.motion.step(self.c2w, action.to_array(), obstacles)
         next_c2w = apply_ego_motion(self.c2w, motion)
         t1 = time.perf_counter()
-        memory = None
-        if self.memory is not None and self.memory_enabled and dyn.config.use_memory:
+        memory = render = None
+        if use_memory and (dyn.config.use_memory or self.memory_first):
             render = self.memory.render(next_c2w, self.K, self.tick + 1)
             memory = self._memory_latent(render).to(dyn.dtype)
         t2 = time.perf_counter()
+        first = self.memory_first and render is not None
         with autocast(self.device, self.amp):
-            sample = self.sampler.sample(dyn, self.state, a, memory=memory, generator=self.generator)
+            sample = self.sampler.sample(dyn, self.state, a, memory=memory if dyn.config.use_memory else None,
+                                         generator=self.generator, commit=not first)
         t3 = time.perf_counter()
         frame = ae.decode(sample.latent.float())
+        if first:  # the shown frame and the committed context: the memory where it covers, the model elsewhere
+            frame, latent = memory_first_frame(frame, sample.latent, render, memory)
+            with autocast(self.device, self.amp):
+                self.sampler.commit(dyn, self.state, latent.to(sample.latent.dtype), a,
+                                    memory if dyn.config.use_memory else None, generator=self.generator)
         t4 = time.perf_counter()
         self.c2w = next_c2w
         self.tick += 1
         obs = self._observe(frame, sample.latent)
         if self.memory is not None and obs.depth is not None:
             # every frame after the real first view is dreamed: its content is `tick` ticks from a real one
-            self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, self.tick, source_age=self.tick)
+            self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, self.tick,
+                               source_age=self.tick - self.anchor_tick)
         t5 = time.perf_counter()
         self.timings = {"pose_ms": (t1 - t0) * 1e3, "memory_render_ms": (t2 - t1) * 1e3, "sample_ms": (t3 - t2) * 1e3,
                         "decode_ms": (t4 - t3) * 1e3, "memory_insert_ms": (t5 - t4) * 1e3, "total_ms": (t5 - t0) * 1e3}
         return obs
 
     def _memory_latent(self, render: MemoryRender) -> torch.Tensor:
-        """A memory render -> conditioning [1, C+1, h, w] (latent of the render + coverage at latent size)."""
-        ae = self.model.autoencoder
-        C, h, w = self.model.config.latent_shape
-        dev = self.device
-        depth = torch.from_numpy(render.depth.astype(np.float32))[None, None].to(dev) if ae.config.use_depth else None
-        z = ae.encode(frames_to_tensor(render.rgb)[None].to(dev), depth).float()
-        alpha = torch.from_numpy(render.alpha.astype(np.float32))[None, None].to(dev)
-        alpha = torch.nn.functional.adaptive_avg_pool2d(alpha, (h, w))
-        return torch.cat([z, alpha], 1)
+        return memory_latent(self.model, render)
 
     def _observe(self, frame, latent: torch.Tensor) -> Observation:
         rgb = tensor_to_frames(frame.rgb)[0]

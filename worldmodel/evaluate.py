@@ -111,6 +111,29 @@ def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, 
     return RolloutResult(np.stack(frames, 1), np.stack(poses, 1))
 
 
+def dream_open_loop(model_dir: Path, trajs: list[Trajectory], starts: list[tuple[int, int]], context: int,
+                    horizon: int, steps: int, seed: int, context_noise: float, device: str = "auto") -> RolloutResult:
+    """The open loop as the model dreams in play.py when it dreams with its scene memory (model.yaml
+    info.dream.memory): one DreamWorld per rollout, started from the `context` true frames up to the start tick (as
+    context and as real views in the memory), then stepped along the true actions. Same result as `open_loop`."""
+    from engine.action import Action
+    from worldmodel.dream import DreamWorld
+
+    world = DreamWorld(str(model_dir), steps=steps, memory=True, context_noise=context_noise, device=device)
+    frames, poses = [], []
+    try:
+        for r, (i, t0) in enumerate(starts):
+            tr = trajs[i]
+            ctx = slice(t0 - context + 1, t0 + 1)
+            world.start(tr.rgb[ctx], tr.depth[ctx], tr.c2w[ctx], tr.K, tr.actions[ctx], seed=seed + r)
+            obs = [world.step(Action.from_array(tr.actions[t0 + h])) for h in range(1, horizon + 1)]
+            frames.append(np.stack([o.rgb for o in obs]))
+            poses.append(np.stack([o.cam_to_world for o in obs]))
+    finally:
+        world.close()
+    return RolloutResult(np.stack(frames), np.stack(poses))
+
+
 def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> float:
     """Batch-1 dream ticks (pose + sampling + commit + decode to host frames) per second, after a warm-up."""
     dyn, dev = model.dynamics, model.device
@@ -205,8 +228,12 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
             starts.append((i, int(t0)))
     groups = np.array([i for i, _ in starts])
     t_start = time.perf_counter()
-    result = open_loop(model, torch.stack(lat_b), torch.stack(act_b), np.stack(c2w_b), context, hmax, steps, seed,
-                       context_noise=context_noise)
+    with_memory = bool(model.dream_settings.get("memory")) and all(tr.K is not None for tr in trajs)
+    if with_memory:  # the dream as play.py runs it: with its scene memory, one rollout at a time
+        result = dream_open_loop(model_dir, trajs, starts, context, hmax, steps, seed, context_noise, device)
+    else:
+        result = open_loop(model, torch.stack(lat_b), torch.stack(act_b), np.stack(c2w_b), context, hmax, steps, seed,
+                           context_noise=context_noise)
     rollout_s = time.perf_counter() - t_start
 
     scores = score_open_loop(result.pred, trajs, starts, horizons)
@@ -242,7 +269,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     report["setup"] = {"checkpoint": str(model_dir), "model_hash": model.hash, "trajectories": len(trajs),
                        "rollouts": len(lat_b), "context": context, "sampling_steps": steps, "context_noise": context_noise,
                        "frame_size": [H, W], "render_size": None if data else list(_render_size(H, W, render_scale)),
-                       "batched_rollout_s": round(rollout_s, 2), "seed": seed, "model_info": model.info,
+                       "batched_rollout_s": round(rollout_s, 2), "memory": with_memory, "seed": seed, "model_info": model.info,
                        "split": "recordings" if data else split, "geometric_memory": GEOMETRIC_MEMORY,
                        "device": str(model.device),
                        "test_set": data or f"arena held-out {split} walks (moving)", "horizons": list(horizons)}

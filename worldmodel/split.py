@@ -26,14 +26,14 @@ class SplitWorld(World):
     deterministic = True
     commands = {"view": ("tab", "cycle views: split, dream, truth"), **DreamWorld.commands}
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 1, memory: bool = False, view: str = "split",
+    def __init__(self, checkpoint: str | None = None, steps: int = 1, memory: bool | None = None, view: str = "split",
                  device: str = "auto") -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         self.dream = DreamWorld(checkpoint=checkpoint, steps=steps, memory=memory, device=device)
         self.truth = make_world(self.dream.prompt_name, **self.dream.prompt_config)
         self.view = view
-        self._config = dict(checkpoint=self.dream.checkpoint, steps=steps, memory=memory, view=view,
+        self._config = dict(checkpoint=self.dream.checkpoint, steps=steps, memory=self.dream.config["memory"], view=view,
                             device=self.dream.config["device"])
 
     @property

@@ -10,7 +10,8 @@ decode for all environments, instead of B sequential DreamWorld steps. Environme
 (gymnasium's next-step autoreset): the model empties that row of its KV cache and starts it from a new
 prompt frame, which is exactly a fresh rollout for that row (tested), while the other rows carry on.
 Row i with reset seed s draws the same noise as `DreamWorld` reset with s, so the two agree.
-The scene memory is not used here (memory off).
+The scene memory is not used here (memory off); the camera follows the model's camera rules when it has them
+(worldmodel.motion), without collisions.
 
 `device` ("auto": CUDA when present, "cpu", "cuda") is where the model runs, with bf16 autocast on CUDA (`amp`)
 as in DreamWorld; the batch is what a GPU is good at (one forward for B environments). Per tick the actions go
@@ -40,6 +41,7 @@ from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
 from worldmodel.device import autocast, default_amp, resolve_device
 from worldmodel.dream import SHIPPED_MODEL, prompt_world_config, prompt_world_name, scaled_K
 from worldmodel.flow import FlowSampler
+from worldmodel.motion import CameraMotion, MotionModel
 from worldmodel.pose import apply_ego_motion
 
 RewardFn = Callable[[Observation, Action, Observation], float]
@@ -87,6 +89,11 @@ class DreamVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.state = None
         self.c2w = np.tile(np.eye(4), (num_envs, 1, 1))
+        # The camera as DreamWorld moves it: the model's fitted camera rules when it dreams with camera = action
+        # (no collisions here: they need the scene memory), else its ego-motion head.
+        rules = MotionModel.from_info(self.model.info.get("motion"))
+        self.cameras = ([CameraMotion(rules) for _ in range(num_envs)]
+                        if rules is not None and self.model.dream_settings.get("camera") == "action" else None)
         self.K = np.tile(np.eye(3), (num_envs, 1, 1))
         self.steps = np.zeros(num_envs, np.int64)
         self.generators = [torch.Generator() for _ in range(num_envs)]
@@ -117,6 +124,8 @@ class DreamVectorEnv(VectorEnv):
         prompts = [self._prompt(s) for s in seeds]
         for r, s, (_, _, c2w, K) in zip(rows, seeds, prompts):
             self.c2w[r], self.K[r] = c2w, K
+            if self.cameras is not None:
+                self.cameras[r].reset(c2w)
             self.generators[r].manual_seed(int(s))
             self.steps[r] = 0
         return self._encode([p[0] for p in prompts], [p[1] for p in prompts])
@@ -160,6 +169,9 @@ class DreamVectorEnv(VectorEnv):
         with autocast(self.device, self.amp):
             motion = dyn.predict_pose(self.state, a).float().cpu().numpy()
         moving = np.setdiff1d(np.arange(self.num_envs), resetting)
+        if self.cameras is not None:
+            for r in moving:
+                motion[r] = self.cameras[r].step(self.c2w[r], actions[r])
         self.c2w[moving] = apply_ego_motion(self.c2w[moving], motion[moving])
         shape = (1, *self.model.config.latent_shape)
         noise = torch.cat([torch.randn(shape, generator=g) for g in self.generators])

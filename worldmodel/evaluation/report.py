@@ -173,9 +173,12 @@ def quality_table(report: dict[str, Any]) -> str:
 
 
 def summary_table(report: dict[str, Any]) -> str:
-    """The README's short table: PSNR, ST-LPIPS and sharpness at a few horizons, and the returns."""
+    """The README's short table: PSNR, ST-LPIPS and sharpness at a few horizons, the returns, standing still and the
+    wall, for the dream as play.py runs it (with its scene memory when the report's open loop ran it that way)."""
     hs = [h for h in ("1", "8", "32", "128") if h in report["psnr"]["model"]]
-    lines = [f"Model `{report['setup']['model_hash'][:8]}` on the held-out {report['setup'].get('split', 'test')} set, "
+    played = bool(report["setup"].get("memory"))
+    how = (" as `play.py` dreams (camera from the actions, scene memory first)" if played else "")
+    lines = [f"Model `{report['setup']['model_hash'][:8]}` on the held-out {report['setup'].get('split', 'test')} set{how}, "
              f"dream ticks after {report['setup']['context']} real frames; the geometric baseline is a memory of the "
              "true frames seen from the true camera (a ceiling).", "",
              "| at tick | " + " | ".join(hs) + " |", "|---|" + "---|" * len(hs)]
@@ -186,13 +189,20 @@ def summary_table(report: dict[str, Any]) -> str:
                 lines.append(f"| {note}, {METHOD_NAMES[method].split(' (')[0]} | "
                              + " | ".join(_fmt(vals.get(h), digits) for h in hs) + " |")
     rets = report.get("returns", {})
+    dream = "model_memory_on" if played else "model"
     if rets:
-        lines += ["", "Back at the start view, PSNR against the truth (model / geometric): " + "; ".join(
-            f"{kind.replace('_', ' ')} {_fmt(r['model'], 1)} / {_fmt(r['geometric'], 1)} dB" for kind, r in rets.items()) + "."]
+        lines += ["", "Back at the start view, PSNR against the truth (dream / geometric): " + "; ".join(
+            f"{kind.replace('_', ' ')} {_fmt(r[dream], 1)} / {_fmt(r['geometric'], 1)} dB" for kind, r in rets.items()) + "."]
     if "idle" in report:
         idle = report["idle"]
-        lines.append(f"Standing still {idle['ticks']} ticks, the dream's camera drifts {_fmt(idle['pose_drift_m'])} m and "
-                     f"{_fmt(idle['pose_drift_deg'], 1)}° (the truth's: 0).")
+        i = idle["memory_on"] if played else idle
+        lines.append(f"Standing still {idle['ticks']} ticks, the dream's camera drifts {_fmt(i['pose_drift_m'])} m and "
+                     f"{_fmt(i['pose_drift_deg'], 1)}° (the truth's: 0), and its frame ends {_fmt(i['frame_change_db'], 1)} dB "
+                     "from its first.")
+    if "wall" in report:
+        wall = report["wall"]
+        w = wall["memory_on"] if played else wall
+        lines.append(f"Walking into a wall, the dream's camera stops {_fmt(w['stop_error_m'])} m from where the player does.")
     return "\n".join(lines)
 
 
