@@ -67,7 +67,8 @@ class MemoryConfig:
     budget: int = 20000  # hard cap on the number of Gaussians
     subsample: int = 2  # one candidate Gaussian per subsample x subsample block of an inserted frame
     dynamic_lifetime: int = 20  # ticks a dynamic Gaussian survives after its last confirmation
-    max_depth: float = 40.0  # farther (and the sky) is not inserted, but still counts as free space
+    max_depth: float = 40.0  # farther (and the sky) is not inserted, but still counts as free space ...
+    sky_depth: float = 0.0  # ... unless this is > 0: then it is a far layer at this depth (no parallax on a walk)
     opacity: float = 0.9  # initial opacity of new Gaussians
     scale_factor: float = 0.5  # sigma = scale_factor * subsample * depth / focal (x the sample spacing)
     add_alpha: float = 0.5  # SplaTAM: add where the rendered silhouette is below this
@@ -99,6 +100,9 @@ class MemoryConfig:
             raise ValueError(f"prune_to must be in (0, 1] (got {self.prune_to})")
         if not self.trust_half_life >= 0:
             raise ValueError(f"trust_half_life must be >= 0 ticks (got {self.trust_half_life}); 0 turns trust off")
+        if self.sky_depth and not self.max_depth < self.sky_depth < self.far_plane:
+            raise ValueError(f"sky_depth ({self.sky_depth}) must lie between max_depth ({self.max_depth}) and far_plane "
+                             f"({self.far_plane}), or be 0 (no far layer)")
         if self.far_plane <= self.max_depth:
             raise ValueError(f"far_plane ({self.far_plane}) must exceed max_depth ({self.max_depth})")
 
@@ -298,7 +302,8 @@ class SceneMemory:
         with np.errstate(invalid="ignore"):
             known = np.isfinite(depth) & (depth > 0)  # NaN / inf / <= 0: no information at that pixel
         # Free-space depth: sky and beyond-max_depth count as infinitely far; unknown pixels never contradict.
-        far = np.where(known, np.where(depth > cfg.max_depth, np.inf, depth), np.nan).astype(np.float32)
+        sky = np.inf if cfg.sky_depth <= 0 else cfg.sky_depth  # with a far layer the sky is there, not at infinity
+        far = np.where(known, np.where(depth > cfg.max_depth, sky, depth), np.nan).astype(np.float32)
         rendered = self._raw_render(c2w, K, w, h)  # usually the dream's render of this very pose, cached
 
         # 2. confirm / contradict (before adding, so new Gaussians are not judged against their own frame)
@@ -344,7 +349,9 @@ class SceneMemory:
         rows, cols = rows.ravel(), cols.ravel()
         d = depth[rows, cols]
         with np.errstate(invalid="ignore"):
-            valid = np.isfinite(d) & (d > cfg.near_plane) & (d <= cfg.max_depth)
+            if cfg.sky_depth > 0:  # the far layer: the sky and everything past max_depth, at sky_depth
+                d = np.where(np.isfinite(d) & (d > cfg.max_depth), np.float32(cfg.sky_depth), d)
+            valid = np.isfinite(d) & (d > cfg.near_plane) & (d <= max(cfg.max_depth, cfg.sky_depth))
             a_r = rendered.alpha[0, rows, cols]
             d_r = rendered.depth[0, rows, cols]
             unexplained = (a_r < cfg.add_alpha) | (d < d_r - self._margin(d))

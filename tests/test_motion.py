@@ -101,9 +101,30 @@ def test_only_trusted_memory_points_block():
     mem.insert(rgb, np.full((16, 16), 10.0, np.float32), side, K, 5, source_age=5)  # dreamed, from 10 m: does not
     near = compose(np.zeros(3), 180.0, 0.0)
     mem.insert(rgb, np.full((16, 16), 1.0, np.float32), near, K, 6, source_age=6)  # dreamed, from 1 m: blocks
-    pts = obstacle_points(mem, focal=8.0)
-    assert len(pts) == n_real + 256
-    assert np.all((pts[:, 2] < -5) | (pts[:, 2] > 0.5))  # the real wall ahead (-z) and the near one behind (+z)
+    real, dreamed = obstacle_points(mem, focal=8.0)
+    assert len(real) == n_real and np.all(real[:, 2] < -5)  # the real wall ahead (-z)
+    assert len(dreamed) == 256 and np.all(dreamed[:, 2] > 0.5)  # the near dreamed one behind (+z), not the far one
+
+
+def test_dreamed_points_let_a_held_player_through():
+    rules = MotionModel(radius=0.3, walk=0.15, unstick_ticks=10)
+    cam = CameraMotion(rules)
+    c2w = compose(np.array([0.0, 1.6, 0.0]), 90.0, 0.0)  # facing +x
+    cam.reset(c2w)
+    ys, zs = np.meshgrid(np.linspace(0.6, 2.0, 8), np.linspace(-1, 1, 9))
+    wall = np.stack([np.full(ys.size, 1.0), ys.ravel(), zs.ravel()], 1)
+    xs = []
+    for t in range(30):
+        a = Action(forward=True) if t % 3 else Action()  # pauses neither count nor reset
+        c2w = apply_ego_motion(c2w, cam.step(c2w, a.to_array(), np.zeros((0, 3)), wall))
+        xs.append(c2w[0, 3])
+    assert xs[12] == pytest.approx(1.0 - rules.radius)  # held at the dreamed wall ...
+    assert xs[21] == pytest.approx(1.0 - rules.radius) and xs[-1] > 1.3  # ... then through it after 10 held moves
+    cam.reset(compose(np.array([0.0, 1.6, 0.0]), 90.0, 0.0))
+    c2w = compose(np.array([0.0, 1.6, 0.0]), 90.0, 0.0)
+    for _ in range(30):  # a real wall holds for ever
+        c2w = apply_ego_motion(c2w, cam.step(c2w, Action(forward=True).to_array(), wall, None))
+    assert c2w[0, 3] == pytest.approx(1.0 - rules.radius)
 
 
 def test_memory_first_frame_takes_the_memory_where_it_covers():
@@ -193,3 +214,18 @@ def test_the_vector_env_moves_its_cameras_by_the_rules(tmp_path):
         assert np.allclose(envs.c2w, start, atol=1e-9)  # a full turn comes back exactly
     finally:
         envs.close()
+
+
+def test_the_fit_command_writes_a_model_with_its_camera_rules(tmp_path, capsys):
+    from worldmodel.checkpoint import load_model
+    from worldmodel.motion import main
+
+    out = tmp_path / "fitted"
+    assert main(["--checkpoint", str(ROOT / "assets" / "model"), "--out", str(out), "--episodes", "4", "--ticks", "60"]) == 0
+    model = load_model(out)
+    assert model.info["motion"]["walk"] == pytest.approx(0.15, abs=1e-6)
+    assert set(model.info["motion"]["held_out"]) == {"dx_m", "dy_m", "dz_m", "dyaw_deg", "dpitch_deg"}
+    assert model.dream_settings["camera"] == "action"
+    assert model.hash == load_model(ROOT / "assets" / "model").hash  # the weights are untouched
+    assert main(["--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err

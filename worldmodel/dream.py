@@ -1,8 +1,10 @@
 """The dream as a World: a trained model steps the world instead of a renderer.
 
-Each tick (docs/architecture.md, "A dream's tick"): predict the camera's motion from the action (pose token) → the next camera pose;
-render the scene memory there, if there is one; sample the next latent frame (few-step flow) with the
-memory image as conditioning; decode RGB and depth; give the frame, depth and pose to the memory.
+Each tick (docs/architecture.md, "A dream's tick"): move the camera (by the model's fitted camera rules and the
+scene memory's obstacles when it has them, `camera="action"`; else the ego-motion head's prediction); render the
+scene memory there, if there is one; sample the next latent frame (few-step flow) with the memory image as
+conditioning; decode RGB and depth; with `memory_first`, show the memory where it covers and the model's frame
+elsewhere (`memory_first_frame`); give the frame, depth and pose to the memory.
 
 The first frame of an episode comes from a "prompt" world (by default the world the model was trained
 on), rendered at the seed's start and encoded as the first context frame: the dream continues from a
@@ -138,6 +140,9 @@ class DreamWorld(World):
     render's image (when the memory is on: it lives on the host) and the new frame (RGB + depth); the sampling
     noise is drawn from the seed's CPU generator and copied, so a seed dreams the same on either device (up to
     bf16 rounding).
+
+    `memory`, `camera` ("model" or "action") and `memory_first`: None takes the model's own choice (model.yaml
+    `info.dream`; the shipped model: memory on, camera from the actions, memory first).
     """
 
     name = "dream"
@@ -288,10 +293,10 @@ class DreamWorld(World):
         with autocast(self.device, self.amp):
             motion = dyn.predict_pose(self.state, a).float().cpu().numpy()[0]  # the camera moves on the host
         if self.motion is not None:  # the action-driven camera; the pose token still runs (its keys are context)
-            obstacles = None
+            real = dreamed = None
             if use_memory and hasattr(self.memory, "gaussians"):
-                obstacles = obstacle_points(self.memory, float(np.sqrt(self.K[0, 0] * self.K[1, 1])))
-            motion = self.motion.step(self.c2w, action.to_array(), obstacles)
+                real, dreamed = obstacle_points(self.memory, float(np.sqrt(self.K[0, 0] * self.K[1, 1])))
+            motion = self.motion.step(self.c2w, action.to_array(), real, dreamed)
         next_c2w = apply_ego_motion(self.c2w, motion)
         t1 = time.perf_counter()
         memory = render = None

@@ -318,6 +318,7 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
     prompt = {"preset": TEST_PRESET, "width": rs[1], "height": rs[0], "tick_rate": TEST_TICK_RATE}
     worlds = {v: DreamWorld(str(model_dir), steps=steps, memory=v == "memory_on", prompt_config=prompt,
                             context_noise=context_noise, device=device) for v in ("model", "memory_on")}
+    played = bool(model.dream_settings.get("memory"))
     out: dict[str, Any] = {}
     try:
         for kind in kinds:
@@ -332,8 +333,9 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
                 if strip_rows is not None and kind in ("turn_360", "out_and_back"):
                     e, tr, dreams = runs[0]
                     ticks = np.linspace(0, e.return_tick, n_frames).round().astype(int)
+                    shown = "memory_on" if played else "model"  # the dream as play.py runs it
                     strip_rows.append((f"{kind.replace('_', ' ')} {e.level_seed}, ticks {', '.join(map(str, ticks))} "
-                                       f"(back at the start view at {e.return_tick})", dreams["model"][0][ticks], tr.rgb[ticks]))
+                                       f"(back at the start view at {e.return_tick})", dreams[shown][0][ticks], tr.rgb[ticks]))
             elif kind == "idle":
                 out["idle"] = _idle(runs)
             elif kind == "wall":

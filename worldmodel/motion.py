@@ -13,11 +13,13 @@ path). This module does that for a first-person game, with the numbers read from
   until the eye is back at its ground height;
 - collisions: the player is a box of half-width `radius` from the floor (`eye_height` below the eye) to
   `head` above the eye; a move along world x, then z (as the arena's physics does it) stops where that box
-  would reach a point of the scene memory (the Gaussians' centres, real or dreamed). A wall the dream has seen
-  or dreamed stops the camera; one it has never seen does not.
+  would reach something upright in the scene memory: Gaussian centres above the `knee` that span `wall_span` of
+  height within 0.3 m (`obstacle_points`: all from real views, dreamed ones lifted from near). A wall the dream has
+  seen or dreamed stops the camera; one it has never seen does not; dreamed points that have held the player's
+  moves `unstick_ticks` in a row let it through (a dream's depth can wall a player in where the world has none).
 
-`fit_motion` reads every number but `radius`/`head` from (actions, camera poses) of recorded episodes, on the
-ticks where the camera moved freely; `radius` is chosen on validation walls. `MotionModel.check` measures how
+`fit_motion` reads the look, walk, jump and eye numbers from (actions, camera poses) of recorded episodes, on the
+ticks where the camera moved freely; the collision numbers are chosen on validation walls. `MotionModel.check` measures how
 well the model explains held-out episodes, so a game whose camera does not work this way is told so and keeps
 the learned head.
 """
@@ -52,6 +54,7 @@ class MotionModel:
     knee: float = 0.5  # memory points lower than this above the floor do not block (a dreamed floor's depth errors
     # lift its points up to ~0.4 m: validation walls)
     wall_span: float = 0.4  # ... nor do points that are not upright: a blocker spans this much height within 0.3 m
+    unstick_ticks: float = 60  # dreamed points that held the player's moves this many ticks in a row stop blocking
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -82,16 +85,21 @@ class CameraMotion:
         self.vy = 0.0
         self.ground_y = 0.0
         self.airborne = False
+        self.held = 0  # ticks in a row dreamed points alone have held the player
 
     def reset(self, cam_to_world: np.ndarray) -> None:
         """A new episode starts standing at this camera."""
         self.ground_y = float(cam_to_world[1, 3])
         self.vy = 0.0
         self.airborne = False
+        self.held = 0
 
-    def step(self, cam_to_world: np.ndarray, action: np.ndarray, obstacles: np.ndarray | None = None) -> np.ndarray:
+    def step(self, cam_to_world: np.ndarray, action: np.ndarray, obstacles: np.ndarray | None = None,
+             dreamed: np.ndarray | None = None) -> np.ndarray:
         """The ego-motion [dx, dy, dz, dyaw, dpitch] (worldmodel.pose) of one tick from `cam_to_world` for the
-        action vector [8]; `obstacles` [N, 3] world points that block the player (None: nothing blocks)."""
+        action vector [8]; `obstacles` [N, 3] world points that block the player (None: nothing blocks), `dreamed`
+        [M, 3] points that block too, until they have held the player `unstick_ticks` ticks in a row (a dream's
+        depth can wall a player in where the world has no wall: after that the player walks through them)."""
         m = self.model
         a = np.asarray(action, np.float64)
         eye, yaw0, pitch0 = decompose(cam_to_world)
@@ -117,8 +125,16 @@ class CameraMotion:
                 dy = self.ground_y - eye[1]
                 self.airborne, self.vy = False, 0.0
         pos = eye.copy()
-        if obstacles is not None and m.radius > 0 and len(obstacles):
-            pos = self._move(pos, step_xz, obstacles)
+        hard = obstacles if obstacles is not None and len(obstacles) else np.zeros((0, 3))
+        if m.radius > 0 and (len(hard) or (dreamed is not None and len(dreamed))):
+            firm = self._move(pos, step_xz, hard)
+            soft = firm
+            if dreamed is not None and len(dreamed):
+                soft = self._move(pos, step_xz, np.concatenate([hard, dreamed]))
+            # ticks in a row that dreamed points alone held a move back (a tick without a move does not count or reset)
+            if np.any(step_xz != 0):
+                self.held = self.held + 1 if np.linalg.norm(firm - soft) > 1e-9 else 0
+            pos = soft if self.held <= m.unstick_ticks else firm
         else:
             pos[[0, 2]] += step_xz
         d = pos - eye
@@ -170,14 +186,15 @@ def _first_wall(gap: np.ndarray, height: np.ndarray, span: float, depth: float =
 DREAMED_COLLISION_RANGE_M = 2.0
 
 
-def obstacle_points(memory: Any, focal: float) -> np.ndarray:
-    """The scene memory's Gaussian centres [N, 3] that block the player: every one from a real view (trust 1), and
-    the dreamed ones lifted from within DREAMED_COLLISION_RANGE_M (their sigma says from how far: splat.memory).
+def obstacle_points(memory: Any, focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """The scene memory's Gaussian centres that block the player: (from real views (trust 1) [N, 3], dreamed ones
+    lifted from within DREAMED_COLLISION_RANGE_M [M, 3] (their sigma says from how far: splat.memory)).
     `focal`: the focal length in pixels of the frames inserted."""
     g, cfg = memory.gaussians, memory.config
     lifted_from = g.live("scales")[:, 0] * focal / (cfg.scale_factor * cfg.subsample)  # sigma = k * depth / focal
-    keep = (g.live("trust") >= 1.0) | (lifted_from < DREAMED_COLLISION_RANGE_M)
-    return g.live("means")[keep]
+    real = g.live("trust") >= 1.0
+    means = g.live("means")
+    return means[real], means[~real & (lifted_from < DREAMED_COLLISION_RANGE_M)]
 
 
 def fit_motion(episodes: Iterable[tuple[np.ndarray, np.ndarray]]) -> MotionModel:
