@@ -291,8 +291,10 @@ class DreamWorld(World):
         a = torch.from_numpy(action.to_array())[None].to(self.device, dyn.dtype)
         use_memory = self.memory is not None and self.memory_enabled
         with autocast(self.device, self.amp):
-            motion = dyn.predict_pose(self.state, a).float().cpu().numpy()[0]  # the camera moves on the host
-        if self.motion is not None:  # the action-driven camera; the pose token still runs (its keys are context)
+            pose = dyn.predict_pose(self.state, a)  # runs with the rules too: the pose token's keys are context
+        if self.motion is None:
+            motion = pose.float().cpu().numpy()[0]  # the ego-motion head's camera moves on the host
+        else:  # the action-driven camera
             real = dreamed = None
             if use_memory and hasattr(self.memory, "gaussians"):
                 real, dreamed = obstacle_points(self.memory, float(np.sqrt(self.K[0, 0] * self.K[1, 1])))
@@ -302,7 +304,7 @@ class DreamWorld(World):
         memory = render = None
         if use_memory and (dyn.config.use_memory or self.memory_first):
             render = self.memory.render(next_c2w, self.K, self.tick + 1)
-            memory = self._memory_latent(render).to(dyn.dtype)
+            memory = memory_latent(self.model, render).to(dyn.dtype)
         t2 = time.perf_counter()
         first = self.memory_first and render is not None
         with autocast(self.device, self.amp):
@@ -327,9 +329,6 @@ class DreamWorld(World):
         self.timings = {"pose_ms": (t1 - t0) * 1e3, "memory_render_ms": (t2 - t1) * 1e3, "sample_ms": (t3 - t2) * 1e3,
                         "decode_ms": (t4 - t3) * 1e3, "memory_insert_ms": (t5 - t4) * 1e3, "total_ms": (t5 - t0) * 1e3}
         return obs
-
-    def _memory_latent(self, render: MemoryRender) -> torch.Tensor:
-        return memory_latent(self.model, render)
 
     def _observe(self, frame, latent: torch.Tensor) -> Observation:
         rgb = tensor_to_frames(frame.rgb)[0]
