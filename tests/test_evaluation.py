@@ -164,3 +164,91 @@ def test_report_compare_is_zero_against_itself_and_refuses_other_rollouts(tmp_pa
     (tmp_path / "a.json").write_text(json.dumps(rep))
     assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 0
     assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 2
+
+
+def camera_path(steps: list[tuple[int, float, float]]) -> np.ndarray:
+    """c2w [T+1, 4, 4] of a first-person camera from the origin facing yaw 0: each step (ticks, metres forward per
+    tick, degrees of yaw per tick)."""
+    from engine.plane import yaw_pitch_to_cam_to_world
+
+    pos, yaw, out = np.array([0.0, 1.6, 0.0]), 0.0, []
+    out.append(yaw_pitch_to_cam_to_world(pos, yaw, 0.0))
+    for ticks, metres, degrees in steps:
+        for _ in range(ticks):
+            yaw += degrees
+            r = np.radians(yaw)
+            pos = pos + metres * np.array([np.sin(r), 0.0, -np.cos(r)])
+            out.append(yaw_pitch_to_cam_to_world(pos, yaw, 0.0))
+    return np.stack(out)
+
+
+def test_returns_are_found_where_the_camera_comes_back_and_only_there():
+    """Known answers: a 360° turn in place comes back to the start view at 345° (the first tick within 20°), and
+    turning on past it is the same return; out 3 m, about face, back and about face again comes back at the tick
+    the camera faces within 20° of the start; one that never comes back, or never leaves, has none."""
+    from worldmodel.evaluation.returns import Return, find_returns, rotation_deg
+
+    turn = camera_path([(2, 0, 0), (64, 0, 7.5)])  # tick 2 + k faces 7.5k degrees: 345° at k = 46, on to 480°
+    assert find_returns(turn, min_gap=5) == [Return(0, 48)]
+    assert find_returns(turn, min_gap=5, first_tick=49) == []  # the return began in the context: not a new one
+    # out 3 m at 0.1 m a tick, about face in 10 ticks, back 3 m, about face again: 18° a tick from 180°, so 342° (18°
+    # off the start) at the 9th tick of the last turn, tick 30 + 10 + 30 + 9 = 79; then standing: the same return
+    out_back = camera_path([(30, 0.1, 0), (10, 0, 18), (30, 0.1, 0), (10, 0, 18), (20, 0, 0)])
+    assert find_returns(out_back, min_gap=5) == [Return(0, 79)]
+    assert find_returns(out_back, min_gap=5, near_deg=10) == [Return(0, 80)]  # 360° exactly
+    # turn 360°, walk 2 m out, about face, walk back: a second return, 0.4 m from the start facing 180°, the view
+    # first seen at 165° (tick 22); the last about face at the start continues that return
+    twice = camera_path([(48, 0, 7.5), (10, 0.2, 0), (20, 0, 9), (10, 0.2, 0), (20, 0, 9)])
+    assert find_returns(twice, min_gap=5) == [Return(0, 46), Return(22, 48 + 10 + 20 + 8)]
+    away = camera_path([(40, 0.125, 0), (10, 0, 9), (40, 0.125, 0)])  # 5 m, turn 90°, 5 m: never back
+    assert find_returns(away, min_gap=5) == []
+    still = camera_path([(60, 0.0, 0.5)])  # a slow 30° pan: never leaves, so never returns
+    assert find_returns(still, min_gap=5) == []
+    assert rotation_deg(turn[2], turn[14]) == pytest.approx(90.0)
+
+
+def test_recordings_without_poses_depth_or_returns_say_why_in_one_line():
+    from worldmodel.evaluate import recorded_returns
+    from worldmodel.evaluation.trajectories import Trajectory
+
+    def traj(c2w, K=np.eye(3)):
+        n = len(c2w)
+        return Trajectory(np.zeros((n, 8, 8, 3), np.uint8), np.ones((n, 8, 8), np.float32), c2w,
+                          np.zeros((n, 8), np.float32), "t", K)
+
+    turn = traj(camera_path([(2, 0, 0), (30, 0, 15)]))
+    found, why = recorded_returns([turn], True, min_gap=5, context=4)
+    assert why is None and [r.tick for r in found[0]] == [25]
+    for trajs, depth, reason in (([traj(turn.c2w, None)], True, "no camera poses"), ([turn], False, "no depth"),
+                                 ([traj(camera_path([(30, 0.1, 0)]))], True, "no returns")):
+        found, why = recorded_returns(trajs, depth, min_gap=5, context=4)
+        assert found == {} and reason in why and "\n" not in why
+
+
+def test_evaluate_data_scores_the_returns_found_in_ones_own_recordings(tmp_path):
+    """evaluate --data on a recording of the plane world (depth and poses, no GL) that turns 360° in place: the
+    return found in it is scored with the memory off, on, the oracle and the geometric baseline; the setup is the
+    recording's world and size, and the arena's scripted places are said to be skipped."""
+    from engine.rollout import rollout
+    from tests.randmodel import random_model_dir
+    from worldmodel.evaluate import main
+
+    script = tmp_path / "turn.yaml"
+    script.write_text("name: turn\nsteps:\n  - {wait: 2}\n  - {turn: {yaw: 360}, ticks: 24}\n  - {wait: 4}\n")
+    rollout("plane", tmp_path / "rec", episodes=1, ticks=30, script=str(script), config={"width": 64, "height": 64},
+            progress=False)
+    model = random_model_dir(tmp_path / "model")
+    out = tmp_path / "eval"
+    assert main(["--checkpoint", str(model), "--data", str(tmp_path / "rec"), "--out", str(out), "--context", "4",
+                 "--starts", "1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["setup"]["world"] == "plane" and report["setup"]["render_size"] == [64, 64]
+    assert "turn_360" in report["skipped"]["places"] and "revisit" not in report["skipped"]
+    rv = report["revisit"]
+    row, = rv["per_trajectory"]  # 15° a tick from tick 3: 345° at tick 25, within 20° of ticks 0-2
+    assert row["return_tick"] == 25 and row["earlier_tick"] == 0 and rv["thresholds"]["min_gap_ticks"] == 5
+    for key in ("memory_on", "memory_off", "memory_oracle", "memory_oracle_dream_pose", "geometric"):
+        assert np.isfinite(rv[key])
+    assert rv["geometric"] > rv["memory_off"] + 5  # the true frames at the true camera, against random weights
+    assert set(rv["lpips"]) == {"memory_off", "memory_on", "geometric"}
+    assert 0 < report["memory_fidelity_coverage"] <= 1

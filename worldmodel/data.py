@@ -1,8 +1,8 @@
 """Training data from engine recordings of any World: frames, depth, poses, actions, clips, memory images.
 
 `FrameStore.load(dirs)` reads every recording under the given directories into contiguous arrays
-(frames resized by area to the model's frame size when a recording is larger), split into episodes at
-reset rows. Depth and pose are optional: a World that gives only RGB still trains (without the depth
+(frames of any size brought to the model's frame size by `area_resize`: centre crop to its aspect
+ratio, then area resize), split into episodes at reset rows. Depth and pose are optional: a World that gives only RGB still trains (without the depth
 channel and the ego-motion head).
 
 `reproject` renders earlier ground-truth frames into a target camera (forward splatting with a
@@ -70,17 +70,51 @@ def recordings_key(paths: list[str | Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def crop_box(from_size: tuple[int, int], to_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(y0, x0, height, width) of the centred window of a from_size (H, W) image with to_size's aspect ratio:
+    the largest such window, so a wider image loses columns at both sides and a taller one rows at top and bottom."""
+    H, W = from_size
+    h, w = to_size
+    if W * h > H * w:  # wider than the model's frame
+        cw = max(1, round(H * w / h))
+        return 0, (W - cw) // 2, H, cw
+    ch = max(1, round(W * h / w))
+    return (H - ch) // 2, 0, ch, W
+
+
 def area_resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """[N, H, W, ...] -> [N, h, w, ...] by averaging integer blocks (H, W multiples of h, w)."""
+    """[N, H, W, ...] of any size -> [N, h, w, ...], the one rule for every frame the model sees (recordings,
+    prompt views, evaluation): crop the centred window with the model's aspect ratio (`crop_box`), then resize it
+    by area (each output pixel the mean of the input pixels it covers; bilinear where the window is smaller than
+    the model's frame). Depth maps go through the same rule; `fit_K` gives the matching intrinsics."""
     n, H, W = frames.shape[:3]
     h, w = size
     if (H, W) == (h, w):
         return frames
-    if H % h or W % w:
-        raise DataError(f"cannot resize recorded frames {H}x{W} to {h}x{w}: not an integer factor")
-    fy, fx = H // h, W // w
-    x = frames.astype(np.float32).reshape(n, h, fy, w, fx, *frames.shape[3:]).mean(axis=(2, 4))
+    y0, x0, ch, cw = crop_box((H, W), (h, w))
+    frames = frames[:, y0:y0 + ch, x0:x0 + cw]
+    if ch % h == 0 and cw % w == 0:  # integer blocks: the exact mean, in numpy
+        fy, fx = ch // h, cw // w
+        x = frames.astype(np.float32).reshape(n, h, fy, w, fx, *frames.shape[3:]).mean(axis=(2, 4))
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).reshape(n, ch, cw, -1).permute(0, 3, 1, 2)
+        if ch >= h and cw >= w:
+            t = torch.nn.functional.adaptive_avg_pool2d(t, (h, w))
+        else:
+            t = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+        x = t.permute(0, 2, 3, 1).reshape(n, h, w, *frames.shape[3:]).numpy()
     return np.round(x).astype(frames.dtype) if frames.dtype == np.uint8 else x.astype(frames.dtype)
+
+
+def fit_K(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """The intrinsics [..., 3, 3] of a from_size (H, W) camera after `area_resize` to to_size (crop, then scale)."""
+    y0, x0, ch, cw = crop_box(from_size, to_size)
+    K = np.array(K, np.float64, copy=True)
+    K[..., 0, 2] -= x0
+    K[..., 1, 2] -= y0
+    K[..., 0, :] *= to_size[1] / cw
+    K[..., 1, :] *= to_size[0] / ch
+    return K
 
 
 @dataclass
@@ -135,7 +169,6 @@ class FrameStore:
                 raise DataError(f"cannot read training recording {path}: {e}; re-record it or leave it out of --data") from None
             r = np.concatenate([c["rgb"] for c in chunks])[:n]
             H, W = r.shape[1:3]
-            scale = np.array([size[1] / W, size[0] / H, 1.0], np.float32)[:, None]
             rgb.append(area_resize(r, size))
             if "depth" in chunks[0] and has_depth:
                 d = np.concatenate([c["depth"] for c in chunks])[:n]
@@ -146,7 +179,7 @@ class FrameStore:
             ks = [row["K"] for row in rec.rows[:n]]
             if has_pose and all(p is not None for p in poses) and all(k is not None for k in ks):
                 c2w.append(np.asarray(poses, np.float32))
-                K.append(np.asarray(ks, np.float32) * scale)  # rows fx/cx and fy/cy scale with the image
+                K.append(fit_K(np.asarray(ks, np.float64), (H, W), size).astype(np.float32))
             else:
                 has_pose = False
             actions.append(rec.actions_array())

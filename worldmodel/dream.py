@@ -24,7 +24,7 @@ from engine.action import Action
 from engine.world import Observation, World, check_world_name, make_world, world_factory
 from worldmodel.autoencoder import DecodedFrame
 from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings, load_model
-from worldmodel.data import area_resize, frames_to_tensor, tensor_to_frames
+from worldmodel.data import area_resize, fit_K, frames_to_tensor, tensor_to_frames
 from worldmodel.device import autocast, default_amp, resolve_device
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import CameraMotion, MotionModel, obstacle_points
@@ -72,11 +72,7 @@ def scaled_K(obs: Observation, H: int, W: int) -> np.ndarray:
     if obs.K is None:
         f = 0.5 * W
         return np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]], np.float64)
-    h, w = obs.rgb.shape[:2]
-    K = obs.K.astype(np.float64).copy()
-    K[0] *= W / w
-    K[1] *= H / h
-    return K
+    return fit_K(obs.K, obs.rgb.shape[:2], (H, W))
 
 
 def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: str | None = None) -> str:

@@ -27,6 +27,12 @@ camera), `report` writes the plots, the strip and the README table.
    1,000-tick walk; the geometric baseline beside each.
 3. Revisits (`revisit`, `memory_fidelity`): dreams along the revisit walks with the scene memory off, on and an
    oracle (the memory fed the truth); `--revisit-only` runs this alone, `--memory K=V` tries memory settings.
+
+`--data REC ...` (one's own game): part 1 on the recordings, and part 3 on the returns found in them
+(`recorded_revisit`; evaluation/returns.py says what counts as a return), scored at the return tick with the
+geometric baseline beside; the report's `setup.world` and `setup.render_size` are the recordings'. Part 2 is
+scripted arena walks and is skipped (`skipped.places`); a recording without poses or depth, or without returns,
+gets `skipped.revisit` (one line) instead of a `revisit` section.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from worldmodel.data import frames_to_tensor, tensor_to_frames
 from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame
 from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap, psnr, score_frames, ssim, summarize
 from worldmodel.evaluation.report import CI_METRICS, draw_plot, save_strip
-from worldmodel.evaluation.trajectories import Trajectory, recorded_trajectories, render_at_poses, render_trajectory
+from worldmodel.evaluation.returns import AWAY_DEG, AWAY_M, NEAR_DEG, NEAR_M, find_returns, rotation_deg
+from worldmodel.evaluation.trajectories import (Trajectory, recorded_trajectories, recordings_setup, render_at_poses,
+                                                render_trajectory)
 from worldmodel.flow import FlowSampler
 from worldmodel.pose import apply_ego_motion, decompose, wrap_deg
 
@@ -111,27 +119,41 @@ def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, 
     return RolloutResult(np.stack(frames, 1), np.stack(poses, 1))
 
 
+def recorded_dream_world(model_dir: Path, memory: bool, steps: int = 1, context_noise: float | None = None,
+                         memory_settings: dict[str, Any] | None = None, device: str = "auto"):
+    """A DreamWorld that only dreams on from recorded frames (`dream_from`), with the camera, memory-first and
+    scene-memory settings of the model's own model.yaml (info.dream, info.memory) unless `memory_settings`. Its
+    prompt world is never built, so it is named as the built-in plane: a model whose own prompt world is a
+    module:Class (one's own game) is not refused, and nothing named in a model.yaml is imported."""
+    from worldmodel.dream import DreamWorld
+
+    return DreamWorld(str(model_dir), steps=steps, memory=memory, context_noise=context_noise, prompt_world="plane",
+                      memory_settings=memory_settings, device=device)
+
+
+def dream_from(world, tr: Trajectory, t0: int, context: int, horizon: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The dream started (DreamWorld.start) from the `context` true frames of `tr` up to tick t0 (as context and,
+    with a memory, as real views in it), then stepped along the true actions: frames [horizon, H, W, 3] and
+    cameras [horizon, 4, 4] at ticks t0 + 1 .. t0 + horizon."""
+    from engine.action import Action
+
+    ctx = slice(t0 - context + 1, t0 + 1)
+    world.start(tr.rgb[ctx], tr.depth[ctx], tr.c2w[ctx], tr.K, tr.actions[ctx], seed=seed)
+    obs = [world.step(Action.from_array(tr.actions[t0 + h])) for h in range(1, horizon + 1)]
+    return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs])
+
+
 def dream_open_loop(model_dir: Path, trajs: list[Trajectory], starts: list[tuple[int, int]], context: int,
                     horizon: int, steps: int, seed: int, context_noise: float, device: str = "auto") -> RolloutResult:
     """The open loop as the model dreams in play.py when it dreams with its scene memory (model.yaml
-    info.dream.memory): one DreamWorld per rollout, started from the `context` true frames up to the start tick (as
-    context and as real views in the memory), then stepped along the true actions. Same result as `open_loop`."""
-    from engine.action import Action
-    from worldmodel.dream import DreamWorld
-
-    world = DreamWorld(str(model_dir), steps=steps, memory=True, context_noise=context_noise, device=device)
-    frames, poses = [], []
+    info.dream.memory): one dream per rollout (`dream_from`) from the `context` true frames up to the start
+    tick. Same result as `open_loop`."""
+    world = recorded_dream_world(model_dir, True, steps, context_noise, device=device)
     try:
-        for r, (i, t0) in enumerate(starts):
-            tr = trajs[i]
-            ctx = slice(t0 - context + 1, t0 + 1)
-            world.start(tr.rgb[ctx], tr.depth[ctx], tr.c2w[ctx], tr.K, tr.actions[ctx], seed=seed + r)
-            obs = [world.step(Action.from_array(tr.actions[t0 + h])) for h in range(1, horizon + 1)]
-            frames.append(np.stack([o.rgb for o in obs]))
-            poses.append(np.stack([o.cam_to_world for o in obs]))
+        runs = [dream_from(world, trajs[i], t0, context, horizon, seed + r) for r, (i, t0) in enumerate(starts)]
     finally:
         world.close()
-    return RolloutResult(np.stack(frames), np.stack(poses))
+    return RolloutResult(np.stack([f for f, _ in runs]), np.stack([c for _, c in runs]))
 
 
 def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> float:
@@ -160,6 +182,18 @@ def _entries(split: str, kind: str, max_entries: int | None) -> list:
 
 def _render_size(H: int, W: int, render_scale: int) -> tuple[int, int]:
     return H * render_scale, W * render_scale
+
+
+def _world_setup(data: list[str] | None, H: int, W: int, render_scale: int) -> dict[str, Any]:
+    """The report's world and render_size (frames as rendered or recorded, before the resize to the model's H x W):
+    the arena's for its walks, the recordings' own (from their meta.yaml) for --data: [H, W], or a list of them
+    when the recordings differ."""
+    if not data:
+        return {"world": "arena", "render_size": list(_render_size(H, W, render_scale))}
+    rec = recordings_setup(data)
+    sizes = rec["resolutions"]
+    return {"world": rec["worlds"][0] if len(rec["worlds"]) == 1 else rec["worlds"],
+            "render_size": sizes[0] if len(sizes) == 1 else sizes}
 
 
 def _ci(a: FrameScores, b: FrameScores, groups: np.ndarray) -> dict[str, list[float]]:
@@ -268,7 +302,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     report["ticks_per_s"] = measure_ticks_per_s(model, steps)
     report["setup"] = {"checkpoint": str(model_dir), "model_hash": model.hash, "trajectories": len(trajs),
                        "rollouts": len(lat_b), "context": context, "sampling_steps": steps, "context_noise": context_noise,
-                       "frame_size": [H, W], "render_size": None if data else list(_render_size(H, W, render_scale)),
+                       "frame_size": [H, W], **_world_setup(data, H, W, render_scale),
                        "batched_rollout_s": round(rollout_s, 2), "memory": with_memory, "seed": seed, "model_info": model.info,
                        "split": "recordings" if data else split, "geometric_memory": GEOMETRIC_MEMORY,
                        "device": str(model.device),
@@ -279,7 +313,9 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
         i, t0 = starts[r]
         strip_rows.append((f"{trajs[i].name} from tick {t0}, horizons {', '.join(map(str, horizons))}",
                            result.pred[r][[h - 1 for h in horizons]], trajs[i].rgb[[t0 + h for h in horizons]]))
-    if places and not data:
+    if places and data:
+        report["skipped"] = {"places": f"{', '.join(PLACE_KINDS)} are scripted arena walks: not run with --data"}
+    elif places:
         report.update(place_benchmarks(model_dir, split, render_scale, max_entries, steps, context_noise, strip_rows,
                                        n_frames=len(horizons), device=device))
     out.mkdir(parents=True, exist_ok=True)
@@ -297,12 +333,6 @@ def _dream(world, entry) -> tuple[np.ndarray, np.ndarray]:
 
     obs = [world.reset(entry.level_seed)] + [world.step(a) for a in entry_actions(entry)]
     return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs])
-
-
-def _rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """The angle of the rotation between two camera-to-world matrices, degrees."""
-    r = a[:3, :3].T @ b[:3, :3]
-    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
 
 
 def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2, max_entries: int | None = None,
@@ -386,7 +416,7 @@ def _idle(runs: list) -> dict[str, Any]:
     def stats(rgb: np.ndarray, c2w: np.ndarray) -> dict[str, float]:
         p0, p1 = c2w[0][:3, 3], c2w[-1][:3, 3]
         return {"frame_change_db": float(psnr(rgb[-1], rgb[0])), "flicker_db": float(psnr(rgb[1:], rgb[:-1]).mean()),
-                "pose_drift_m": float(np.linalg.norm(p1 - p0)), "pose_drift_deg": _rotation_deg(c2w[0], c2w[-1])}
+                "pose_drift_m": float(np.linalg.norm(p1 - p0)), "pose_drift_deg": float(rotation_deg(c2w[0], c2w[-1]))}
 
     per = {v: [stats(*d[v]) for _, _, d in runs] for v in ("model", "memory_on")}
     truth = [stats(tr.rgb, tr.c2w) for _, tr, _ in runs]
@@ -448,7 +478,7 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
         memory_settings = model.memory_settings
     memory_settings = check_memory_settings(memory_settings, "memory settings")
     entries = _entries(split, "revisit", max_entries)
-    rows, fidelity, fidelity_covered, coverage = [], [], [], []
+    rows, trs = [], []
     prompt = {"width": W * render_scale, "height": H * render_scale}
     worlds = {kind: DreamWorld(str(model_dir), steps=steps, memory=kind != "off", prompt_config=prompt,
                                context_noise=context_noise, memory_settings=memory_settings, device=device)
@@ -472,55 +502,160 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
                 scores[f"{kind}_at_dream_pose"] = (float(psnr(pred, gt_there).mean()),
                                                    float(ssim(pred, gt_there).mean()))
             if kind == "on":  # how far the dream's camera is from the truth on its return
-                p_dream, yaw_dream, _ = decompose(obs[e.return_tick].cam_to_world[None])
-                p_true, yaw_true, _ = decompose(tr.c2w[e.return_tick][None])
-                drift = {"position_m": float(np.linalg.norm(p_dream - p_true)),
-                         "yaw_deg": float(np.abs(wrap_deg(yaw_dream - yaw_true)).max())}
+                drift = _pose_drift(obs[e.return_tick].cam_to_world, tr.c2w[e.return_tick])
         rows.append({"level_seed": e.level_seed, "gap_ticks": e.return_tick, "pose_drift_at_return": drift,
                      **{f"psnr_memory_{k}": v[0] for k, v in scores.items()},
                      **{f"ssim_memory_{k}": v[1] for k, v in scores.items()}})
-        # Fidelity: ground-truth frames in, rendered back at the same poses.
-        memory = SceneMemory(width=W, height=H, **memory_settings)
-        K = worlds["on"].K
-        for t in range(0, len(tr.rgb), 5):
-            memory.insert(tr.rgb[t], tr.depth[t], tr.c2w[t], K, t)
-            view = memory.render(tr.c2w[t], K, t)
-            fidelity.append(float(psnr(view.rgb, tr.rgb[t])))
-            cov = view.alpha > 0.5
-            coverage.append(float(cov.mean()))
-            if cov.any():
-                mse = ((view.rgb[cov].astype(float) - tr.rgb[t][cov].astype(float)) ** 2).mean()
-                fidelity_covered.append(10 * math.log10(255.0**2 / max(mse, 1e-10)))
+        trs.append(tr)
+    K = worlds["on"].K
     for w in worlds.values():
         w.close()
-    on = float(np.mean([r["psnr_memory_on"] for r in rows]))
-    off = float(np.mean([r["psnr_memory_off"] for r in rows]))
-    oracle = float(np.mean([r["psnr_memory_oracle"] for r in rows]))
-    oracle_dream_pose = float(np.mean([r["psnr_memory_oracle_dream_pose"] for r in rows]))
-    return {"revisit": {"memory_on": on, "memory_off": off, "gain_db": on - off,
-                        "ssim_memory_on": float(np.mean([r["ssim_memory_on"] for r in rows])),
-                        "ssim_memory_off": float(np.mean([r["ssim_memory_off"] for r in rows])),
-                        # Diagnostic: the same dream given a memory of the ground truth instead of its own frames
-                        # (see GroundTruthMemory) — how much a memory could help this model if it were right.
-                        "memory_oracle": oracle, "oracle_gain_db": oracle - off,
-                        "ssim_memory_oracle": float(np.mean([r["ssim_memory_oracle"] for r in rows])),
-                        # ... and that true memory seen from the dream's own drifted camera: the pose drift's share
-                        "memory_oracle_dream_pose": oracle_dream_pose,
-                        "pose_drift_cost_db": oracle - oracle_dream_pose,
+    return {"revisit": {**_revisit_summary(rows),
                         # Scored against the truth rendered at the dream's own cameras instead: the scene's
                         # consistency with the pose drift taken out (models whose camera is an input, not a
                         # prediction, are scored this way by construction)
                         "at_dream_pose": {k: float(np.mean([r[f"psnr_memory_{k}_at_dream_pose"] for r in rows]))
                                           for k in ("on", "off")},
-                        "pose_drift_at_return_m": float(np.mean([r["pose_drift_at_return"]["position_m"] for r in rows])),
-                        "pose_drift_at_return_deg": float(np.mean([r["pose_drift_at_return"]["yaw_deg"] for r in rows])),
                         "context_window_frames": model.config.dynamics.window, "split": split,
                         "memory_settings": memory_settings, "per_trajectory": rows},
-            # The memory holds geometry, not the sky (depth beyond its max_depth): fidelity is scored on the
-            # pixels it covers, with the coverage and the whole-frame figure beside it.
-            "memory_fidelity": float(np.mean(fidelity_covered)) if fidelity_covered else None,
-            "memory_fidelity_coverage": float(np.mean(coverage)),
-            "memory_fidelity_full_frame": float(np.mean(fidelity))}
+            **memory_fidelity(trs, [K] * len(trs), memory_settings)}
+
+
+def _pose_drift(dream_c2w: np.ndarray, true_c2w: np.ndarray) -> dict[str, float]:
+    """How far a dream's camera [4, 4] is from the true one: metres and degrees of yaw."""
+    p_dream, yaw_dream, _ = decompose(dream_c2w[None])
+    p_true, yaw_true, _ = decompose(true_c2w[None])
+    return {"position_m": float(np.linalg.norm(p_dream - p_true)),
+            "yaw_deg": float(np.abs(wrap_deg(yaw_dream - yaw_true)).max())}
+
+
+def _revisit_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The revisit section's means over its rows (psnr_/ssim_memory_{on,off,oracle,oracle_dream_pose},
+    pose_drift_at_return)."""
+    mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
+    on, off = mean("psnr_memory_on"), mean("psnr_memory_off")
+    oracle, oracle_dream_pose = mean("psnr_memory_oracle"), mean("psnr_memory_oracle_dream_pose")
+    return {"memory_on": on, "memory_off": off, "gain_db": on - off,
+            "ssim_memory_on": mean("ssim_memory_on"), "ssim_memory_off": mean("ssim_memory_off"),
+            # Diagnostic: the same dream given a memory of the ground truth instead of its own frames
+            # (see GroundTruthMemory) — how much a memory could help this model if it were right.
+            "memory_oracle": oracle, "oracle_gain_db": oracle - off, "ssim_memory_oracle": mean("ssim_memory_oracle"),
+            # ... and that true memory seen from the dream's own drifted camera: the pose drift's share
+            "memory_oracle_dream_pose": oracle_dream_pose, "pose_drift_cost_db": oracle - oracle_dream_pose,
+            "pose_drift_at_return_m": float(np.mean([r["pose_drift_at_return"]["position_m"] for r in rows])),
+            "pose_drift_at_return_deg": float(np.mean([r["pose_drift_at_return"]["yaw_deg"] for r in rows]))}
+
+
+def memory_fidelity(trajs: list[Trajectory], Ks: list[np.ndarray], memory_settings: dict[str, Any]) -> dict[str, Any]:
+    """The scene memory's own fidelity: every 5th true frame of each trajectory inserted (camera Ks[i]) and rendered
+    back at its pose. The memory holds geometry, not the sky (depth beyond its max_depth): fidelity is scored on
+    the pixels it covers, with the coverage and the whole-frame figure beside it."""
+    from splat import SceneMemory
+
+    full, covered, coverage = [], [], []
+    for tr, K in zip(trajs, Ks):
+        H, W = tr.rgb.shape[1:3]
+        memory = SceneMemory(width=W, height=H, **memory_settings)
+        for t in range(0, len(tr.rgb), 5):
+            memory.insert(tr.rgb[t], tr.depth[t], tr.c2w[t], K, t)
+            view = memory.render(tr.c2w[t], K, t)
+            full.append(float(psnr(view.rgb, tr.rgb[t])))
+            cov = view.alpha > 0.5
+            coverage.append(float(cov.mean()))
+            if cov.any():
+                mse = ((view.rgb[cov].astype(float) - tr.rgb[t][cov].astype(float)) ** 2).mean()
+                covered.append(10 * math.log10(255.0**2 / max(mse, 1e-10)))
+    return {"memory_fidelity": float(np.mean(covered)) if covered else None,
+            "memory_fidelity_coverage": float(np.mean(coverage)), "memory_fidelity_full_frame": float(np.mean(full))}
+
+
+def recorded_returns(trajs: list[Trajectory], has_depth: bool, min_gap: int,
+                     context: int) -> tuple[dict[int, list], str | None]:
+    """The returns (evaluation.returns) in each recorded episode, {trajectory index: [Return]} for those that
+    have any after the context, or why there are none to score (one line)."""
+    if not has_depth or any(tr.K is None for tr in trajs):
+        return {}, ("the recordings have no " + ("camera poses" if any(tr.K is None for tr in trajs) else "depth")
+                    + ": a revisit needs both (to find the returns, and to put the views in the scene memory)")
+    found = {i: r for i, tr in enumerate(trajs) if (r := find_returns(tr.c2w, min_gap, first_tick=context))}
+    if not found:
+        return {}, (f"no returns in the recordings: no camera comes back within {NEAR_M} m and {NEAR_DEG:g}° of a pose "
+                    f"it left (by {AWAY_M} m or {AWAY_DEG:g}°) at least {min_gap} ticks later")
+    return found, None
+
+
+def _score_recorded_returns(tr: Trajectory, returns: list, dreams: dict[str, tuple[np.ndarray, np.ndarray]],
+                            context: int) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Per-return rows and the frames at the returns ({method: [n, H, W, 3]}, "truth" among them) of one episode,
+    dreams[kind] being that dream's frames and cameras from tick `context` on."""
+    ticks = [r.tick for r in returns]
+    frames = {kind: rgb[[t - context for t in ticks]] for kind, (rgb, _) in dreams.items()}
+    frames["geometric"], frames["truth"] = geometric(tr, ticks), tr.rgb[ticks]
+    rows = []
+    for j, ret in enumerate(returns):
+        truth = frames["truth"][j]
+        rows.append({"episode": tr.name, "earlier_tick": ret.earlier, "return_tick": ret.tick,
+                     "gap_ticks": ret.tick - ret.earlier,
+                     "pose_drift_at_return": _pose_drift(dreams["on"][1][ret.tick - context], tr.c2w[ret.tick]),
+                     "geometric": float(psnr(frames["geometric"][j], truth)),
+                     **{f"psnr_memory_{k}": float(psnr(frames[k][j], truth)) for k in dreams},
+                     **{f"ssim_memory_{k}": float(ssim(frames[k][j][None], truth[None])[0]) for k in dreams}})
+    return rows, frames
+
+
+def recorded_revisit(model_dir: Path, data: list[str], context: int = 8, steps: int = 1, seed: int = 0,
+                     max_entries: int | None = None, context_noise: float | None = None,
+                     memory_settings: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
+    """Part 3 on held-out recordings of any World (`evaluate --data`): the returns found in the recordings
+    themselves (evaluation.returns, at least the context window + 1 ticks after the view they come back to), each
+    scored at its return tick against the true frame there. One dream per episode and kind, started from its first
+    `context` true frames (dream_from, the model's own camera and memory settings) and following the recorded
+    actions: scene memory off, on, and the oracle (GroundTruthMemory, at the true and at the dream's camera), with
+    the geometric baseline (the true frames before the return in the splat memory, at the true camera) and the
+    memory's fidelity on the true frames. The truth at the dream's own cameras cannot be rendered from recordings:
+    `at_dream_pose` is arena-only. Returns {"skipped": {"revisit": why}} when the recordings have no camera poses
+    or depth, or no returns."""
+    from splat import SceneMemory
+    from worldmodel.checkpoint import check_memory_settings
+
+    model = load_model(model_dir, device=device)
+    H, W = model.config.frame_size
+    window = model.config.dynamics.window
+    context = min(context, window)
+    memory_settings = check_memory_settings(model.memory_settings if memory_settings is None else memory_settings,
+                                            "memory settings")
+    trajs = recorded_trajectories(data, (H, W))[:max_entries]
+    found, why = recorded_returns(trajs, recordings_setup(data)["has_depth"], window + 1, context)
+    if why:
+        return {"skipped": {"revisit": why}}
+    worlds = {kind: recorded_dream_world(model_dir, kind != "off", steps, context_noise, memory_settings, device)
+              for kind in ("off", "on", "oracle", "oracle_dream_pose")}
+    rows, frames = [], []
+    try:
+        for i, returns in found.items():
+            tr = trajs[i]
+            for kind in ("oracle", "oracle_dream_pose"):
+                worlds[kind].attach_memory(GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr,
+                                                             render_at_truth=kind == "oracle"))
+            horizon = returns[-1].tick - context + 1
+            dreams = {k: dream_from(w, tr, context - 1, context, horizon, seed + i) for k, w in worlds.items()}
+            r, f = _score_recorded_returns(tr, returns, dreams, context)
+            rows += r
+            frames.append(f)
+    finally:
+        for w in worlds.values():
+            w.close()
+    at_return = {k: np.concatenate([f[k] for f in frames]) for k in frames[0]}
+    scores = {k: score_frames(at_return[k], at_return["truth"]) for k in ("off", "on", "geometric")}
+    names = {"off": "memory_off", "on": "memory_on", "geometric": "geometric"}
+    return {"revisit": {**_revisit_summary(rows), "geometric": float(scores["geometric"].psnr.mean()),
+                        **{m: {names[k]: summarize(s)[m] for k, s in scores.items()} for m in ("lpips", "sharpness")},
+                        "ci95_memory_on_minus_geometric": _ci(scores["on"], scores["geometric"], np.arange(len(rows))),
+                        "returns": len(rows), "episodes_with_returns": len(found), "episodes": len(trajs),
+                        "thresholds": {"near_m": NEAR_M, "near_deg": NEAR_DEG, "away_m": AWAY_M, "away_deg": AWAY_DEG,
+                                       "min_gap_ticks": window + 1},
+                        "scored_at": "the return tick", "context": context, "context_window_frames": window,
+                        "split": "recordings", "memory_settings": memory_settings, "per_trajectory": rows},
+            **memory_fidelity(trajs, [tr.K for tr in trajs], memory_settings)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -546,11 +681,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="scene-memory setting (a splat.MemoryConfig field, e.g. subsample=1) instead of the model's "
                         "for the revisit benchmark; repeatable")
     p.add_argument("--data", nargs="+", default=None,
-                   help="held-out recordings of any World to test on instead of the arena walks (open loop only)")
+                   help="held-out recordings of any World to test on instead of the arena walks: the open loop, and "
+                        "the revisits found in the recordings (where the camera comes back to a view it left; needs "
+                        "poses and depth); the scripted arena places are skipped")
     args = p.parse_args(argv)
-    if (args.revisit_only or args.memory) and (args.no_revisit or args.data):
-        p.error("--revisit-only and --memory are for the arena revisit benchmark; "
-                "they cannot go with --no-revisit or --data")
+    if (args.revisit_only or args.memory) and args.no_revisit:
+        p.error("--revisit-only and --memory are for the revisit benchmark; they cannot go with --no-revisit")
     if args.data and args.split != "test":
         p.error("--split chooses arena walks; with --data the recordings given are the held-out set")
     try:
@@ -569,21 +705,32 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts,
                               max_entries=args.max_entries, data=args.data, context_noise=args.context_noise,
                               split=args.split, places=not args.no_places, device=args.device)
-        if not args.no_revisit and not args.data:
-            report.update(revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps,
-                                  context_noise=args.context_noise, split=args.split,
-                                  memory_settings=memory_settings, device=args.device))
+        if not args.no_revisit:
+            if args.data:
+                part = recorded_revisit(args.checkpoint, args.data, args.context, args.steps,
+                                        max_entries=args.max_entries, context_noise=args.context_noise,
+                                        memory_settings=memory_settings, device=args.device)
+            else:
+                part = revisit(args.checkpoint, max_entries=args.max_entries, steps=args.steps,
+                               context_noise=args.context_noise, split=args.split,
+                               memory_settings=memory_settings, device=args.device)
+            report.setdefault("skipped", {}).update(part.pop("skipped", {}))
+            report.update(part)
+            if not report["skipped"]:
+                del report["skipped"]
             (args.out / "report.json").write_text(json.dumps(report, indent=2))
     except (CheckpointError, ValueError) as e:  # DeviceError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
-    brief = {k: v for k, v in report.items() if k not in ("setup", "per_rollout", "ci95")}
+    brief = {k: v for k, v in report.items() if k not in ("setup", "per_rollout", "ci95", "skipped")}
     for key in ("revisit", "idle"):
         if key in brief:
             brief[key] = {k: v for k, v in brief[key].items() if not k.startswith("per_")}
     for kind in brief.get("returns", {}):
         brief["returns"][kind] = {k: v for k, v in brief["returns"][kind].items() if k != "per_entry"}
     print(json.dumps(brief, indent=2))
+    for part, why in report.get("skipped", {}).items():
+        print(f"skipped {part}: {why}")
     if args.revisit_only:
         print(f"report: {args.out / 'report.json'}")
     else:

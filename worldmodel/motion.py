@@ -276,6 +276,25 @@ def arena_episodes(prompt_config: dict[str, Any], count: int, ticks: int) -> lis
     return out
 
 
+def recorded_camera_episodes(paths: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(actions [T, 8], camera-to-world [T + 1, 4, 4]) of every episode with poses in the recordings under `paths`
+    (read from their tick logs; the frames are not loaded)."""
+    from engine.recording import Recording
+    from worldmodel.data import find_recordings
+
+    out = []
+    for path in find_recordings(paths):
+        rec = Recording(path)
+        n = len(rec)
+        poses = [row["cam_to_world"] for row in rec.rows[:n]]
+        if n == 0 or any(p is None for p in poses):
+            continue
+        c2w, actions = np.asarray(poses, np.float64), rec.actions_array()
+        bounds = sorted({0, *np.flatnonzero(rec.resets_array()).tolist(), n})
+        out += [(actions[a + 1:b], c2w[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """python -m worldmodel.motion --checkpoint M --out DIR [--data REC ...]: fit the camera rules (info.motion) on
     the first 3/4 of the episodes, report their error on the last 1/4, refit on all, and write the model to DIR with
@@ -298,10 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.data:
-        from worldmodel.evaluation.trajectories import recorded_trajectories
-
-        H, W = model.config.frame_size
-        episodes = [(tr.actions[1:], tr.c2w) for tr in recorded_trajectories(args.data, (H, W))]
+        episodes = recorded_camera_episodes(args.data)
         source = f"recordings {args.data}"
     elif model.info.get("prompt_world", "arena") == "arena":
         episodes = arena_episodes(dict(model.info.get("prompt_config", {})), args.episodes, args.ticks)

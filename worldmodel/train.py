@@ -47,6 +47,7 @@ from typing import Any
 import torch.distributed as dist
 
 from engine.cli import SetError, parse_set
+from engine.recording import RecordingError
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import DataError
@@ -66,14 +67,16 @@ __all__ = ["HOOKS", "TrainConfig", "Trainer", "apply_gradients", "bf16_is_faster
 class Trainer(AutoencoderStage, DynamicsStage, MemoryImages, TrainingData, TrainerBase):
     """Holds the data, the two networks and the run directory; `run()` does both stages, resumably."""
 
+    stage_of: str = ""  # the staged run (worldmodel/training/pipeline.py) this is a stage of, if any
+
     def run(self) -> None:
         t0 = time.time()
         self.train_autoencoder()
         self.ae.eval()
         self.train_dynamics()
         self.export("dynamics", self.step["dynamics"])  # the step the weights are at (not train.steps)
-        self._say(f"done in {(time.time() - t0) / 60:.1f} min at step {self.step['dynamics']}: model in {self.out} "
-                  f"(play it: python play.py --world dream --checkpoint {self.out})")
+        self._say(f"done in {(time.time() - t0) / 60:.1f} min at step {self.step['dynamics']}: model in {self.out}"
+                  + ("" if self.stage_of else f" (play it: python play.py --world dream --checkpoint {self.out})"))
 
 
 # Keys a resumed run may change without --override-config: they change when and what is logged, not the result.
@@ -96,28 +99,73 @@ def config_differences(a: tuple[ModelConfig, TrainConfig], b: tuple[ModelConfig,
             if old.get(k) != new.get(k)]
 
 
+# The named sizes for `--preset` (assets/configs/NAME.yaml), smallest first; their cost per tick: bench/bench_presets.py.
+PRESETS = ("tiny", "small", "medium", "large")
+PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "configs"
+
+
+def preset_path(name: str) -> Path:
+    if name not in PRESETS:
+        raise ConfigError(f"--preset {name!r} is not one of {list(PRESETS)} (or give your own file with --config)")
+    return PRESET_DIR / ("model_tiny.yaml" if name == "tiny" else f"{name}.yaml")
+
+
+def _set_model_keys(mcfg: ModelConfig, items: dict[str, Any]) -> ModelConfig:
+    """`--set model.dynamics.dim=256`-style items applied to the model section, checked like the file."""
+    if not items:
+        return mcfg
+    raw = mcfg.to_dict()
+    for key, value in items.items():
+        parts = key.split(".")[1:]
+        node = raw
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"--set {key}: model has no section {part!r}; sections: model.autoencoder.*, "
+                                  "model.dynamics.*, model.frame_size")
+            node = node[part]
+        node[parts[-1]] = value
+    return ModelConfig.from_dict(raw, source="--set")
+
+
+def _recordings_have_depth(data: list[str]) -> bool:
+    from engine.recording import META_FILE, RecordingMeta
+    from worldmodel.data import find_recordings
+
+    return all(RecordingMeta.load(r / META_FILE).has_depth for r in find_recordings(data))
+
+
 def resolve_config(config: Path | None, out: Path, overrides: list[str], data: list[str] | None, resume: bool,
-                   override: bool, say=print) -> tuple[ModelConfig, TrainConfig]:
-    """The run's config: the preset (or, resuming without --config, the run's train.yaml) + --set + --data, every
-    value checked. A resumed run whose config differs from its train.yaml is refused, naming the differences,
-    unless `override` (--override-config)."""
+                   override: bool, say=print, preset: str | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The run's config: the preset (`config` or a named `preset`; resuming without either, the run's train.yaml) +
+    --set (train keys, and model.* keys) + --data, every value checked. A named preset trains on RGB only when the
+    recordings have no depth. A resumed run whose config differs from its train.yaml is refused, naming the
+    differences, unless `override` (--override-config)."""
     run_yaml = out / RUN_CONFIG
-    if resume and not (out / "state").exists():
+    if resume and not (out / "state").exists() and not (out / "base" / "state").exists():
         raise ConfigError(f"--resume: {out} has no training state to resume")
+    if config is not None and preset is not None:
+        raise ConfigError("give --preset NAME or --config FILE, not both")
+    if preset is not None:
+        config = preset_path(preset)
     if config is None:
         if not resume:
-            raise ConfigError("--config is required: a preset with model: and train: sections, e.g. "
-                              "assets/configs/model_tiny.yaml (only --resume may leave it out)")
+            raise ConfigError("--preset or --config is required: --preset " + "|".join(PRESETS)
+                              + " or a file with model: and train: sections (only --resume may leave them out)")
         if not run_yaml.exists():
             raise ConfigError(f"--resume: {run_yaml} is missing, so the run's config is unknown; give --config")
     mcfg, tcfg = load_presets(config if config is not None else run_yaml)
+    items = parse_set(overrides, "--set", "steps=100")
+    mcfg = _set_model_keys(mcfg, {k: v for k, v in items.items() if k.startswith("model.")})
     raw = _plain(asdict(tcfg))
-    raw.update(parse_set(overrides, "--set", "steps=100"))
+    raw.update({k.removeprefix("train."): v for k, v in items.items() if not k.startswith("model.")})
     if data:
         raw["data"] = list(data)
     tcfg = _build(TrainConfig, raw, "train", "--set/--data")
     if not tcfg.data:
         raise ConfigError("no training data: pass --data DIR (recordings from python -m engine.rollout)")
+    if preset is not None and mcfg.autoencoder.use_depth and not _recordings_have_depth(list(tcfg.data)):
+        say("note: the recordings have no depth: the model trains on RGB only (autoencoder.use_depth: false)")
+        mcfg = _set_model_keys(mcfg, {"model.autoencoder.use_depth": False})
     if resume and run_yaml.exists():
         differences = config_differences(load_presets(run_yaml), (mcfg, tcfg))
         significant = [line for line in differences if line.split(":")[0] not in HARMLESS_KEYS]
@@ -132,8 +180,11 @@ def resolve_config(config: Path | None, out: Path, overrides: list[str], data: l
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worldmodel.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="a named size (assets/configs/): tiny (tests), small (minutes on a CPU), medium (the shipped "
+                        "model's size, hours), large (for a GPU); with validation split, memory fine-tune and chosen settings")
     p.add_argument("--config", type=Path, default=None,
-                   help="preset YAML with model: and train: sections (with --resume: default the run's own train.yaml)")
+                   help="your own YAML with model: and train: sections (with --resume: default the run's own train.yaml)")
     p.add_argument("--data", nargs="+", default=None, help="recording directories (replace train.data)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--resume", action="store_true",
@@ -141,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--override-config", action="store_true",
                    help="with --resume: accept a config (--config/--set/--data) that differs from the run's train.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a train: key, e.g. --set steps=100")
+                   help="override a train: key, e.g. --set steps=100, or a model key, e.g. --set model.dynamics.layers=6")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                    help="auto (default): CUDA when torch sees a GPU, else the CPU; under torchrun each rank takes "
                         "cuda:LOCAL_RANK (NCCL) or shares the CPU (gloo)")
@@ -155,10 +206,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
+        say = print if d.main else (lambda _: None)
         mcfg, tcfg = resolve_config(args.config, args.out, args.overrides, args.data, args.resume, args.override_config,
-                                    say=print if d.main else (lambda _: None))
-        Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
-    except (ConfigError, DataError, CheckpointError, FileExistsError, SetError) as e:
+                                    say=say, preset=args.preset)
+        if tcfg.staged:
+            from worldmodel.training.pipeline import Pipeline
+
+            Pipeline(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
+        else:
+            Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
+    except (ConfigError, DataError, CheckpointError, FileExistsError, SetError, RecordingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

@@ -160,7 +160,9 @@ def quality_table(report: dict[str, Any]) -> str:
         other.append(("dream ticks/s (batch 1, memory off, this run's machine)", _fmt(report["ticks_per_s"], 1)))
     rv = report.get("revisit")
     if rv:
-        other += [("revisits after the return, memory on / off / oracle (PSNR)",
+        where = ("returns found in the recordings, at the return tick" if rv.get("split") == "recordings"
+                 else "revisits after the return")
+        other += [(f"{where}, memory on / off / oracle (PSNR)",
                    f"{_fmt(rv['memory_on'])} / {_fmt(rv['memory_off'])} / {_fmt(rv['memory_oracle'])} dB"),
                   ("the dream's camera at the revisit return, off the true one by",
                    f"{_fmt(rv['pose_drift_at_return_m'])} m, {_fmt(rv['pose_drift_at_return_deg'], 1)}°")]

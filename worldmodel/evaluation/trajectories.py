@@ -8,6 +8,7 @@ them the way the training data was rendered (at `render_size`, area-resized to t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -82,3 +83,15 @@ def recorded_trajectories(paths: list[str], size: tuple[int, int]) -> list[Traje
         K = store.K[int(s)].astype(np.float64) if store.K is not None else None
         trajs.append(Trajectory(store.rgb[sl], depth, c2w, store.actions[sl], f"recording-episode-{e}", K))
     return trajs
+
+
+def recordings_setup(paths: list[str]) -> dict[str, Any]:
+    """What held-out recordings are, from their meta.yaml: the worlds they were recorded in, their frame sizes
+    [H, W] as recorded (before the area resize to the model's size), and whether every one has depth."""
+    from engine.recording import META_FILE, RecordingMeta
+    from worldmodel.data import find_recordings
+
+    metas = [RecordingMeta.load(p / META_FILE) for p in find_recordings(paths)]
+    return {"worlds": sorted({m.world for m in metas}),
+            "resolutions": [list(r) for r in sorted({tuple(m.resolution) for m in metas if m.resolution})],
+            "has_depth": all(m.has_depth for m in metas)}

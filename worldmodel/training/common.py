@@ -72,6 +72,16 @@ class TrainConfig:
     bf16: bool | str = "auto"
     checkpoint_minutes: float = 5.0
     log_every: int = 25
+    # The stages after the two networks (worldmodel/training/pipeline.py; the presets turn them on):
+    val_fraction: float = 0.0  # recordings held out to choose the dream's settings on (the last ones, at least one)
+    finetune_steps: int = 0  # memory fine-tune steps (memory_mode splat_predicted) when the data has poses and depth
+    finetune_lr: float = 1e-4
+    context_noise_choices: tuple[float, ...] = ()  # the levels tried on the held-out recordings; the best is kept
+
+    @property
+    def staged(self) -> bool:
+        """Whether the run goes on past the two networks (validation split, memory fine-tune, settings chosen)."""
+        return self.val_fraction > 0 or self.finetune_steps > 0 or bool(self.context_noise_choices)
 
     def __post_init__(self) -> None:
         self._check_ranges()
@@ -102,6 +112,12 @@ class TrainConfig:
         for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
                 raise bad(key, "must be a finite number >= 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise bad("val_fraction", "must be in [0, 1): the share of recordings held out for choosing settings")
+        if self.finetune_steps < 0 or not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise bad("finetune_steps" if self.finetune_steps < 0 else "finetune_lr", "must be >= 0 (steps) / > 0 (lr)")
+        if not all(isinstance(c, (int, float)) and 0.0 <= c < 1.0 for c in self.context_noise_choices):
+            raise bad("context_noise_choices", "must be a list of levels in [0, 1), e.g. [0, 0.2, 0.35]")
         for key in ("memory_prob", "pure_noise_prob"):
             if not 0.0 <= getattr(self, key) <= 1.0:  # also false for NaN
                 raise bad(key, "must be a probability in [0, 1]")
@@ -345,7 +361,7 @@ class TrainerBase:
         self.workers = max(1, int(workers))
         self.state_dir = out / "state"
         if d.main:
-            if out.exists() and (out / "state").exists() and not resume:
+            if out.exists() and ((out / "state").exists() or (out / "pipeline.json").exists()) and not resume:
                 raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
             out.mkdir(parents=True, exist_ok=True)
             write_run_config(out, model_cfg, cfg)
