@@ -247,7 +247,7 @@ class PolicySource:
 
     def next(self, obs: Observation) -> Action | None:
         try:
-            action = self.policy(obs)
+            action = self.policy(obs.policy_view if obs.policy_view is not None else obs)
         except Exception as e:
             raise PolicyError(f"policy {self.name!r} raised at tick {obs.tick}: {type(e).__name__}: {e}") from e
         if not isinstance(action, Action):

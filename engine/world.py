@@ -56,6 +56,8 @@ class Observation:
     tick:         ticks since the last reset (0 for the reset observation)
     info:         JSON-able extras (world-specific)
     dynamic_mask: [H, W] bool, True where something that moves on its own is drawn, or None
+    policy_view:  what a policy sees when it is not what is shown (the split view: the ground truth alone,
+                  with its depth and pose), or None (the policy sees this observation); not recorded
     """
 
     rgb: np.ndarray
@@ -65,6 +67,7 @@ class Observation:
     tick: int = 0
     info: dict[str, Any] = field(default_factory=dict)
     dynamic_mask: np.ndarray | None = None
+    policy_view: "Observation | None" = None
 
     @property
     def size(self) -> tuple[int, int]:

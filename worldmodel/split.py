@@ -1,7 +1,8 @@
 """The honest demo: the dream and the ground truth side by side, driven by the same actions.
+A policy sees the ground truth as that world alone gives it (depth and pose included: `Observation.policy_view`).
 
 `python play.py --world split` shows [dream | ground truth]; Tab cycles split → dream → ground truth.
-The ground truth is the model's prompt world (the arena), rendered at the data resolution and
+The ground truth is the model's prompt world (the arena, or `prompt_world`), rendered at the data resolution and
 area-resized to the model's, exactly as the training data was.
 """
 
@@ -27,14 +28,14 @@ class SplitWorld(World):
     commands = {"view": ("tab", "cycle views: split, dream, truth"), **DreamWorld.commands}
 
     def __init__(self, checkpoint: str | None = None, steps: int = 1, memory: bool | None = None, view: str = "split",
-                 device: str = "auto") -> None:
+                 device: str = "auto", prompt_world: str | None = None) -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-        self.dream = DreamWorld(checkpoint=checkpoint, steps=steps, memory=memory, device=device)
+        self.dream = DreamWorld(checkpoint=checkpoint, steps=steps, memory=memory, device=device, prompt_world=prompt_world)
         self.truth = make_world(self.dream.prompt_name, **self.dream.prompt_config)
         self.view = view
         self._config = dict(checkpoint=self.dream.checkpoint, steps=steps, memory=self.dream.config["memory"], view=view,
-                            device=self.dream.config["device"])
+                            device=self.dream.config["device"], prompt_world=self.dream.prompt_name)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -66,7 +67,9 @@ class SplitWorld(World):
         info = dict(dream.info)
         info["hud"] = f"{label}   {dream.info.get('hud', '')}"
         info["truth_position"] = truth.info.get("position")
-        return Observation(rgb=rgb, depth=None, cam_to_world=dream.cam_to_world, K=None, tick=dream.tick, info=info)
+        # a policy sees the ground truth as it would alone (depth, pose): the dream follows the same actions
+        return Observation(rgb=rgb, depth=None, cam_to_world=dream.cam_to_world, K=None, tick=dream.tick, info=info,
+                           policy_view=truth)
 
     def hud_extra(self) -> str:
         return self.dream.hud_extra()

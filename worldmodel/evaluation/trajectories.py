@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from worldmodel.data import area_resize
+from worldmodel.data import area_resize, fit_K
 
 
 @dataclass
@@ -25,14 +25,6 @@ class Trajectory:
     actions: np.ndarray  # [T+1, 8] (row i leads into frame i; row 0 zeros)
     name: str
     K: np.ndarray | None = None  # [3, 3] intrinsics at the model's resolution (None: unknown)
-
-
-def scale_K(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
-    """Intrinsics of an image of from_size (H, W) for the same camera at to_size."""
-    K = np.asarray(K, np.float64).copy()
-    K[0] *= to_size[1] / from_size[1]
-    K[1] *= to_size[0] / from_size[0]
-    return K
 
 
 def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]) -> Trajectory:
@@ -51,7 +43,7 @@ def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]
     acts = np.zeros((len(obs), 8), np.float32)
     acts[1:] = np.stack([a.to_array() for a in actions])
     return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts,
-                      f"{entry.kind}-{entry.level_seed}", scale_K(obs[0].K, render_size, size))
+                      f"{entry.kind}-{entry.level_seed}", fit_K(obs[0].K, render_size, size))
 
 
 def render_at_poses(entry, c2w: np.ndarray, ticks: np.ndarray, size: tuple[int, int],
