@@ -205,6 +205,22 @@ def startup(d: dict) -> list[str]:
             table(["line"] + list(modes), rows), machine_line(d.get("machine"))]
 
 
+def preset_rows(d: dict) -> list[list[Any]]:
+    """One row per `--preset`: what it is and its tick (also the README's own-game table)."""
+    return [[name, f"{p['frame_size'][0]}×{p['frame_size'][1]}", f"{p['layers']} × {p['dim']}", p["dynamics_params_M"],
+             p["tick_ms_median"], f"{p['ae_steps']:,} + {p['steps']:,} + {p['finetune_steps']:,}"]
+            for name, p in d["presets"].items()]
+
+
+PRESET_HEADER = ["preset", "frame", "layers × width", "dynamics M params", "tick ms (median)",
+                 "steps: autoencoder + dynamics + memory"]
+
+
+def presets(d: dict) -> list[str]:
+    return [f"{d['what']} {d['threads']} threads, fp32 GEMM {fmt(d['fp32_gemm_gflops'])} GFLOP/s, {d['cpu']}, {d['time']}.",
+            table(PRESET_HEADER, preset_rows(d))]
+
+
 def generic(d: dict) -> list[str]:
     return [table(["key", "value"], _flatten(d))]
 
@@ -219,6 +235,7 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "vector": ("Batched dreams (`DreamVectorEnv`)", "python bench/bench_vector.py --checkpoint assets/model", vector),
     "gpu": ("GPU", "bash bench/gpu_check.sh; bash bench/gpu_train.sh", gpu),
     "startup": ("Start-up: launch to the first dreamed frame", "python bench/bench_startup.py", startup),
+    "presets": ("Training presets: the dream's tick per size", "python bench/bench_presets.py", presets),
 }
 
 
