@@ -573,8 +573,9 @@ def recorded_returns(trajs: list[Trajectory], has_depth: bool, min_gap: int,
                      context: int) -> tuple[dict[int, list], str | None]:
     """The returns (evaluation.returns) in each recorded episode, {trajectory index: [Return]} for those that
     have any after the context, or why there are none to score (one line)."""
-    if not has_depth or any(tr.K is None for tr in trajs):
-        return {}, ("the recordings have no " + ("camera poses" if any(tr.K is None for tr in trajs) else "depth")
+    no_pose = any(tr.K is None for tr in trajs)
+    if not has_depth or no_pose:
+        return {}, ("the recordings have no " + ("camera poses" if no_pose else "depth")
                     + ": a revisit needs both (to find the returns, and to put the views in the scene memory)")
     found = {i: r for i, tr in enumerate(trajs) if (r := find_returns(tr.c2w, min_gap, first_tick=context))}
     if not found:

@@ -52,6 +52,7 @@ from worldmodel.checkpoint import CheckpointError
 from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import DataError
 from worldmodel.device import DEVICE_CHOICES, DeviceError
+from worldmodel.evaluation.trajectories import recordings_setup
 from worldmodel.training.autoencoder import AutoencoderStage
 from worldmodel.training.common import (HOOKS, RUN_CONFIG, TrainConfig, TrainerBase, apply_gradients, bf16_is_faster,
                                         init_distributed, load_presets)
@@ -127,13 +128,6 @@ def _set_model_keys(mcfg: ModelConfig, items: dict[str, Any]) -> ModelConfig:
     return ModelConfig.from_dict(raw, source="--set")
 
 
-def _recordings_have_depth(data: list[str]) -> bool:
-    from engine.recording import META_FILE, RecordingMeta
-    from worldmodel.data import find_recordings
-
-    return all(RecordingMeta.load(r / META_FILE).has_depth for r in find_recordings(data))
-
-
 def resolve_config(config: Path | None, out: Path, overrides: list[str], data: list[str] | None, resume: bool,
                    override: bool, say=print, preset: str | None = None) -> tuple[ModelConfig, TrainConfig]:
     """The run's config: the preset (`config` or a named `preset`; resuming without either, the run's train.yaml) +
@@ -163,7 +157,7 @@ def resolve_config(config: Path | None, out: Path, overrides: list[str], data: l
     tcfg = _build(TrainConfig, raw, "train", "--set/--data")
     if not tcfg.data:
         raise ConfigError("no training data: pass --data DIR (recordings from python -m engine.rollout)")
-    if preset is not None and mcfg.autoencoder.use_depth and not _recordings_have_depth(list(tcfg.data)):
+    if preset is not None and mcfg.autoencoder.use_depth and not recordings_setup(list(tcfg.data))["has_depth"]:
         say("note: the recordings have no depth: the model trains on RGB only (autoencoder.use_depth: false)")
         mcfg = _set_model_keys(mcfg, {"model.autoencoder.use_depth": False})
     if resume and run_yaml.exists():

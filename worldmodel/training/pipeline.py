@@ -198,9 +198,9 @@ class Pipeline:
             cameras["action"] = {"dream": {**base_info["dream"], "camera": "action"}, "motion": motion}
         cn0 = 0.0
         best_camera = "model"
+        paths = {c: self._candidate(model_dir, f"camera_{c}", info) for c, info in cameras.items()}
         if len(cameras) > 1:
-            scores = {c: self._score(f"camera_{c}", self._candidate(model_dir, f"camera_{c}", info), val, cn0)
-                      for c, info in cameras.items()}
+            scores = {c: self._score(f"camera_{c}", paths[c], val, cn0) for c in cameras}
             best_camera = min(scores, key=scores.get)
             self._say(f"stage choose: camera {best_camera} (ST-LPIPS {scores})")
         info = dict(cameras[best_camera])
@@ -208,8 +208,8 @@ class Pipeline:
             info["dream"] = {**info["dream"], "chosen_by": how}
         levels = sorted(set(float(c) for c in self.cfg.context_noise_choices) | {cn0})
         if len(levels) > 1:
-            candidate = self._candidate(model_dir, f"camera_{best_camera}", cameras[best_camera])
-            scores = {cn: self._score(f"camera_{best_camera}" if cn == cn0 else f"context_noise_{cn}", candidate, val, cn)
+            scores = {cn: self._score(f"camera_{best_camera}" if cn == cn0 else f"context_noise_{cn}", paths[best_camera],
+                                      val, cn)
                       for cn in levels}
             best = min(scores, key=scores.get)
             self._say(f"stage choose: context noise {best} (ST-LPIPS {scores})")
