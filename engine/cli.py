@@ -8,6 +8,7 @@ anything else a string); a later item overrides an earlier one, and a malformed 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable
 
 import yaml
@@ -15,6 +16,9 @@ import yaml
 
 class SetError(ValueError):
     """A malformed `--set KEY=VALUE` item (the message names the item and the option)."""
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def parse_set(items: Iterable[str], option: str = "--set", example: str = "width=256") -> dict[str, Any]:
@@ -27,6 +31,8 @@ def parse_set(items: Iterable[str], option: str = "--set", example: str = "width
             raise SetError(f"{option} takes KEY=VALUE, e.g. {option} {example}; got {item!r}")
         try:
             out[key] = yaml.safe_load(value)
+            if isinstance(out[key], str) and _FLOAT.fullmatch(out[key].strip()):
+                out[key] = float(out[key])  # 1e-4: YAML 1.1 wants 1.0e-4 for a float, people write 1e-4
         except yaml.YAMLError as e:
             raise SetError(f"{option} {item!r}: the value is not a YAML scalar or list ({e.__class__.__name__}); "
                            f"quote it, e.g. {option} {key}='\"...\"'") from None

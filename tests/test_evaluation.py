@@ -252,3 +252,25 @@ def test_evaluate_data_scores_the_returns_found_in_ones_own_recordings(tmp_path)
     assert rv["geometric"] > rv["memory_off"] + 5  # the true frames at the true camera, against random weights
     assert set(rv["lpips"]) == {"memory_off", "memory_on", "geometric"}
     assert 0 < report["memory_fidelity_coverage"] <= 1
+
+
+def test_wall_in_first_view_known_cases():
+    """The wall probe's split: a wall straight ahead of the first camera at the depth its frame shows is seen; the
+    same wall behind something nearer, or a walk off to the side, is one the dream has to invent."""
+    from worldmodel.evaluate import wall_in_first_view
+    from worldmodel.evaluation.trajectories import Trajectory
+
+    T = 10
+    c2w = np.repeat(np.eye(4, dtype=np.float32)[None], T + 1, 0)  # OpenCV camera at the origin looking down +z
+    c2w[:, 2, 3] = np.linspace(0.0, 4.65, T + 1)  # walks 4.65 m straight ahead: the wall is 0.35 m further, z = 5
+    K = np.array([[32.0, 0, 32], [0, 32.0, 32], [0, 0, 1]], np.float32)
+
+    def traj(depth_m: float, c2w=c2w) -> Trajectory:
+        return Trajectory(rgb=np.zeros((T + 1, 64, 64, 3), np.uint8), depth=np.full((T + 1, 64, 64), depth_m, np.float32),
+                          c2w=c2w, actions=np.zeros((T + 1, 8), np.float32), name="t", K=K)
+
+    assert wall_in_first_view(traj(5.0), T)
+    assert not wall_in_first_view(traj(2.0), T)  # something nearer hides it
+    side = c2w.copy()
+    side[:, 2, 3], side[:, 0, 3] = 0.0, np.linspace(0.0, 4.65, T + 1)  # the walk goes along +x: outside the view
+    assert not wall_in_first_view(traj(5.0, side), T)

@@ -307,6 +307,9 @@ def test_one_set_parser_everywhere(tmp_path, capsys):
     from worldmodel import train as trainer
 
     assert parse_set(["a=1", "b=[1, 2]", "c=yes please", "d=.nan", "a=2"])["a"] == 2
+    # e-notation without a decimal point is a float (YAML 1.1 alone would make "1e-4" a string)
+    assert parse_set(["lr=1e-4", "x=2E3", "y=-1.5e-2", "w=e5", "n=10"]) == {"lr": 1e-4, "x": 2000.0, "y": -0.015,
+                                                                         "w": "e5", "n": 10}
     with pytest.raises(ValueError, match="--set takes KEY=VALUE"):
         parse_set(["width"])
     assert play.main(["--world", "plane", "--headless", "--ticks", "1", "--set", "width"]) == 2

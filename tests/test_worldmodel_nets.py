@@ -365,3 +365,19 @@ def test_resetting_one_batch_row_equals_a_fresh_rollout_for_that_row():
         torch.testing.assert_close(b[1:], f, atol=1e-4, rtol=1e-4)  # the reset row = a fresh rollout
         torch.testing.assert_close(b[:1], u[:1], atol=1e-4, rtol=1e-4)  # the other row is unaffected
     assert batched.kv.shape == untouched.kv.shape
+
+
+def test_focal_frequency_loss_known_answers():
+    """A constant offset c is all DC: its focal frequency loss is c**2 (ortho FFT, weight 1 at the one frequency);
+    equal images give 0; and an error at two frequencies weights the smaller one by its relative size."""
+    from worldmodel.autoencoder import focal_frequency_loss
+
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    assert focal_frequency_loss(x, x).item() == 0.0
+    assert focal_frequency_loss(x + 0.3, x).item() == pytest.approx(0.09, rel=1e-5)
+    # DC offset a plus a checkerboard of amplitude 2a: spectra a*8 at DC, 2a*8 at (4, 4); weights 1/2 and 1
+    a = 0.1
+    checker = torch.tensor([[(-1.0) ** (i + j) for j in range(8)] for i in range(8)])
+    err = a + 2 * a * checker
+    expected = (0.5 * (a * 8) ** 2 + 1.0 * (2 * a * 8) ** 2) / 64
+    assert focal_frequency_loss(x + err, x).item() == pytest.approx(expected, rel=1e-5)

@@ -480,3 +480,67 @@ def test_posefit_changes_only_the_pose_head(tiny_model, tmp_path):
     info = yaml.safe_load((out / "model.yaml").read_text())["info"]
     assert info["pose_refit"]["episodes"] == 4 and info["stage"] == "dynamics"
     assert main(["--checkpoint", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+
+
+def test_decoder_sharpening_keeps_the_encoder_and_the_dynamics(tiny_model, arena_data, tmp_path):
+    """steps: 0 with init_from and decoder_steps > 0 fine-tunes the decoder alone: the encoder (so every latent) and
+    the dynamics are bit-identical to the source model's, how that dynamics dreams (info.sampling) carries over, and
+    the run resumes like the other stages."""
+    from safetensors.numpy import load_file
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model, src, ignore=shutil.ignore_patterns("state", "log.jsonl"))
+    doc = yaml.safe_load((src / "model.yaml").read_text())
+    doc["info"]["sampling"] = {"context_noise": 0.2, "chosen_by": "a test"}
+    (src / "model.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "sharp"
+    args = ["--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--set", f"init_from={src}",
+            "--set", "ae_steps=0", "--set", "steps=0", "--set", "decoder_steps=6", "--set", "ae_batch=4",
+            "--set", "log_every=1", "--no-progress"]
+    p = train(*args)
+    assert p.returncode == 0, p.stderr[-3000:]
+    before, after = load_file(str(src / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all(k.startswith("autoencoder.decoder.") for k in changed)
+    info = yaml.safe_load((out / "model.yaml").read_text())["info"]
+    assert info["stage"] == "decoder" and info["step"] == 6 and "decoder_fine_tune" in info
+    assert info["sampling"] == {"context_noise": 0.2, "chosen_by": "a test"}
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"decoder"' in line]
+    assert [r["step"] for r in rows] == list(range(6)) and all(0 < r["sharpness"] < 2 for r in rows)
+    # resuming a finished run changes nothing; a run with more steps continues from step 6
+    assert train(*args, "--resume").returncode == 0
+    assert all(np.array_equal(after[k], v) for k, v in load_file(str(out / "model.safetensors")).items())
+    p = train(*args, "--resume", "--override-config", "--set", "decoder_steps=8")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert yaml.safe_load((out / "model.yaml").read_text())["info"]["step"] == 8
+    # the dynamics is never trained from scratch with zero steps
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "bad"), "--set", "steps=0")
+    assert p.returncode == 2 and "train.steps" in p.stderr and "init_from" in p.stderr
+
+
+def test_frame_distances_the_clips_never_reach_are_refused(arena_data, tmp_path):
+    """A relative-position bias for a frame distance no training clip has stays at its init (0) while the dream's
+    sinks reach it: the trainer refuses such a config before any work, naming both keys and the fix."""
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "r"), "--set", "clip_frames=4")
+    assert p.returncode == 2
+    assert "max_rel_frames is 5" in p.stderr and "set max_rel_frames to 3" in p.stderr
+    assert not (tmp_path / "r" / "state").exists()
+
+
+def test_fine_tuning_with_fewer_frame_distances_keeps_the_trained_ones(tiny_model, arena_data, tmp_path):
+    """init_from a model with more frame-distance biases than the run's clips reach: the run keeps the source's
+    biases up to its max_rel_frames (farther frames share that one) and says so; any other difference is refused."""
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "ft"
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--set", f"init_from={tiny_model}",
+              "--set", "ae_steps=0", "--set", "steps=1", "--set", "lr=0.000000000001", "--set", "warmup=0", "--set", "batch_size=2",
+              "--set", "clip_frames=4", "--set", "model.dynamics.max_rel_frames=3", "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "keeps its biases up to distance 3" in p.stdout
+    before, after = load_file(str(tiny_model / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert after["dynamics.rel_bias"].shape[1] == 4 and before["dynamics.rel_bias"].shape[1] == 6
+    np.testing.assert_allclose(after["dynamics.rel_bias"], before["dynamics.rel_bias"][:, :4], atol=1e-6)
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "ft2"), "--set",
+              f"init_from={tiny_model}", "--set", "ae_steps=0", "--set", "model.dynamics.layers=3")
+    assert p.returncode == 2 and "different model config" in p.stderr

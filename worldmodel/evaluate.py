@@ -427,20 +427,43 @@ def _idle(runs: list) -> dict[str, Any]:
             "entries": len(runs), "per_entry": per["model"]}
 
 
+def wall_in_first_view(tr: Trajectory, contact_tick: int, ahead_m: float = 0.35, tolerance_m: float = 0.5) -> bool:
+    """Whether the wall the player stops at is in the trajectory's first (real) view, unoccluded: the point `ahead_m`
+    beyond the eye at contact, along the walk, projects into frame 0 where frame 0's depth agrees within
+    `tolerance_m`. A wall outside that view is one the dream has to invent: where it puts it is its guess."""
+    eye = tr.c2w[:, :3, 3]
+    walk = eye[contact_tick] - eye[0]
+    if tr.K is None or np.linalg.norm(walk) < 1e-6:
+        return False
+    point = eye[contact_tick] + walk / np.linalg.norm(walk) * ahead_m
+    w2c = np.linalg.inv(tr.c2w[0])
+    pc = w2c[:3, :3] @ point + w2c[:3, 3]
+    if pc[2] <= 0:
+        return False
+    u, v = (tr.K @ pc)[:2] / pc[2]
+    H, W = tr.depth.shape[1:]
+    return bool(0 <= u < W and 0 <= v < H and abs(float(tr.depth[0][int(v), int(u)]) - pc[2]) < tolerance_m)
+
+
 def _wall(runs: list) -> dict[str, Any]:
     res: dict[str, Any] = {}
+    seen = [wall_in_first_view(tr, e.contact_tick) for e, tr, _ in runs]
     for v in ("model", "memory_on"):
         errs = [float(np.linalg.norm(d[v][1][-1][:3, 3] - tr.c2w[-1][:3, 3])) for _, tr, d in runs]
         past = [float(np.linalg.norm(d[v][1][-1][:3, 3] - d[v][1][e.contact_tick][:3, 3])) for e, _, d in runs]
         end = [float(psnr(d[v][0][-1], tr.rgb[-1])) for _, tr, d in runs]
         stats = {"stop_error_m": float(np.mean(errs)), "moved_after_contact_m": float(np.mean(past)),
-                 "psnr_at_end": float(np.mean(end)), "per_entry_stop_error_m": errs}
+                 "psnr_at_end": float(np.mean(end)), "per_entry_stop_error_m": errs,
+                 # split by whether the first (real) view showed the wall; None where no entry is of that kind
+                 "stop_error_m_wall_seen": float(np.mean([x for x, s in zip(errs, seen) if s])) if any(seen) else None,
+                 "stop_error_m_wall_unseen": (float(np.mean([x for x, s in zip(errs, seen) if not s]))
+                                              if not all(seen) else None)}
         if v == "model":
             res.update(stats)
         else:
             res["memory_on"] = stats
     e0 = runs[0][0]
-    res.update({"entries": len(runs), "push_ticks": e0.ticks - e0.contact_tick})
+    res.update({"entries": len(runs), "push_ticks": e0.ticks - e0.contact_tick, "wall_in_first_view": seen})
     return res
 
 

@@ -9,7 +9,8 @@
 `--device auto` (the default) trains on CUDA when torch sees a GPU, else on the CPU. Under torchrun each rank
 takes the GPU of its LOCAL_RANK and the ranks all-reduce over NCCL; on the CPU over gloo.
 
-Stage 1 fits the autoencoder on single frames (RGB + depth when the data has it). Its latents are then
+Stage 1 fits the autoencoder on single frames (RGB + depth when the data has it); with train.decoder_steps > 0
+the decoder alone is then sharpened (training/decoder.py: encoder frozen, so the latents do not change). Its latents are then
 computed once for every frame, together with a memory image per frame (earlier ground-truth frames
 reprojected into that frame's camera, the stand-in for the splat memory), and stage 2 trains the
 dynamics on clips of latents with the flow-matching objective (Diffusion Forcing noise levels), the
@@ -31,7 +32,7 @@ autoencoder's weights: an edited recording or another autoencoder rebuilds them.
 
 The code is in worldmodel/training/: common.py (the train: config, distributed set-up, logging,
 apply_gradients, the trainer's state/checkpoint helpers), data.py (frames and latents, cached),
-autoencoder.py (stage 1), memory_images.py (the memory-image generators, memory_batch) and dynamics.py
+autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py (the memory-image generators, memory_batch) and dynamics.py
 (stage 2). This module is the command line, and its Trainer combines those parts.
 """
 
@@ -57,6 +58,7 @@ from worldmodel.training.autoencoder import AutoencoderStage
 from worldmodel.training.common import (HOOKS, RUN_CONFIG, TrainConfig, TrainerBase, apply_gradients, bf16_is_faster,
                                         init_distributed, load_presets)
 from worldmodel.training.data import TrainingData
+from worldmodel.training.decoder import DecoderStage
 from worldmodel.training.dynamics import DynamicsStage
 from worldmodel.training.memory_images import MemoryImages, memory_batch
 
@@ -65,7 +67,7 @@ __all__ = ["HOOKS", "TrainConfig", "Trainer", "apply_gradients", "bf16_is_faster
            "memory_batch", "resolve_config"]
 
 
-class Trainer(AutoencoderStage, DynamicsStage, MemoryImages, TrainingData, TrainerBase):
+class Trainer(AutoencoderStage, DecoderStage, DynamicsStage, MemoryImages, TrainingData, TrainerBase):
     """Holds the data, the two networks and the run directory; `run()` does both stages, resumably."""
 
     stage_of: str = ""  # the staged run (worldmodel/training/pipeline.py) this is a stage of, if any
@@ -73,10 +75,13 @@ class Trainer(AutoencoderStage, DynamicsStage, MemoryImages, TrainingData, Train
     def run(self) -> None:
         t0 = time.time()
         self.train_autoencoder()
+        self.sharpen_decoder()
         self.ae.eval()
-        self.train_dynamics()
-        self.export("dynamics", self.step["dynamics"])  # the step the weights are at (not train.steps)
-        self._say(f"done in {(time.time() - t0) / 60:.1f} min at step {self.step['dynamics']}: model in {self.out}"
+        stage = "decoder" if self.cfg.steps == 0 else "dynamics"  # steps 0: init_from's dynamics kept
+        if stage == "dynamics":
+            self.train_dynamics()
+        self.export(stage, self.step[stage])  # the step the weights are at (not train.steps)
+        self._say(f"done in {(time.time() - t0) / 60:.1f} min at {stage} step {self.step[stage]}: model in {self.out}"
                   + ("" if self.stage_of else f" (play it: python play.py --world dream --checkpoint {self.out})"))
 
 

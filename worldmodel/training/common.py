@@ -10,7 +10,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ class TrainConfig:
     ae_steps: int = 2000
     ae_batch: int = 32
     ae_lr: float = 1e-3
+    # Stage 1b: the decoder alone fine-tuned with the focal frequency loss (training/decoder.py); 0 steps: off.
+    decoder_steps: int = 0
+    decoder_lr: float = 5e-4
+    decoder_freq_weight: float = 200.0
     # Stage 2: dynamics on clips of latents.
     steps: int = 4000
     batch_size: int = 8
@@ -106,10 +110,10 @@ class TrainConfig:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"train.{key} = {getattr(self, key)!r} {why}")
 
-        for key in ("ae_lr", "lr", "grad_clip"):
+        for key in ("ae_lr", "lr", "grad_clip", "decoder_lr"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
                 raise bad(key, "must be a finite number > 0")
-        for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes"):
+        for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes", "decoder_freq_weight"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
                 raise bad(key, "must be a finite number >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -123,12 +127,15 @@ class TrainConfig:
                 raise bad(key, "must be a probability in [0, 1]")
         if not 0.0 <= self.context_noise_max < 1.0:
             raise bad("context_noise_max", "must be in [0, 1)")
-        for key in ("seed", "max_frames", "ae_steps", "warmup"):
+        for key in ("seed", "max_frames", "ae_steps", "warmup", "decoder_steps"):
             if getattr(self, key) < 0:
                 raise bad(key, "must be >= 0")
-        for key in ("steps", "ae_batch", "batch_size", "memory_sources", "memory_max_gap", "log_every"):
+        if self.steps < 0 or (self.steps == 0 and not self.init_from):
+            raise bad("steps", "must be >= 1 (the dynamics trains at least one step), or 0 with train.init_from to keep "
+                               "its dynamics (e.g. to sharpen the decoder alone)")
+        for key in ("ae_batch", "batch_size", "memory_sources", "memory_max_gap", "log_every"):
             if getattr(self, key) < 1:
-                raise bad(key, "must be >= 1" + (" (the dynamics trains at least one step)" if key == "steps" else ""))
+                raise bad(key, "must be >= 1")
         if self.clip_frames < 2:
             raise bad("clip_frames", "must be >= 2 (a clip is context frames followed by the frames predicted from them)")
         if self.ae_steps == 0 and not self.init_from:
@@ -350,6 +357,10 @@ def write_run_config(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> Non
 # -- the trainer's shared part -------------------------------------------------------------------------
 
 
+# model.yaml info that describes how a dynamics' weights dream: kept when a run keeps init_from's dynamics (steps: 0).
+DYNAMICS_INFO_KEYS = ("sampling", "memory", "fine_tune", "pose_refit", "dream", "motion", "stages")
+
+
 class TrainerBase:
     """The trainer's set-up (data, the two networks, the run directory, bf16) and the state/checkpoint helpers
     its stages share; worldmodel.train.Trainer combines it with the stages (data.py, autoencoder.py,
@@ -365,6 +376,12 @@ class TrainerBase:
                 raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
             out.mkdir(parents=True, exist_ok=True)
             write_run_config(out, model_cfg, cfg)
+        rel = model_cfg.dynamics.max_rel_frames
+        if cfg.steps > 0 and rel > cfg.clip_frames - 1:  # before any work: such a bias would stay at its init, 0
+            raise ConfigError(f"model.dynamics.max_rel_frames is {rel} but train.clip_frames is {cfg.clip_frames}: the "
+                              f"biases of frame distances {cfg.clip_frames}..{rel} would never train, yet the dream "
+                              f"reaches them (its attention sinks); set max_rel_frames to {cfg.clip_frames - 1} (or "
+                              f"clip_frames to {rel + 1})")
         self.resume = resume
         self.log = MetricLog(out, d.main)
         torch.manual_seed(cfg.seed + d.rank)
@@ -399,16 +416,25 @@ class TrainerBase:
             from worldmodel.checkpoint import load_model
 
             init = load_model(cfg.init_from)
-            if init.config != model_cfg:
+            dyn_state = init.dynamics.state_dict()
+            init_rel, rel = init.config.dynamics.max_rel_frames, model_cfg.dynamics.max_rel_frames
+            if init.config != model_cfg and init_rel > rel and replace(
+                    init.config, dynamics=replace(init.config.dynamics, max_rel_frames=rel)) == model_cfg:
+                # fewer frame-distance biases than the source: frames farther than `rel` share distance rel's bias
+                dyn_state["rel_bias"] = dyn_state["rel_bias"][:, : rel + 1].clone()
+                self._say(f"note: train.init_from {cfg.init_from} has max_rel_frames {init_rel}; this run keeps its "
+                          f"biases up to distance {rel}, and farther frames share that one")
+            elif init.config != model_cfg:
                 raise ConfigError(f"train.init_from {cfg.init_from} holds a different model config than {out}'s preset")
             self.ae.load_state_dict(init.autoencoder.state_dict())
-            self.dyn.load_state_dict(init.dynamics.state_dict())
+            self.dyn.load_state_dict(dyn_state)
             self._say(f"initialised from {cfg.init_from} (model {init.hash})")
         # The scene memory the "splat" modes build, and the dream then builds the same (model.yaml info.memory).
         own = check_memory_settings(cfg.memory, "train.memory")  # without a chosen_by note
         self.memory_settings = own or (dict(init.memory_settings) if cfg.init_from else {})
         self.init_hash = init.hash if cfg.init_from else ""
-        self.step = {"autoencoder": 0, "dynamics": 0}  # the step the weights are at, per stage (model.yaml's step)
+        self.init_info = dict(init.info) if cfg.init_from else {}
+        self.step = {"autoencoder": 0, "decoder": 0, "dynamics": 0}  # the step the weights are at, per stage (model.yaml's step)
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -494,6 +520,11 @@ class TrainerBase:
                     **self._prompt_info()}
             if self.memory_settings and self.cfg.memory_mode != "reproject":  # only what the memory images used
                 info["memory"] = dict(self.memory_settings)
+            if self.cfg.steps == 0:  # init_from's dynamics kept as it is, and with it how that dynamics dreams
+                info.update({k: v for k, v in self.init_info.items() if k in DYNAMICS_INFO_KEYS})
+                info["decoder_fine_tune"] = (f"{self.step['decoder']} decoder steps (encoder frozen, focal frequency "
+                                             f"weight {self.cfg.decoder_freq_weight}, lr {self.cfg.decoder_lr}) on "
+                                             f"{self.init_hash}")
             save_model(self.out, self.mcfg, self.ae, self.dyn, info)
 
     def _prompt_info(self) -> dict[str, Any]:

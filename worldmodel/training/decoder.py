@@ -1,0 +1,77 @@
+"""Stage 1b: sharpen the decoder. The encoder is frozen, so the latents - and a dynamics trained on them - stay
+exactly as they are; the decoder alone is fine-tuned on the autoencoder's pixel losses plus the focal frequency
+loss (Jiang et al., arXiv 2012.12821), which puts the weight on the frequencies reconstructed worst: the fine
+texture an L1 loss averages away. Off unless train.decoder_steps > 0."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from worldmodel.autoencoder import AutoencoderLoss
+from worldmodel.training.common import _hook, apply_gradients, lr_at
+
+
+def gradient_ratio(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """sum |image gradient| of `pred` over that of `target` (the evaluation's sharpness, on a batch)."""
+    def total(x: torch.Tensor) -> float:
+        return float((x[..., 1:, :] - x[..., :-1, :]).abs().sum() + (x[..., :, 1:] - x[..., :, :-1]).abs().sum())
+
+    return total(pred) / max(total(target), 1e-12)
+
+
+class DecoderStage:
+    """Stage 1b of the trainer (a part of worldmodel.train.Trainer)."""
+
+    def sharpen_decoder(self) -> None:
+        cfg = self.cfg
+        if cfg.decoder_steps == 0:
+            return
+        for p in self.ae.encoder.parameters():
+            p.requires_grad_(False)
+        opt = torch.optim.AdamW(self.ae.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=1e-4)
+        progress = self._restore("dec", self.ae, opt)
+        start = 0 if progress is None else int(progress["step"])
+        if progress is None:
+            self._seed_stage(3)
+        self.step["decoder"] = start
+        if self.resume:
+            self.log.resume_at("decoder", start)
+        if start >= cfg.decoder_steps:
+            return
+        self._note_no_rng("dec", progress)
+        loss_fn = AutoencoderLoss(depth_weight=0.5 if self.use_depth else 0.0, freq_weight=cfg.decoder_freq_weight)
+        self._say(f"decoder: steps {start}..{cfg.decoder_steps} (encoder frozen, focal frequency weight "
+                  f"{cfg.decoder_freq_weight})")
+        from tqdm import tqdm
+
+        bar = tqdm(range(start, cfg.decoder_steps), desc="decoder", disable=not self.progress, initial=start,
+                   total=cfg.decoder_steps)
+        last_ckpt = time.time()
+        warmup = min(cfg.warmup, cfg.decoder_steps // 10)
+        self.ae.decoder.train()
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg.decoder_steps, cfg.decoder_lr, warmup)
+            rows = self.rng.integers(0, self.store.frames, cfg.ae_batch)
+            rgb, depth = self._frames(rows)
+            with self.autocast:
+                out = self.ae(rgb, depth)
+                losses = loss_fn(self.ae, out, rgb, depth)
+            apply_gradients(self.ae.decoder, opt, losses.total, cfg.grad_clip, self.d)
+            if step % cfg.log_every == 0:
+                recon = out.recon.detach()[:, :3].float().clamp(-1, 1)
+                psnr = -10 * math.log10(max(1e-10, float(((recon - rgb) ** 2).mean()) / 4))
+                self.log.write("decoder", step, loss=losses.total.item(), freq=losses.freq.item(), psnr=psnr,
+                               sharpness=gradient_ratio(recon, rgb))
+                bar.set_postfix(loss=f"{losses.total.item():.4f}", psnr=f"{psnr:.1f}")
+            self.step["decoder"] = step + 1
+            if self._checkpoint_due(last_ckpt, step + 1 == cfg.decoder_steps):
+                self._save("dec", self.ae, opt, self._progress(step + 1, cfg.decoder_steps, cfg.decoder_lr, warmup))
+                _hook("dec.saved", step + 1)
+                last_ckpt = time.time()
+        self.ae.eval()
+        for p in self.ae.encoder.parameters():
+            p.requires_grad_(True)
