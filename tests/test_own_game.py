@@ -115,3 +115,13 @@ def test_model_keys_from_the_command_line_are_checked():
     p = subprocess.run([sys.executable, "-m", "worldmodel.train", "--preset", "tiny", "--data", "nowhere", "--out",
                         "/tmp/never", "--set", "model.dynamic.dim=3"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "model has no section 'dynamic'" in p.stderr
+
+
+def test_the_learned_camera_must_win_by_a_margin():
+    """The fitted camera rules stay unless the learned ego-motion head's ST-LPIPS is lower by more than the margin."""
+    from worldmodel.training.pipeline import CAMERA_MARGIN, choose_camera
+
+    assert choose_camera({"model": 0.647, "action": 0.655}) == "action"  # the maze run's 0.008: not enough
+    assert choose_camera({"model": 0.60, "action": 0.60 + CAMERA_MARGIN + 0.001}) == "model"
+    assert choose_camera({"model": 0.70, "action": 0.60}) == "action"
+    assert choose_camera({"model": 0.70}) == "model"  # no rules fitted: the head is all there is

@@ -357,8 +357,10 @@ def write_run_config(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> Non
 # -- the trainer's shared part -------------------------------------------------------------------------
 
 
-# model.yaml info that describes how a dynamics' weights dream: kept when a run keeps init_from's dynamics (steps: 0).
-DYNAMICS_INFO_KEYS = ("sampling", "memory", "fine_tune", "pose_refit", "dream", "motion", "stages")
+# model.yaml info that describes a dynamics' weights (its data, how it dreams): kept when a run keeps init_from's
+# dynamics (steps: 0).
+DYNAMICS_INFO_KEYS = ("frames", "episodes", "data", "sampling", "memory", "fine_tune", "pose_refit", "dream", "motion",
+                      "stages")
 
 
 class TrainerBase:
@@ -520,11 +522,12 @@ class TrainerBase:
                     **self._prompt_info()}
             if self.memory_settings and self.cfg.memory_mode != "reproject":  # only what the memory images used
                 info["memory"] = dict(self.memory_settings)
-            if self.cfg.steps == 0:  # init_from's dynamics kept as it is, and with it how that dynamics dreams
+            if self.cfg.steps == 0:  # init_from's dynamics kept as it is, with the data it was trained on and how it dreams
                 info.update({k: v for k, v in self.init_info.items() if k in DYNAMICS_INFO_KEYS})
                 info["decoder_fine_tune"] = (f"{self.step['decoder']} decoder steps (encoder frozen, focal frequency "
-                                             f"weight {self.cfg.decoder_freq_weight}, lr {self.cfg.decoder_lr}) on "
-                                             f"{self.init_hash}")
+                                             f"weight {self.cfg.decoder_freq_weight}, lr {self.cfg.decoder_lr}, batch "
+                                             f"{self.cfg.ae_batch}) of {self.init_hash} on {self.store.frames} frames of "
+                                             f"{', '.join(self.cfg.data)}")
             save_model(self.out, self.mcfg, self.ae, self.dyn, info)
 
     def _prompt_info(self) -> dict[str, Any]:
