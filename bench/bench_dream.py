@@ -1,7 +1,7 @@
 """A long open-loop dream: does it stay sane, and does each tick cost the same at the end as at the start?
 
-    python bench/bench_dream.py --checkpoint assets/model --ticks 10000     # writes bench/results/dream.json
-    python bench/bench_dream.py --memory        # with the splat scene memory: bench/results/dream_memory.json
+    python bench/bench_dream.py --ticks 10000     # as the model dreams (the shipped one: memory on): dream_memory.json
+    python bench/bench_dream.py --no-memory --ticks 10000     # the scene memory off: bench/results/dream.json
     python bench/bench_dream.py --device cuda   # on a GPU: bench/results/dream_cuda.json (dream_memory_cuda.json)
 
 Drives DreamWorld (batch 1, memory off unless --memory) with the explore policy for `--ticks` ticks and records, per
@@ -44,8 +44,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1_100_000)
     p.add_argument("--memory", action="store_true", default=None,
                    help="dream with the splat scene memory on (default: as the model says, model.yaml info.dream.memory)")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="dream with the scene memory off")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the model runs")
-    p.add_argument("--out", default=None, help="default bench/results/dream.json (dream_memory.json with --memory; "
+    p.add_argument("--out", default=None, help="default bench/results/dream.json (dream_memory.json with the memory on; "
                                               "_cuda before .json on a GPU)")
     args = p.parse_args()
 

@@ -109,6 +109,8 @@ def dream(d: dict) -> list[str]:
             "ticks_per_s_last_window", "cost_ratio_last_over_first", "rss_growth_mb", "no_nan",
             "stats_in_ground_truth_range", "gaussians_max", "memory_ms_first_window", "memory_ms_last_window"]
     rows = [[k.replace("_", " "), d[k]] for k in keys if k in d]
+    for k, v in (d.get("memory_cost") or {}).items():  # memory off and on alternating in the same run
+        rows.append([f"same run, {k.replace('_', ' ')}", v])
     gt = d.get("ground_truth", {})
     if gt:
         rows.append(["ground truth frame mean range", gt["frame_mean_range"]])
@@ -230,8 +232,8 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "engine": ("Engine: loop, present, recording", "python bench/bench_engine.py", engine),
     "arena": ("The ground-truth arena", "python bench/bench_arena.py", arena),
     "splat": ("The splat renderer and the scene memory", "python bench/bench_splat.py", splat),
-    "dream": ("The dream, memory off", "python bench/bench_dream.py --checkpoint assets/model --ticks 10000", dream),
-    "dream_memory": ("The dream, memory on", "python bench/bench_dream.py --memory --ticks 3000", dream),
+    "dream": ("The dream, memory off", "python bench/bench_dream.py --no-memory --ticks 10000", dream),
+    "dream_memory": ("The dream, memory on", "python bench/bench_dream.py --ticks 10000", dream),
     "vector": ("Batched dreams (`DreamVectorEnv`)", "python bench/bench_vector.py --checkpoint assets/model", vector),
     "gpu": ("GPU", "bash bench/gpu_check.sh; bash bench/gpu_train.sh", gpu),
     "startup": ("Start-up: launch to the first dreamed frame", "python bench/bench_startup.py", startup),

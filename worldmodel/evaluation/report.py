@@ -135,14 +135,15 @@ def quality_table(report: dict[str, Any]) -> str:
                   f"{_fmt(idle['pose_drift_m'])} m and {_fmt(idle['pose_drift_deg'], 1)}° (memory on "
                   f"{_fmt(idle['memory_on']['pose_drift_m'])} m, {_fmt(idle['memory_on']['pose_drift_deg'], 1)}°; truth 0)."]
     if wall:
+        on = wall["memory_on"]
+        split = ""
+        if "wall_in_first_view" in wall:  # reports before the split lack it
+            n_seen = sum(wall["wall_in_first_view"])
+            split = (f": {_fmt(on['stop_error_m_wall_seen'])} m at the {n_seen} wall(s) the first view showed, "
+                     f"{_fmt(on['stop_error_m_wall_unseen'])} m at the {wall['entries'] - n_seen} the dream had to invent")
         lines += [f"Walking into a wall ({wall['entries']} walls, pushing on {wall['push_ticks']} ticks after contact): "
                   f"the dream's camera ends {_fmt(wall['stop_error_m'])} m from where the player stopped "
-                  f"(memory on {_fmt(wall['memory_on']['stop_error_m'])} m)."]
-        if "wall_in_first_view" in wall:
-            n_seen, on = sum(wall["wall_in_first_view"]), wall["memory_on"]
-            lines[-1] = lines[-1][:-1] + (
-                f"; memory on, {_fmt(on['stop_error_m_wall_seen'])} m for the {n_seen} walls in the first view and "
-                f"{_fmt(on['stop_error_m_wall_unseen'])} m for the {wall['entries'] - n_seen} the dream had to invent).")
+                  f"(memory on {_fmt(on['stop_error_m'])} m{split})."]
     tp = report.get("turn_360_first_pass") or report.get("returns", {}).get("turn_360", {}).get("first_pass")
     if tp:
         lines += [f"First pass of the 360° turn (ticks {tp['ticks'][0]}–{tp['ticks'][1]}, mostly newly seen): sharpness "

@@ -11,15 +11,9 @@ import time
 import torch
 
 from worldmodel.autoencoder import AutoencoderLoss
+from worldmodel.data import tensor_to_frames
+from worldmodel.evaluation.metrics import gradient_sum
 from worldmodel.training.common import _hook, apply_gradients, lr_at
-
-
-def gradient_ratio(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """sum |image gradient| of `pred` over that of `target` (the evaluation's sharpness, on a batch)."""
-    def total(x: torch.Tensor) -> float:
-        return float((x[..., 1:, :] - x[..., :-1, :]).abs().sum() + (x[..., :, 1:] - x[..., :, :-1]).abs().sum())
-
-    return total(pred) / max(total(target), 1e-12)
 
 
 class DecoderStage:
@@ -64,8 +58,10 @@ class DecoderStage:
             if step % cfg.log_every == 0:
                 recon = out.recon.detach()[:, :3].float().clamp(-1, 1)
                 psnr = -10 * math.log10(max(1e-10, float(((recon - rgb) ** 2).mean()) / 4))
+                # the evaluation's sharpness (summed image gradients over the truth's) on this batch
+                sharp = gradient_sum(tensor_to_frames(recon)).sum() / max(gradient_sum(tensor_to_frames(rgb)).sum(), 1e-12)
                 self.log.write("decoder", step, loss=losses.total.item(), freq=losses.freq.item(), psnr=psnr,
-                               sharpness=gradient_ratio(recon, rgb))
+                               sharpness=float(sharp))
                 bar.set_postfix(loss=f"{losses.total.item():.4f}", psnr=f"{psnr:.1f}")
             self.step["decoder"] = step + 1
             if self._checkpoint_due(last_ckpt, step + 1 == cfg.decoder_steps):
