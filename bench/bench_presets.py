@@ -42,7 +42,8 @@ def main() -> None:
                                 "layers": mcfg.dynamics.layers, "dim": mcfg.dynamics.dim, "window": mcfg.dynamics.window,
                                 "dynamics_params_M": round(params / 1e6, 2), "tick_ms_median": round(r["median_ms"], 1),
                                 "tick_ms_p90": round(r["p90_ms"], 1), "gflop_per_tick": round(r["gflop_per_tick"], 3),
-                                "ae_steps": tcfg.ae_steps, "steps": tcfg.steps, "finetune_steps": tcfg.finetune_steps}
+                                "ae_steps": tcfg.ae_steps, "decoder_steps": tcfg.decoder_steps, "steps": tcfg.steps,
+                                "finetune_steps": tcfg.finetune_steps}
         print(name, out["presets"][name], flush=True)
     path = ROOT / "bench" / "results" / "presets.json"
     path.write_text(json.dumps(out, indent=2) + "\n")

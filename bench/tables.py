@@ -210,7 +210,8 @@ def startup(d: dict) -> list[str]:
 def preset_rows(d: dict) -> list[list[Any]]:
     """One row per `--preset`: what it is and its tick (also the README's own-game table)."""
     return [[name, f"{p['frame_size'][0]}×{p['frame_size'][1]}", f"{p['layers']} × {p['dim']}", p["dynamics_params_M"],
-             p["tick_ms_median"], f"{p['ae_steps']:,} + {p['steps']:,} + {p['finetune_steps']:,}"]
+             p["tick_ms_median"], f"{p['ae_steps']:,}" + (f" (+{p['decoder_steps']:,} decoder)" if p.get("decoder_steps") else "")
+             + f" + {p['steps']:,} + {p['finetune_steps']:,}"]
             for name, p in d["presets"].items()]
 
 
