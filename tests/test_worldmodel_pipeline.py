@@ -524,7 +524,7 @@ def test_frame_distances_the_clips_never_reach_are_refused(arena_data, tmp_path)
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "r"), "--set", "clip_frames=4")
     assert p.returncode == 2
     assert "max_rel_frames is 5" in p.stderr and "set max_rel_frames to 3" in p.stderr
-    assert not (tmp_path / "r" / "state").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_fine_tuning_with_fewer_frame_distances_keeps_the_trained_ones(tiny_model, arena_data, tmp_path):

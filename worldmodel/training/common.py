@@ -373,17 +373,17 @@ class TrainerBase:
         self.mcfg, self.cfg, self.out, self.d, self.progress = model_cfg, cfg, out, d, progress and d.main
         self.workers = max(1, int(workers))
         self.state_dir = out / "state"
-        if d.main:
-            if out.exists() and ((out / "state").exists() or (out / "pipeline.json").exists()) and not resume:
-                raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
-            out.mkdir(parents=True, exist_ok=True)
-            write_run_config(out, model_cfg, cfg)
         rel = model_cfg.dynamics.max_rel_frames
         if cfg.steps > 0 and rel > cfg.clip_frames - 1:  # before any work: such a bias would stay at its init, 0
             raise ConfigError(f"model.dynamics.max_rel_frames is {rel} but train.clip_frames is {cfg.clip_frames}: the "
                               f"biases of frame distances {cfg.clip_frames}..{rel} would never train, yet the dream "
                               f"reaches them (its attention sinks); set max_rel_frames to {cfg.clip_frames - 1} (or "
                               f"clip_frames to {rel + 1})")
+        if d.main:
+            if out.exists() and ((out / "state").exists() or (out / "pipeline.json").exists()) and not resume:
+                raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_config(out, model_cfg, cfg)
         self.resume = resume
         self.log = MetricLog(out, d.main)
         torch.manual_seed(cfg.seed + d.rank)

@@ -23,8 +23,6 @@ class DecoderStage:
         cfg = self.cfg
         if cfg.decoder_steps == 0:
             return
-        for p in self.ae.encoder.parameters():
-            p.requires_grad_(False)
         opt = torch.optim.AdamW(self.ae.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=1e-4)
         progress = self._restore("dec", self.ae, opt)
         start = 0 if progress is None else int(progress["step"])
@@ -43,9 +41,20 @@ class DecoderStage:
 
         bar = tqdm(range(start, cfg.decoder_steps), desc="decoder", disable=not self.progress, initial=start,
                    total=cfg.decoder_steps)
-        last_ckpt = time.time()
         warmup = min(cfg.warmup, cfg.decoder_steps // 10)
         self.ae.decoder.train()
+        for p in self.ae.encoder.parameters():  # frozen: the latents stay exactly as they were
+            p.requires_grad_(False)
+        try:
+            self._decoder_steps(opt, loss_fn, bar, warmup)
+        finally:
+            self.ae.eval()
+            for p in self.ae.encoder.parameters():
+                p.requires_grad_(True)
+
+    def _decoder_steps(self, opt: torch.optim.Optimizer, loss_fn: AutoencoderLoss, bar, warmup: int) -> None:
+        cfg = self.cfg
+        last_ckpt = time.time()
         for step in bar:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.decoder_steps, cfg.decoder_lr, warmup)
@@ -68,6 +77,3 @@ class DecoderStage:
                 self._save("dec", self.ae, opt, self._progress(step + 1, cfg.decoder_steps, cfg.decoder_lr, warmup))
                 _hook("dec.saved", step + 1)
                 last_ckpt = time.time()
-        self.ae.eval()
-        for p in self.ae.encoder.parameters():
-            p.requires_grad_(True)
