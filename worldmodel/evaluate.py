@@ -435,14 +435,13 @@ def wall_in_first_view(tr: Trajectory, contact_tick: int, ahead_m: float = 0.35,
     walk = eye[contact_tick] - eye[0]
     if tr.K is None or np.linalg.norm(walk) < 1e-6:
         return False
+    from splat.camera import project_points, world_to_camera
+
     point = eye[contact_tick] + walk / np.linalg.norm(walk) * ahead_m
-    w2c = np.linalg.inv(tr.c2w[0])
-    pc = w2c[:3, :3] @ point + w2c[:3, 3]
-    if pc[2] <= 0:
-        return False
-    u, v = (tr.K @ pc)[:2] / pc[2]
+    uv, z = project_points(point[None].astype(np.float32), world_to_camera(tr.c2w[0]), tr.K)
+    (u, v), z = uv[0], float(z[0])
     H, W = tr.depth.shape[1:]
-    return bool(0 <= u < W and 0 <= v < H and abs(float(tr.depth[0][int(v), int(u)]) - pc[2]) < tolerance_m)
+    return bool(z > 0 and 0 <= u < W and 0 <= v < H and abs(float(tr.depth[0][int(v), int(u)]) - z) < tolerance_m)
 
 
 def _wall(runs: list) -> dict[str, Any]:

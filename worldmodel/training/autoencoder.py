@@ -9,8 +9,13 @@ import time
 import numpy as np
 import torch
 
-from worldmodel.autoencoder import AutoencoderLoss
+from worldmodel.autoencoder import AutoencoderLoss, AutoencoderLosses
 from worldmodel.training.common import _hook, apply_gradients, broadcast_module, lr_at
+
+
+def recon_psnr(recon: torch.Tensor, rgb: torch.Tensor) -> float:
+    """PSNR (dB) of a batch's reconstruction, both in [-1, 1] (the logged training figure)."""
+    return -10 * math.log10(max(1e-10, float(((recon - rgb) ** 2).mean()) / 4))
 
 
 class AutoencoderStage:
@@ -56,16 +61,9 @@ class AutoencoderStage:
         ae_warmup = min(cfg.warmup, cfg.ae_steps // 10)
         self.ae.train()
         for step in bar:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg.ae_steps, cfg.ae_lr, ae_warmup)
-            rows = self.rng.integers(0, self.store.frames, cfg.ae_batch)
-            rgb, depth = self._frames(rows)
-            with self.autocast:
-                out = self.ae(rgb, depth)
-                losses = loss_fn(self.ae, out, rgb, depth)
-            apply_gradients(self.ae, opt, losses.total, cfg.grad_clip, self.d)
+            losses, recon, rgb = self._autoencoder_step(self.ae, opt, loss_fn, lr_at(step, cfg.ae_steps, cfg.ae_lr, ae_warmup))
             if step % cfg.log_every == 0:
-                psnr = -10 * math.log10(max(1e-10, float(((out.recon.detach()[:, :3].float().clamp(-1, 1) - rgb) ** 2).mean()) / 4))
+                psnr = recon_psnr(recon, rgb)
                 self.log.write("autoencoder", step, loss=losses.total.item(), rgb=losses.rgb.item(), depth=losses.depth.item(), psnr=psnr)
                 bar.set_postfix(loss=f"{losses.total.item():.4f}", psnr=f"{psnr:.1f}")
             self.step["autoencoder"] = step + 1
@@ -75,6 +73,20 @@ class AutoencoderStage:
                 _hook("ae.saved", step + 1)
                 last_ckpt = time.time()
         self._finish_autoencoder(opt, cfg.ae_steps)
+
+    def _autoencoder_step(self, trained: torch.nn.Module, opt: torch.optim.Optimizer, loss_fn: AutoencoderLoss,
+                          lr: float) -> tuple[AutoencoderLosses, torch.Tensor, torch.Tensor]:
+        """One step on a random batch of frames: the autoencoder's forward and loss, the gradients applied to `trained`
+        (the whole autoencoder, or its decoder alone) -> (losses, reconstructed rgb clamped to [-1, 1], the batch's rgb)."""
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rows = self.rng.integers(0, self.store.frames, self.cfg.ae_batch)
+        rgb, depth = self._frames(rows)
+        with self.autocast:
+            out = self.ae(rgb, depth)
+            losses = loss_fn(self.ae, out, rgb, depth)
+        apply_gradients(trained, opt, losses.total, self.cfg.grad_clip, self.d)
+        return losses, out.recon.detach()[:, :3].float().clamp(-1, 1), rgb
 
     def _finish_autoencoder(self, opt: torch.optim.Optimizer, step: int) -> None:
         """Fit the latent normalisation, then declare the autoencoder state final and export the model."""

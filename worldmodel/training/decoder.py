@@ -5,7 +5,6 @@ texture an L1 loss averages away. Off unless train.decoder_steps > 0."""
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -13,7 +12,8 @@ import torch
 from worldmodel.autoencoder import AutoencoderLoss
 from worldmodel.data import tensor_to_frames
 from worldmodel.evaluation.metrics import gradient_sum
-from worldmodel.training.common import _hook, apply_gradients, lr_at
+from worldmodel.training.autoencoder import recon_psnr
+from worldmodel.training.common import _hook, lr_at
 
 
 class DecoderStage:
@@ -56,17 +56,10 @@ class DecoderStage:
         cfg = self.cfg
         last_ckpt = time.time()
         for step in bar:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg.decoder_steps, cfg.decoder_lr, warmup)
-            rows = self.rng.integers(0, self.store.frames, cfg.ae_batch)
-            rgb, depth = self._frames(rows)
-            with self.autocast:
-                out = self.ae(rgb, depth)
-                losses = loss_fn(self.ae, out, rgb, depth)
-            apply_gradients(self.ae.decoder, opt, losses.total, cfg.grad_clip, self.d)
+            losses, recon, rgb = self._autoencoder_step(self.ae.decoder, opt, loss_fn,
+                                                        lr_at(step, cfg.decoder_steps, cfg.decoder_lr, warmup))
             if step % cfg.log_every == 0:
-                recon = out.recon.detach()[:, :3].float().clamp(-1, 1)
-                psnr = -10 * math.log10(max(1e-10, float(((recon - rgb) ** 2).mean()) / 4))
+                psnr = recon_psnr(recon, rgb)
                 # the evaluation's sharpness (summed image gradients over the truth's) on this batch
                 sharp = gradient_sum(tensor_to_frames(recon)).sum() / max(gradient_sum(tensor_to_frames(rgb)).sum(), 1e-12)
                 self.log.write("decoder", step, loss=losses.total.item(), freq=losses.freq.item(), psnr=psnr,
