@@ -68,6 +68,7 @@ class MemoryConfig:
     subsample: int = 2  # one candidate Gaussian per subsample x subsample block of an inserted frame
     dynamic_lifetime: int = 20  # ticks a dynamic Gaussian survives after its last confirmation
     max_depth: float = 40.0  # farther (and the sky) is not inserted, but still counts as free space ...
+    dreamed_max_depth: float = 0.0  # > 0: the same limit for dreamed frames (source_age > 0) alone (see insert)
     sky_depth: float = 0.0  # ... unless this is > 0: then it is a far layer at this depth (no parallax on a walk)
     opacity: float = 0.9  # initial opacity of new Gaussians
     scale_factor: float = 0.5  # sigma = scale_factor * subsample * depth / focal (x the sample spacing)
@@ -103,6 +104,8 @@ class MemoryConfig:
         if self.sky_depth and not self.max_depth < self.sky_depth < self.far_plane:
             raise ValueError(f"sky_depth ({self.sky_depth}) must lie between max_depth ({self.max_depth}) and far_plane "
                              f"({self.far_plane}), or be 0 (no far layer)")
+        if not self.dreamed_max_depth >= 0:
+            raise ValueError(f"dreamed_max_depth must be >= 0 metres (got {self.dreamed_max_depth}); 0 uses max_depth")
         if self.far_plane <= self.max_depth:
             raise ValueError(f"far_plane ({self.far_plane}) must exceed max_depth ({self.max_depth})")
 
@@ -290,20 +293,27 @@ class SceneMemory:
         rgb [H, W, 3] uint8; depth [H, W] float32 metres along the camera z axis (NaN / inf / <= 0 ignored; finite
         beyond max_depth is sky: not inserted, but free space in front of it); cam_to_world [4, 4]; K [3, 3] for
         this frame's size; dynamic_mask [H, W] bool or None; source_age: ticks since the frame's content was last
-        anchored in a real observation (0: real; see the module docstring, item 6). Raises ValueError (memory
-        unchanged) on wrong shapes, a degenerate K or pose, a depth map with no valid pixel, or a bad source_age.
+        anchored in a real observation (0: real; see the module docstring, item 6). With `dreamed_max_depth` > 0, a
+        dreamed frame's depth is trusted only up to it (when lower than max_depth): farther is sky, i.e. free space,
+        like a real frame's beyond max_depth. A depth decoder tops out at its own range (the shipped one at 50 m,
+        where the truth's sky is 150 m), so without this a dream lifts its sky as a curtain at that range, which is
+        seen from elsewhere in front of the scene. Raises ValueError (memory unchanged) on wrong shapes, a
+        degenerate K or pose, a depth map with no valid pixel, or a bad source_age.
         """
         t0 = time.perf_counter()
         rgb, depth, c2w, K, dynamic_mask = self._check_frame(rgb, depth, cam_to_world, K, dynamic_mask)
         trust = self.trust(source_age)
         cfg = self.config
+        max_depth = cfg.max_depth
+        if source_age > 0 and cfg.dreamed_max_depth > 0:
+            max_depth = min(max_depth, cfg.dreamed_max_depth)
         h, w = depth.shape
         stats = InsertStats()
         with np.errstate(invalid="ignore"):
             known = np.isfinite(depth) & (depth > 0)  # NaN / inf / <= 0: no information at that pixel
         # Free-space depth: sky and beyond-max_depth count as infinitely far; unknown pixels never contradict.
         sky = np.inf if cfg.sky_depth <= 0 else cfg.sky_depth  # with a far layer the sky is there, not at infinity
-        far = np.where(known, np.where(depth > cfg.max_depth, sky, depth), np.nan).astype(np.float32)
+        far = np.where(known, np.where(depth > max_depth, sky, depth), np.nan).astype(np.float32)
         rendered = self._raw_render(c2w, K, w, h)  # usually the dream's render of this very pose, cached
 
         # 2. confirm / contradict (before adding, so new Gaussians are not judged against their own frame)
@@ -350,8 +360,8 @@ class SceneMemory:
         d = depth[rows, cols]
         with np.errstate(invalid="ignore"):
             if cfg.sky_depth > 0:  # the far layer: the sky and everything past max_depth, at sky_depth
-                d = np.where(np.isfinite(d) & (d > cfg.max_depth), np.float32(cfg.sky_depth), d)
-            valid = np.isfinite(d) & (d > cfg.near_plane) & (d <= max(cfg.max_depth, cfg.sky_depth))
+                d = np.where(np.isfinite(d) & (d > max_depth), np.float32(cfg.sky_depth), d)
+            valid = np.isfinite(d) & (d > cfg.near_plane) & (d <= max(max_depth, cfg.sky_depth))
             a_r = rendered.alpha[0, rows, cols]
             d_r = rendered.depth[0, rows, cols]
             unexplained = (a_r < cfg.add_alpha) | (d < d_r - self._margin(d))

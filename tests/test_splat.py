@@ -240,6 +240,30 @@ def test_sky_counts_as_free_space() -> None:
     assert len(mem) == 0
 
 
+def test_dreamed_max_depth_limits_dreamed_frames_only() -> None:
+    """dreamed_max_depth: a dreamed frame's depth beyond it is sky (nothing lifted, and free space that clears what
+    the dream lifted before), while a real frame's is still lifted up to max_depth."""
+    rgb, _ = flat_frame(0.0)
+    far45 = np.full((32, 32), 45.0, np.float32)  # beyond the dream's 40 m, within max_depth 200
+    mem = memory32(max_depth=200.0, far_plane=1000.0, dreamed_max_depth=40.0)
+    mem.insert(rgb, far45, np.eye(4), K32, 1, source_age=1)
+    assert len(mem) == 0  # dreamed: nothing lifted at 45 m
+    mem.insert(rgb, far45, np.eye(4), K32, 2, source_age=0)
+    assert len(mem) > 0  # real: lifted
+    near, d30 = flat_frame(30.0)
+    uncapped = memory32(max_depth=200.0, far_plane=1000.0)
+    uncapped.insert(rgb, far45, np.eye(4), K32, 1, source_age=1)
+    assert len(uncapped) == len(mem)  # without the setting a dreamed frame is lifted like a real one
+    mem = memory32(max_depth=200.0, far_plane=1000.0, dreamed_max_depth=40.0)
+    mem.insert(near, d30, np.eye(4), K32, 1, source_age=1)  # a dreamed surface within 40 m is lifted ...
+    n = len(mem)
+    assert n > 0
+    for t in range(2, 9):  # ... and later dreamed views that see sky (45 m) through it clear it
+        mem.insert(rgb, far45, np.eye(4), K32, t, source_age=1)
+    assert len(mem) == 0
+    with pytest.raises(ValueError, match="dreamed_max_depth"):
+        memory32(dreamed_max_depth=-1.0)
+
 def test_dynamic_gaussians_expire() -> None:
     mem = memory32(dynamic_lifetime=20)
     rgb, depth = flat_frame(5.0)
