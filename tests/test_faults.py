@@ -756,3 +756,22 @@ def test_rollout_out_at_a_file_or_an_unwritable_place_is_one_line(tmp_path):
     assert "existing file" in one_error_line(run_cli(*args, "--out", a_file))
     assert "cannot write there" in one_error_line(run_cli(*args, "--out", a_file / "sub"))
     assert a_file.read_text() == "mine"
+
+
+def test_an_adversarial_run_killed_mid_stage_resumes_to_the_uninterrupted_weights(arena_data, straight, tmp_path):
+    """The adversarial stage's state (the dynamics, the discriminator, both optimizers' moments, the random states)
+    is one unit: killed after a step, before its checkpoint, and resumed, it ends where the uninterrupted run does."""
+    import torch
+
+    args = ["--config", TINY, "--data", arena_data, "--set", f"init_from={straight}", "--set", "ae_steps=0",
+            "--set", "steps=0", "--set", "adv_steps=4", "--set", "batch_size=2", "--set", "checkpoint_minutes=0",
+            "--no-progress"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert train(*args, "--out", whole).returncode == 0
+    p = train(*args, "--out", cut, kill_at=("adv.step", 3))
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    p = train("--out", cut, "--resume", "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    a, b = weights(whole), weights(cut)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert any(not torch.equal(a[k], weights(straight)[k]) for k in a)  # the stage did change the dynamics

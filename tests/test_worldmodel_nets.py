@@ -6,6 +6,7 @@ and the sampler is deterministic."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -381,3 +382,44 @@ def test_focal_frequency_loss_known_answers():
     err = a + 2 * a * checker
     expected = (0.5 * (a * 8) ** 2 + 1.0 * (2 * a * 8) ** 2) / 64
     assert focal_frequency_loss(x + err, x).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_r3gan_losses_known_answers():
+    """The relativistic pairing losses and the R1/R2 penalties against cases worked by hand."""
+    from worldmodel.training.adversarial import PatchDiscriminator, discriminator_loss, generator_loss
+
+    class Mean(torch.nn.Module):  # D(x) = 2 * mean(x) per image: its gradient is 2 / numel everywhere
+        def forward(self, x):
+            return 2 * x.flatten(1).mean(1, keepdim=True)
+
+    real, fake = torch.ones(3, 3, 4, 4), torch.zeros(3, 3, 4, 4)
+    loss, margin = discriminator_loss(Mean(), real, fake, gamma=0.0)
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-2.0)))  # softplus(0 - 2)
+    assert margin.item() == pytest.approx(2.0)
+    assert generator_loss(Mean(), real, fake).item() == pytest.approx(math.log1p(math.exp(2.0)))
+    # R1 + R2: each image's gradient has 48 entries of 2/48, squared norm 4/48; gamma/2 * (R1 + R2) = 0.5 * 2 * 4/48
+    loss_pen, _ = discriminator_loss(Mean(), real, fake, gamma=2.0)
+    assert loss_pen.item() - loss.item() == pytest.approx(0.5 * 2.0 * 2 * 4 / 48)
+    # a discriminator that cannot tell them apart: log 2 for both players
+    same = torch.randn(2, 3, 16, 16)
+    d = PatchDiscriminator()
+    assert discriminator_loss(d, same, same.clone(), 0.0)[0].item() == pytest.approx(math.log(2.0), abs=1e-6)
+    assert d(same).shape == (2, 1, 2, 2)
+    fake = same.clone().requires_grad_(True)
+    generator_loss(d, same, fake).backward()  # the generator's loss reaches the generated frames
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_r1_penalty_is_per_frame_not_per_patch():
+    """A patch discriminator's penalty is on the gradient of each frame's mean patch logit: a D that outputs the same
+    linear score in each of its 4 patches has the penalty of that score alone (not 4x its gradient)."""
+    from worldmodel.training.adversarial import discriminator_loss
+
+    class Tiled(torch.nn.Module):  # four identical patches, each 2 * mean(x)
+        def forward(self, x):
+            return (2 * x.flatten(1).mean(1))[:, None, None, None].expand(-1, 1, 2, 2)
+
+    real, fake = torch.ones(3, 3, 4, 4), torch.zeros(3, 3, 4, 4)
+    plain, _ = discriminator_loss(Tiled(), real, fake, gamma=0.0)
+    pen, _ = discriminator_loss(Tiled(), real, fake, gamma=2.0)
+    assert pen.item() - plain.item() == pytest.approx(0.5 * 2.0 * 2 * 4 / 48)

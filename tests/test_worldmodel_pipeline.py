@@ -544,3 +544,34 @@ def test_fine_tuning_with_fewer_frame_distances_keeps_the_trained_ones(tiny_mode
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "ft2"), "--set",
               f"init_from={tiny_model}", "--set", "ae_steps=0", "--set", "model.dynamics.layers=3")
     assert p.returncode == 2 and "different model config" in p.stderr
+
+
+def test_adversarial_post_training_changes_the_dynamics_only(tiny_model, arena_data, tmp_path):
+    """steps: 0 with init_from and adv_steps > 0 post-trains the dynamics against a patch discriminator: the
+    autoencoder is bit-identical to the source model's, the dynamics changed, the log has the GAN's terms, model.yaml
+    says what was done and keeps how the model dreams, and a resumed finished run changes nothing."""
+    from safetensors.numpy import load_file
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model, src, ignore=shutil.ignore_patterns("state", "log.jsonl"))
+    doc = yaml.safe_load((src / "model.yaml").read_text())
+    doc["info"]["sampling"] = {"context_noise": 0.2, "chosen_by": "a test"}
+    (src / "model.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "adv"
+    args = ["--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--set", f"init_from={src}",
+            "--set", "ae_steps=0", "--set", "steps=0", "--set", "adv_steps=4", "--set", "batch_size=2",
+            "--set", "log_every=1", "--no-progress"]
+    p = train(*args)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "context at noise 0.2" in p.stdout
+    before, after = load_file(str(src / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all(k.startswith("dynamics.") for k in changed)
+    info = yaml.safe_load((out / "model.yaml").read_text())["info"]
+    assert info["stage"] == "adversarial" and info["step"] == 4 and info["adversarial"].startswith("4 adversarial")
+    assert info["sampling"] == {"context_noise": 0.2, "chosen_by": "a test"}
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"adversarial"' in line]
+    assert [r["step"] for r in rows] == list(range(4))
+    assert all(r["d_loss"] > 0 and r["g_adv"] > 0 and 0 < r["sharpness"] < 3 for r in rows)
+    assert train(*args, "--resume").returncode == 0
+    assert all(np.array_equal(after[k], v) for k, v in load_file(str(out / "model.safetensors")).items())

@@ -41,7 +41,8 @@ HASH_KEY = "weights_hash"  # model.yaml: file_hash(model.safetensors)
 # by name, so a misspelt setting is never silently ignored. Code that writes a new info key adds it here.
 INFO_KEYS: tuple[str, ...] = ("stage", "step", "frames", "episodes", "data", "has_pose", "time", "prompt_world",
                               "prompt_config", "render_size", "sampling", "memory", "fine_tune", "pose_refit",
-                              "dream", "motion", "stages", "decoder_fine_tune")
+                              "dream", "motion", "stages", "decoder_fine_tune",
+                              "adversarial")
 
 
 class CheckpointError(RuntimeError):

@@ -52,6 +52,7 @@ class FlowLoss:
     total: Tensor
     flow: Tensor  # MSE on the network's prediction target (x0 or v)
     pose: Tensor  # Huber on the ego-motion, in pose_scale units (0 when no targets)
+    x0: Tensor | None = None  # [B, F, C, h, w] the network's clean frames (its x0, or x0 from its velocity)
 
 
 @dataclass
@@ -129,7 +130,8 @@ class FlowMatching:
             valid = torch.ones(B, Fr, dtype=torch.bool, device=x0.device) if pose_valid is None else pose_valid
             w = valid[:, :, None].float()
             pose = (err * w).sum() / (w.sum() * err.shape[-1]).clamp_min(1.0)
-        return FlowLoss(total=flow + self.pose_weight * pose, flow=flow, pose=pose)
+        x0_pred = to_x0_and_velocity(out.pred, x_t, tb, model.config.prediction)[0]
+        return FlowLoss(total=flow + self.pose_weight * pose, flow=flow, pose=pose, x0=x0_pred)
 
 
 @dataclass

@@ -15,6 +15,8 @@ computed once for every frame, together with a memory image per frame (earlier g
 reprojected into that frame's camera, the stand-in for the splat memory), and stage 2 trains the
 dynamics on clips of latents with the flow-matching objective (Diffusion Forcing noise levels), the
 memory dropped at random so the model also works without it, and the ego-motion head when poses exist.
+With train.adv_steps > 0, stage 2b post-trains the dynamics' one-step sample against a patch discriminator
+(training/adversarial.py; with steps: 0 and init_from, on that model's dynamics).
 
 The run directory holds `model.yaml` + `model.safetensors` (the current model, loadable by DreamWorld
 and evaluate; model.yaml's step is the step of those weights), `state/` (for --resume), `log.jsonl`
@@ -32,8 +34,8 @@ autoencoder's weights: an edited recording or another autoencoder rebuilds them.
 
 The code is in worldmodel/training/: common.py (the train: config, distributed set-up, logging,
 apply_gradients, the trainer's state/checkpoint helpers), data.py (frames and latents, cached),
-autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py (the memory-image generators, memory_batch) and dynamics.py
-(stage 2). This module is the command line, and its Trainer combines those parts.
+autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py (the memory-image generators, memory_batch), dynamics.py
+(stage 2) and adversarial.py (stage 2b). This module is the command line, and its Trainer combines those parts.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import DataError
 from worldmodel.device import DEVICE_CHOICES, DeviceError
 from worldmodel.evaluation.trajectories import recordings_setup
+from worldmodel.training.adversarial import AdversarialStage
 from worldmodel.training.autoencoder import AutoencoderStage
 from worldmodel.training.common import (HOOKS, RUN_CONFIG, TrainConfig, TrainerBase, apply_gradients, bf16_is_faster,
                                         init_distributed, load_presets)
@@ -67,7 +70,7 @@ __all__ = ["HOOKS", "TrainConfig", "Trainer", "apply_gradients", "bf16_is_faster
            "memory_batch", "resolve_config"]
 
 
-class Trainer(AutoencoderStage, DecoderStage, DynamicsStage, MemoryImages, TrainingData, TrainerBase):
+class Trainer(AutoencoderStage, DecoderStage, DynamicsStage, AdversarialStage, MemoryImages, TrainingData, TrainerBase):
     """Holds the data, the two networks and the run directory; `run()` does both stages, resumably."""
 
     stage_of: str = ""  # the staged run (worldmodel/training/pipeline.py) this is a stage of, if any
@@ -80,6 +83,9 @@ class Trainer(AutoencoderStage, DecoderStage, DynamicsStage, MemoryImages, Train
         stage = "decoder" if self.cfg.steps == 0 else "dynamics"  # steps 0: init_from's dynamics kept
         if stage == "dynamics":
             self.train_dynamics()
+        if self.cfg.adv_steps > 0:
+            self.adversarial_post_train()
+            stage = "adversarial"
         self.export(stage, self.step[stage])  # the step the weights are at (not train.steps)
         self._say(f"done in {(time.time() - t0) / 60:.1f} min at {stage} step {self.step[stage]}: model in {self.out}"
                   + ("" if self.stage_of else f" (play it: python play.py --world dream --checkpoint {self.out})"))

@@ -53,6 +53,12 @@ class TrainConfig:
     warmup: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    # Stage 2b: adversarial post-training of the dynamics (training/adversarial.py); 0 steps: off.
+    adv_steps: int = 0
+    adv_lr: float = 2e-5  # the dynamics (generator)
+    adv_d_lr: float = 2e-4  # the patch discriminator
+    adv_weight: float = 0.05  # the generator's adversarial loss beside its flow-matching loss (weight 1)
+    adv_gamma: float = 1.0  # R1 / R2 gradient penalties (R3GAN), times gamma / 2
     # Memory input: probability a frame gets its memory image, and how it is built.
     memory_prob: float = 0.5
     # "reproject": earlier frames of the episode forward-splatted into the frame's camera (cheap, sharp);
@@ -110,10 +116,11 @@ class TrainConfig:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"train.{key} = {getattr(self, key)!r} {why}")
 
-        for key in ("ae_lr", "lr", "grad_clip", "decoder_lr"):
+        for key in ("ae_lr", "lr", "grad_clip", "decoder_lr", "adv_lr", "adv_d_lr"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
                 raise bad(key, "must be a finite number > 0")
-        for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes", "decoder_freq_weight"):
+        for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes", "decoder_freq_weight",
+                    "adv_weight", "adv_gamma"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
                 raise bad(key, "must be a finite number >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -127,7 +134,7 @@ class TrainConfig:
                 raise bad(key, "must be a probability in [0, 1]")
         if not 0.0 <= self.context_noise_max < 1.0:
             raise bad("context_noise_max", "must be in [0, 1)")
-        for key in ("seed", "max_frames", "ae_steps", "warmup", "decoder_steps"):
+        for key in ("seed", "max_frames", "ae_steps", "warmup", "decoder_steps", "adv_steps"):
             if getattr(self, key) < 0:
                 raise bad(key, "must be >= 0")
         if self.steps < 0 or (self.steps == 0 and not self.init_from):
@@ -436,7 +443,7 @@ class TrainerBase:
         self.memory_settings = own or (dict(init.memory_settings) if cfg.init_from else {})
         self.init_hash = init.hash if cfg.init_from else ""
         self.init_info = dict(init.info) if cfg.init_from else {}
-        self.step = {"autoencoder": 0, "decoder": 0, "dynamics": 0}  # the step the weights are at, per stage (model.yaml's step)
+        self.step = {"autoencoder": 0, "decoder": 0, "dynamics": 0, "adversarial": 0}  # the step the weights are at, per stage (model.yaml's step)
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -522,12 +529,22 @@ class TrainerBase:
                     **self._prompt_info()}
             if self.memory_settings and self.cfg.memory_mode != "reproject":  # only what the memory images used
                 info["memory"] = dict(self.memory_settings)
-            if self.cfg.steps == 0:  # init_from's dynamics kept as it is, with the data it was trained on and how it dreams
+            cfg = self.cfg
+            if cfg.steps == 0:  # init_from's dynamics kept, or post-trained: the data it was trained on and how it dreams
                 info.update({k: v for k, v in self.init_info.items() if k in DYNAMICS_INFO_KEYS})
+                if cfg.ae_steps == 0 and cfg.decoder_steps == 0 and "decoder_fine_tune" in self.init_info:
+                    info["decoder_fine_tune"] = self.init_info["decoder_fine_tune"]  # init_from's autoencoder, as it was
+            if cfg.decoder_steps > 0:
                 info["decoder_fine_tune"] = (f"{self.step['decoder']} decoder steps (encoder frozen, focal frequency "
-                                             f"weight {self.cfg.decoder_freq_weight}, lr {self.cfg.decoder_lr}, batch "
-                                             f"{self.cfg.ae_batch}) of {self.init_hash} on {self.store.frames} frames of "
-                                             f"{', '.join(self.cfg.data)}")
+                                             f"weight {cfg.decoder_freq_weight}, lr {cfg.decoder_lr}, batch "
+                                             f"{cfg.ae_batch}) of {self.init_hash or 'this run'} on {self.store.frames} "
+                                             f"frames of {', '.join(cfg.data)}")
+            if cfg.adv_steps > 0:
+                info["adversarial"] = (f"{self.step['adversarial']} adversarial post-training steps (R3GAN, patch "
+                                       f"discriminator on decoded frames; weight {cfg.adv_weight}, gamma {cfg.adv_gamma}, "
+                                       f"lr {cfg.adv_lr} / {cfg.adv_d_lr}, batch {cfg.batch_size} clips of "
+                                       f"{cfg.clip_frames}) of {self.init_hash or 'this run'} on {self.store.frames} "
+                                       f"frames of {', '.join(cfg.data)}")
             save_model(self.out, self.mcfg, self.ae, self.dyn, info)
 
     def _prompt_info(self) -> dict[str, Any]:

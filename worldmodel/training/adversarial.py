@@ -1,0 +1,195 @@
+"""Stage 2b: adversarial post-training of the dynamics, off unless train.adv_steps > 0.
+
+One sampling step of a flow model gives the conditional mean of the next frame. Where the future is uncertain (a
+wall never seen, a turn), the dream paints a blurred average of what could be there. Post-training the one-step
+generator against a discriminator makes that step draw a sample instead. The idea is APT's (Lin et al., "Diffusion
+adversarial post-training", and APT2, arXiv 2506.09350) and Self Forcing's GAN variant (arXiv 2506.08009). Here it is
+scaled to this CPU:
+
+- The generator is the dynamics in the dream's own regime: each clip's context frames are noised to the level the
+  dream commits its frames at (the model's info.sampling.context_noise), its last frame starts from pure noise (t = 1),
+  and the network's clean frame for it is the sample.
+- The discriminator judges frames as the player sees them: decoded to RGB by the autoencoder (frozen), scored per
+  patch of about 40 pixels by four convolutions without normalisation (`PatchDiscriminator`).
+- The loss is R3GAN's (Huang et al., arXiv 2501.05441): each generated frame is paired with its own true frame,
+  softplus(D(fake) - D(real)) for the discriminator and the reverse for the generator, with the R1 penalty on true
+  frames and R2 on generated ones (weight adv_gamma / 2).
+- The generator keeps the flow-matching loss on the whole clip beside `adv_weight` times its adversarial loss, so
+  the sample stays the frame the context and the actions call for, and the pose head and the context frames' regime
+  stay trained.
+
+The context is the recordings' frames (teacher forcing); APT2's student forcing (the model's own frames as context)
+is not done here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldmodel.flow import FlowMatching
+from worldmodel.training.common import _hook, lr_at
+from worldmodel.training.memory_images import memory_batch
+
+
+class PatchDiscriminator(nn.Module):
+    """RGB [B, 3, H, W] in [-1, 1] -> one logit per patch [B, 1, H/8, W/8] (receptive field ~40 pixels)."""
+
+    def __init__(self, channels: int = 3, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = channels
+        for w in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(c, w, 4, 2, 1), nn.LeakyReLU(0.2)]
+            c = w
+        layers.append(nn.Conv2d(c, 1, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def discriminator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                       gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """R3GAN's discriminator loss on paired frames: mean softplus(D(fake) - D(real)) over patches, plus gamma / 2 times
+    the R1 (true frames) and R2 (generated frames) gradient penalties: the squared norm of the gradient of a frame's
+    mean patch logit with respect to the frame, averaged over frames. Returns (loss, the mean of D(real) - D(fake),
+    which grows as D tells them apart)."""
+    real = real.detach().requires_grad_(gamma > 0)
+    fake = fake.detach().requires_grad_(gamma > 0)
+    d_real, d_fake = disc(real), disc(fake)
+    loss = F.softplus(d_fake - d_real).mean()
+    if gamma > 0:
+        per_frame = d_real.flatten(1).mean(1).sum() + d_fake.flatten(1).mean(1).sum()  # frames are independent
+        g_real, g_fake = torch.autograd.grad(per_frame, (real, fake), create_graph=True)
+        penalty = g_real.square().flatten(1).sum(1).mean() + g_fake.square().flatten(1).sum(1).mean()
+        loss = loss + 0.5 * gamma * penalty
+    return loss, (d_real - d_fake).detach().mean()
+
+
+def generator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """R3GAN's generator loss: mean softplus(D(real) - D(fake)), gradients only into `fake`."""
+    return F.softplus(disc(real.detach()) - disc(fake)).mean()
+
+
+class AdversarialStage:
+    """Stage 2b of the trainer (a part of worldmodel.train.Trainer)."""
+
+    def adversarial_post_train(self) -> None:
+        cfg = self.cfg
+        if cfg.adv_steps == 0:
+            return
+        lat, memory = self.encode_all()
+        dev = self.device
+        lat = lat.to(dev)
+        memory = memory.to(dev) if memory is not None else None
+        ego = torch.from_numpy(self.ego).to(dev) if self.ego is not None else None
+        actions = torch.from_numpy(self.store.actions).to(dev)
+        is_start = np.zeros(self.store.frames, bool)
+        is_start[self.store.starts] = True
+        disc = PatchDiscriminator().to(dev)
+        pair = nn.ModuleDict({"dyn": self.dyn, "disc": disc})  # one state file for the stage (weights, both optimizers' moments)
+        opt = torch.optim.AdamW([{"params": self.dyn.parameters(), "lr": cfg.adv_lr, "weight_decay": cfg.weight_decay},
+                                 {"params": disc.parameters(), "lr": cfg.adv_d_lr, "weight_decay": 0.0}],
+                                betas=(0.5, 0.99))
+        progress = self._restore("adv", pair, opt)
+        start = 0 if progress is None else int(progress["step"])
+        if progress is None:
+            self._seed_stage(4)
+        self.step["adversarial"] = start
+        if self.resume:
+            self.log.resume_at("adversarial", start)
+        if start >= cfg.adv_steps:
+            return
+        self._note_no_rng("adv", progress)
+        level = self.dream_context_noise()
+        objective = FlowMatching(context_noise_max=cfg.context_noise_max, pose_weight=cfg.pose_weight)
+        self._say(f"adversarial: steps {start}..{cfg.adv_steps}, context at noise {level:g}, adversarial weight "
+                  f"{cfg.adv_weight}, R1/R2 gamma {cfg.adv_gamma}")
+        from tqdm import tqdm
+
+        bar = tqdm(range(start, cfg.adv_steps), desc="adversarial", disable=not self.progress, initial=start,
+                   total=cfg.adv_steps)
+        warmup = min(cfg.warmup, cfg.adv_steps // 10)
+        for p in self.ae.parameters():  # the frames are judged through the frozen decoder
+            p.requires_grad_(False)
+        self.dyn.train()
+        last_ckpt = time.time()
+        T, B = cfg.clip_frames, cfg.batch_size
+        try:
+            for step in bar:
+                scale = lr_at(step, cfg.adv_steps, 1.0, warmup)
+                opt.param_groups[0]["lr"] = cfg.adv_lr * scale
+                opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale
+                rows_np = self.rng.choice(self.clip_starts, B)[:, None] + np.arange(T)
+                rows = torch.from_numpy(rows_np).to(dev)
+                x0, act = lat[rows], actions[rows]
+                mem = present = None
+                if memory is not None:
+                    mem, present = memory_batch(memory[rows], cfg, self.rng)
+                pose_t = pose_valid = None
+                if ego is not None:
+                    pose_t = ego[rows]
+                    pose_valid = torch.from_numpy(~is_start[rows_np]).to(dev)
+                    pose_valid[:, 0] = False
+                t = torch.full((B, T), level, device=dev)
+                if level == 0:
+                    t = torch.rand((B, T), device=dev) * cfg.context_noise_max
+                t[:, -1] = 1.0  # the sample: the last frame from pure noise
+                with self.autocast:
+                    losses = objective.loss(self.dyn, x0, act, memory=mem, memory_present=present, pose_target=pose_t,
+                                            pose_valid=pose_valid, t=t)
+                    fake = self.ae.decode(losses.x0[:, -1].float()).rgb
+                    with torch.no_grad():
+                        real = self.ae.decode(x0[:, -1].float()).rgb
+                # the discriminator's step
+                with self.autocast:
+                    d_loss, margin = discriminator_loss(disc, real.float(), fake.float(), cfg.adv_gamma)
+                opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+                opt.step()
+                # the generator's step (the discriminator held fixed)
+                disc.requires_grad_(False)
+                with self.autocast:
+                    g_adv = generator_loss(disc, real.float(), fake.float())
+                total = losses.total + cfg.adv_weight * g_adv
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(self.dyn.parameters(), cfg.grad_clip)
+                opt.step()
+                disc.requires_grad_(True)
+                if step % cfg.log_every == 0:
+                    self.log.write("adversarial", step, flow=losses.flow.item(), pose=losses.pose.item(),
+                                   g_adv=g_adv.item(), d_loss=d_loss.item(), d_margin=margin.item(),
+                                   grad_norm=float(gnorm), sharpness=_sharpness(fake, real))
+                    bar.set_postfix(flow=f"{losses.flow.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_adv.item():.3f}")
+                self.step["adversarial"] = step + 1
+                _hook("adv.step", step + 1)
+                if self._checkpoint_due(last_ckpt, step + 1 == cfg.adv_steps):
+                    self._save("adv", pair, opt, self._progress(step + 1, cfg.adv_steps, cfg.adv_lr, warmup))
+                    _hook("adv.saved", step + 1)
+                    self.export("adversarial", step + 1)
+                    last_ckpt = time.time()
+        finally:
+            self.dyn.eval()
+            for p in self.ae.parameters():
+                p.requires_grad_(True)
+
+    def dream_context_noise(self) -> float:
+        """The level the dream commits its frames at: init_from's chosen context noise (model.yaml
+        info.sampling), 0 when it has none (then training's context levels, U(0, context_noise_max))."""
+        return float((self.init_info.get("sampling") or {}).get("context_noise", 0.0))
+
+
+def _sharpness(fake: torch.Tensor, real: torch.Tensor) -> float:
+    """The evaluation's sharpness (summed image gradients over the truth's) of a batch of decoded frames."""
+    from worldmodel.data import tensor_to_frames
+    from worldmodel.evaluation.metrics import gradient_sum
+
+    f, r = tensor_to_frames(fake.detach().float()), tensor_to_frames(real.float())
+    return float(gradient_sum(f).sum() / max(gradient_sum(r).sum(), 1e-12))
