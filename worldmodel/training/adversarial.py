@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from worldmodel.flow import FlowMatching
 from worldmodel.training.common import _hook, lr_at
-from worldmodel.training.memory_images import memory_batch
 
 
 class PatchDiscriminator(nn.Module):
@@ -86,14 +84,8 @@ class AdversarialStage:
         cfg = self.cfg
         if cfg.adv_steps == 0:
             return
-        lat, memory = self.encode_all()
+        data = self.clip_data()
         dev = self.device
-        lat = lat.to(dev)
-        memory = memory.to(dev) if memory is not None else None
-        ego = torch.from_numpy(self.ego).to(dev) if self.ego is not None else None
-        actions = torch.from_numpy(self.store.actions).to(dev)
-        is_start = np.zeros(self.store.frames, bool)
-        is_start[self.store.starts] = True
         disc = PatchDiscriminator(channels=4 if self.use_depth else 3).to(dev)
         pair = nn.ModuleDict({"dyn": self.dyn, "disc": disc})  # one state file for the stage (weights, both optimizers' moments)
         opt = torch.optim.AdamW([{"params": self.dyn.parameters(), "lr": cfg.adv_lr, "weight_decay": cfg.weight_decay},
@@ -122,33 +114,23 @@ class AdversarialStage:
             p.requires_grad_(False)
         self.dyn.train()
         last_ckpt = time.time()
-        T, B = cfg.clip_frames, cfg.batch_size
+        B, T = cfg.batch_size, cfg.clip_frames
         try:
             for step in bar:
                 scale = lr_at(step, cfg.adv_steps, 1.0, warmup)
                 opt.param_groups[0]["lr"] = cfg.adv_lr * scale
                 opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale
-                rows_np = self.rng.choice(self.clip_starts, B)[:, None] + np.arange(T)
-                rows = torch.from_numpy(rows_np).to(dev)
-                x0, act = lat[rows], actions[rows]
-                mem = present = None
-                if memory is not None:
-                    mem, present = memory_batch(memory[rows], cfg, self.rng)
-                pose_t = pose_valid = None
-                if ego is not None:
-                    pose_t = ego[rows]
-                    pose_valid = torch.from_numpy(~is_start[rows_np]).to(dev)
-                    pose_valid[:, 0] = False
+                b = self.clip_batch(data)
                 t = torch.full((B, T), level, device=dev)
                 if level == 0:
                     t = torch.rand((B, T), device=dev) * cfg.context_noise_max
                 t[:, -1] = 1.0  # the sample: the last frame from pure noise
                 with self.autocast:
-                    losses = objective.loss(self.dyn, x0, act, memory=mem, memory_present=present, pose_target=pose_t,
-                                            pose_valid=pose_valid, t=t)
+                    losses = objective.loss(self.dyn, b.x0, b.actions, memory=b.memory, memory_present=b.present,
+                                            pose_target=b.pose, pose_valid=b.pose_valid, t=t)
                     fake = self._judged(losses.x0[:, -1])
                     with torch.no_grad():
-                        real = self._judged(x0[:, -1])
+                        real = self._judged(b.x0[:, -1])
                 # the discriminator's step
                 with self.autocast:
                     d_loss, margin = discriminator_loss(disc, real.float(), fake.float(), cfg.adv_gamma)

@@ -4,6 +4,7 @@ noise levels), memory images dropped at random, and the ego-motion loss when the
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,17 +21,8 @@ class DynamicsStage:
 
     def train_dynamics(self) -> None:
         cfg = self.cfg
-        lat, memory = self.encode_all()
-        # The whole latent data set lives on the training device (100k frames of the shipped recipe: ~1.8 GB
-        # with their memory images): a step gathers its clips there, no host copies but the clip indices.
-        dev = self.device
-        lat = lat.to(dev)
-        memory = memory.to(dev) if memory is not None else None
-        ego = torch.from_numpy(self.ego).to(dev) if self.ego is not None else None
-        actions = torch.from_numpy(self.store.actions).to(dev)
+        data = self.clip_data()
         starts = self.clip_starts
-        is_start = np.zeros(self.store.frames, bool)
-        is_start[self.store.starts] = True
         opt = torch.optim.AdamW(self.dyn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
         progress = self._restore("dyn", self.dyn, opt)
         if progress is None:
@@ -51,31 +43,19 @@ class DynamicsStage:
         objective = FlowMatching(context_noise_max=cfg.context_noise_max, pure_noise_prob=cfg.pure_noise_prob,
                                  pose_weight=cfg.pose_weight)
         self._say(f"dynamics: steps {start}..{cfg.steps}, {len(starts)} clip starts of {cfg.clip_frames} frames, "
-                  f"memory {'on' if memory is not None else 'off'}, {sum(p.numel() for p in self.dyn.parameters())/1e6:.2f}M params")
+                  f"memory {'on' if data.memory is not None else 'off'}, {sum(p.numel() for p in self.dyn.parameters())/1e6:.2f}M params")
         from tqdm import tqdm
 
         bar = tqdm(range(start, cfg.steps), desc="dynamics", disable=not self.progress, initial=start, total=cfg.steps)
         last_ckpt = time.time()
         self.dyn.train()
-        T = cfg.clip_frames
         for step in bar:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
-            rows_np = self.rng.choice(starts, cfg.batch_size)[:, None] + np.arange(T)  # [B, T]
-            rows = torch.from_numpy(rows_np).to(dev)
-            x0 = lat[rows]  # [B, T, C, h, w]
-            act = actions[rows]
-            mem = present = None
-            if memory is not None:
-                mem, present = memory_batch(memory[rows], cfg, self.rng)
-            pose_t = pose_valid = None
-            if ego is not None:
-                pose_t = ego[rows]
-                pose_valid = torch.from_numpy(~is_start[rows_np]).to(dev)
-                pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
+            b = self.clip_batch(data)
             with self.autocast:
-                losses = objective.loss(self.dyn, x0, act, memory=mem, memory_present=present, pose_target=pose_t,
-                                        pose_valid=pose_valid)
+                losses = objective.loss(self.dyn, b.x0, b.actions, memory=b.memory, memory_present=b.present,
+                                        pose_target=b.pose, pose_valid=b.pose_valid)
             gnorm = apply_gradients(self.dyn, opt, losses.total, cfg.grad_clip, self.d)
             if step % cfg.log_every == 0:
                 self.log.write("dynamics", step, loss=losses.total.item(), flow=losses.flow.item(), pose=losses.pose.item(),
@@ -89,3 +69,50 @@ class DynamicsStage:
                 self.export("dynamics", step + 1)
                 last_ckpt = time.time()
         self.dyn.eval()
+
+    def clip_data(self) -> ClipData:
+        """The latent data set on the training device (100k frames of the shipped recipe: ~1.8 GB with their
+        memory images): a step gathers its clips there, no host copies but the clip indices."""
+        lat, memory = self.encode_all()
+        dev = self.device
+        is_start = np.zeros(self.store.frames, bool)
+        is_start[self.store.starts] = True
+        return ClipData(lat=lat.to(dev), memory=memory.to(dev) if memory is not None else None,
+                        ego=torch.from_numpy(self.ego).to(dev) if self.ego is not None else None,
+                        actions=torch.from_numpy(self.store.actions).to(dev), is_start=is_start)
+
+    def clip_batch(self, data: ClipData) -> ClipBatch:
+        """batch_size clips of clip_frames frames from the run's sampler: latents, actions, memory images (dropped
+        at random, memory_batch) and ego-motion targets."""
+        cfg, dev = self.cfg, self.device
+        rows_np = self.rng.choice(self.clip_starts, cfg.batch_size)[:, None] + np.arange(cfg.clip_frames)  # [B, T]
+        rows = torch.from_numpy(rows_np).to(dev)
+        mem = present = None
+        if data.memory is not None:
+            mem, present = memory_batch(data.memory[rows], cfg, self.rng)
+        pose = pose_valid = None
+        if data.ego is not None:
+            pose = data.ego[rows]
+            pose_valid = torch.from_numpy(~data.is_start[rows_np]).to(dev)
+            pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
+        return ClipBatch(x0=data.lat[rows], actions=data.actions[rows], memory=mem, present=present, pose=pose,
+                         pose_valid=pose_valid)
+
+
+@dataclass
+class ClipData:
+    lat: torch.Tensor  # [N, C, h, w] every frame's latent
+    memory: torch.Tensor | None  # [N, C+1, h, w] memory images, or None
+    ego: torch.Tensor | None  # [N, 5] ego-motion targets, or None without poses
+    actions: torch.Tensor  # [N, 8]
+    is_start: np.ndarray  # [N] bool: an episode's first frame
+
+
+@dataclass
+class ClipBatch:
+    x0: torch.Tensor  # [B, T, C, h, w]
+    actions: torch.Tensor  # [B, T, 8]
+    memory: torch.Tensor | None
+    present: torch.Tensor | None
+    pose: torch.Tensor | None
+    pose_valid: torch.Tensor | None
