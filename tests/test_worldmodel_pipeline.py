@@ -482,17 +482,22 @@ def test_posefit_changes_only_the_pose_head(tiny_model, tmp_path):
     assert main(["--checkpoint", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
 
 
+def model_with_context_noise(model: Path, out: Path) -> Path:
+    """A copy of `model` whose model.yaml says how it dreams (info.sampling: context noise 0.2), for runs from it."""
+    shutil.copytree(model, out, ignore=shutil.ignore_patterns("state", "log.jsonl"))
+    doc = yaml.safe_load((out / "model.yaml").read_text())
+    doc["info"]["sampling"] = {"context_noise": 0.2, "chosen_by": "a test"}
+    (out / "model.yaml").write_text(yaml.safe_dump(doc))
+    return out
+
+
 def test_decoder_sharpening_keeps_the_encoder_and_the_dynamics(tiny_model, arena_data, tmp_path):
     """steps: 0 with init_from and decoder_steps > 0 fine-tunes the decoder alone: the encoder (so every latent) and
     the dynamics are bit-identical to the source model's, how that dynamics dreams (info.sampling) carries over, and
     the run resumes like the other stages."""
     from safetensors.numpy import load_file
 
-    src = tmp_path / "src"
-    shutil.copytree(tiny_model, src, ignore=shutil.ignore_patterns("state", "log.jsonl"))
-    doc = yaml.safe_load((src / "model.yaml").read_text())
-    doc["info"]["sampling"] = {"context_noise": 0.2, "chosen_by": "a test"}
-    (src / "model.yaml").write_text(yaml.safe_dump(doc))
+    src = model_with_context_noise(tiny_model, tmp_path / "src")
     out = tmp_path / "sharp"
     args = ["--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--set", f"init_from={src}",
             "--set", "ae_steps=0", "--set", "steps=0", "--set", "decoder_steps=6", "--set", "ae_batch=4",
@@ -552,11 +557,7 @@ def test_adversarial_post_training_changes_the_dynamics_only(tiny_model, arena_d
     says what was done and keeps how the model dreams, and a resumed finished run changes nothing."""
     from safetensors.numpy import load_file
 
-    src = tmp_path / "src"
-    shutil.copytree(tiny_model, src, ignore=shutil.ignore_patterns("state", "log.jsonl"))
-    doc = yaml.safe_load((src / "model.yaml").read_text())
-    doc["info"]["sampling"] = {"context_noise": 0.2, "chosen_by": "a test"}
-    (src / "model.yaml").write_text(yaml.safe_dump(doc))
+    src = model_with_context_noise(tiny_model, tmp_path / "src")
     out = tmp_path / "adv"
     args = ["--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--set", f"init_from={src}",
             "--set", "ae_steps=0", "--set", "steps=0", "--set", "adv_steps=4", "--set", "batch_size=2",

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodel.flow import FlowMatching
-from worldmodel.training.common import _hook, lr_at
+from worldmodel.training.autoencoder import batch_sharpness
+from worldmodel.training.common import _hook, apply_gradients, lr_at
 
 
 class PatchDiscriminator(nn.Module):
@@ -91,16 +92,9 @@ class AdversarialStage:
         opt = torch.optim.AdamW([{"params": self.dyn.parameters(), "lr": cfg.adv_lr, "weight_decay": cfg.weight_decay},
                                  {"params": disc.parameters(), "lr": cfg.adv_d_lr, "weight_decay": 0.0}],
                                 betas=(0.5, 0.99))
-        progress = self._restore("adv", pair, opt)
-        start = 0 if progress is None else int(progress["step"])
-        if progress is None:
-            self._seed_stage(4)
-        self.step["adversarial"] = start
-        if self.resume:
-            self.log.resume_at("adversarial", start)
+        start = self._begin_stage("adv", "adversarial", pair, opt, seed=4)
         if start >= cfg.adv_steps:
             return
-        self._note_no_rng("adv", progress)
         level = self.dream_context_noise()
         objective = FlowMatching(context_noise_max=cfg.context_noise_max, pose_weight=cfg.pose_weight)
         self._say(f"adversarial: steps {start}..{cfg.adv_steps}, context at noise {level:g}, adversarial weight "
@@ -131,27 +125,20 @@ class AdversarialStage:
                     fake = self._judged(losses.x0[:, -1])
                     with torch.no_grad():
                         real = self._judged(b.x0[:, -1])
-                # the discriminator's step
+                # the discriminator's step (its inputs detached: only its parameters get gradients, so the shared
+                # optimizer moves only them), then the generator's with the discriminator held fixed
                 with self.autocast:
                     d_loss, margin = discriminator_loss(disc, real.float(), fake.float(), cfg.adv_gamma)
-                opt.zero_grad(set_to_none=True)
-                d_loss.backward()
-                torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
-                opt.step()
-                # the generator's step (the discriminator held fixed)
+                apply_gradients(disc, opt, d_loss, cfg.grad_clip, self.d)
                 disc.requires_grad_(False)
                 with self.autocast:
                     g_adv = generator_loss(disc, real.float(), fake.float())
-                total = losses.total + cfg.adv_weight * g_adv
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(self.dyn.parameters(), cfg.grad_clip)
-                opt.step()
+                gnorm = apply_gradients(self.dyn, opt, losses.total + cfg.adv_weight * g_adv, cfg.grad_clip, self.d)
                 disc.requires_grad_(True)
                 if step % cfg.log_every == 0:
                     self.log.write("adversarial", step, flow=losses.flow.item(), pose=losses.pose.item(),
                                    g_adv=g_adv.item(), d_loss=d_loss.item(), d_margin=margin.item(),
-                                   grad_norm=float(gnorm), sharpness=_sharpness(fake[:, :3], real[:, :3]))
+                                   grad_norm=float(gnorm), sharpness=batch_sharpness(fake[:, :3], real[:, :3]))
                     bar.set_postfix(flow=f"{losses.flow.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_adv.item():.3f}")
                 self.step["adversarial"] = step + 1
                 _hook("adv.step", step + 1)
@@ -174,11 +161,3 @@ class AdversarialStage:
         info.sampling), 0 when it has none (then training's context levels, U(0, context_noise_max))."""
         return float((self.init_info.get("sampling") or {}).get("context_noise", 0.0))
 
-
-def _sharpness(fake: torch.Tensor, real: torch.Tensor) -> float:
-    """The evaluation's sharpness (summed image gradients over the truth's) of a batch of decoded frames."""
-    from worldmodel.data import tensor_to_frames
-    from worldmodel.evaluation.metrics import gradient_sum
-
-    f, r = tensor_to_frames(fake.detach().float()), tensor_to_frames(real.float())
-    return float(gradient_sum(f).sum() / max(gradient_sum(r).sum(), 1e-12))

@@ -18,6 +18,16 @@ def recon_psnr(recon: torch.Tensor, rgb: torch.Tensor) -> float:
     return -10 * math.log10(max(1e-10, float(((recon - rgb) ** 2).mean()) / 4))
 
 
+def batch_sharpness(frames: torch.Tensor, truth: torch.Tensor) -> float:
+    """The evaluation's sharpness (summed image gradients over the truth's) of a batch of RGB frames in [-1, 1]
+    [B, 3, H, W] (the logged training figure)."""
+    from worldmodel.data import tensor_to_frames
+    from worldmodel.evaluation.metrics import gradient_sum
+
+    f, t = tensor_to_frames(frames.detach().float()), tensor_to_frames(truth.detach().float())
+    return float(gradient_sum(f).sum() / max(gradient_sum(t).sum(), 1e-12))
+
+
 class AutoencoderStage:
     """Stage 1 of the trainer (a part of worldmodel.train.Trainer)."""
 

@@ -485,6 +485,22 @@ class TrainerBase:
             progress["no_rng"] = True
         return progress
 
+    def _begin_stage(self, state: str, stage: str, module: torch.nn.Module, opt: torch.optim.Optimizer,
+                     seed: int) -> int:
+        """Start or resume a stage: its saved state `state` when the run has one (else fresh random streams for stage
+        number `seed`), the module the same on every rank, self.step[stage] at the step it is at (on --resume the
+        log's rows from that step on dropped), and a note when the state kept no random states. Returns that step."""
+        progress = self._restore(state, module, opt)
+        if progress is None:
+            self._seed_stage(seed)
+        start = 0 if progress is None else int(progress["step"])
+        broadcast_module(module, self.d)
+        self.step[stage] = start
+        if self.resume:
+            self.log.resume_at(stage, start)
+        self._note_no_rng(state, progress)
+        return start
+
     def _note_no_rng(self, name: str, progress: dict[str, Any] | None) -> None:
         if progress is not None and progress.get("no_rng"):
             self._say(f"note: {state_path(self.state_dir, name)} was saved before random states were kept: the resumed "

@@ -10,9 +10,7 @@ import time
 import torch
 
 from worldmodel.autoencoder import AutoencoderLoss
-from worldmodel.data import tensor_to_frames
-from worldmodel.evaluation.metrics import gradient_sum
-from worldmodel.training.autoencoder import recon_psnr
+from worldmodel.training.autoencoder import batch_sharpness, recon_psnr
 from worldmodel.training.common import _hook, lr_at
 
 
@@ -24,16 +22,9 @@ class DecoderStage:
         if cfg.decoder_steps == 0:
             return
         opt = torch.optim.AdamW(self.ae.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=1e-4)
-        progress = self._restore("dec", self.ae, opt)
-        start = 0 if progress is None else int(progress["step"])
-        if progress is None:
-            self._seed_stage(3)
-        self.step["decoder"] = start
-        if self.resume:
-            self.log.resume_at("decoder", start)
+        start = self._begin_stage("dec", "decoder", self.ae, opt, seed=3)
         if start >= cfg.decoder_steps:
             return
-        self._note_no_rng("dec", progress)
         loss_fn = AutoencoderLoss(depth_weight=0.5 if self.use_depth else 0.0, freq_weight=cfg.decoder_freq_weight)
         self._say(f"decoder: steps {start}..{cfg.decoder_steps} (encoder frozen, focal frequency weight "
                   f"{cfg.decoder_freq_weight})")
@@ -60,10 +51,8 @@ class DecoderStage:
                                                         lr_at(step, cfg.decoder_steps, cfg.decoder_lr, warmup))
             if step % cfg.log_every == 0:
                 psnr = recon_psnr(recon, rgb)
-                # the evaluation's sharpness (summed image gradients over the truth's) on this batch
-                sharp = gradient_sum(tensor_to_frames(recon)).sum() / max(gradient_sum(tensor_to_frames(rgb)).sum(), 1e-12)
                 self.log.write("decoder", step, loss=losses.total.item(), freq=losses.freq.item(), psnr=psnr,
-                               sharpness=float(sharp))
+                               sharpness=batch_sharpness(recon, rgb))
                 bar.set_postfix(loss=f"{losses.total.item():.4f}", psnr=f"{psnr:.1f}")
             self.step["decoder"] = step + 1
             if self._checkpoint_due(last_ckpt, step + 1 == cfg.decoder_steps):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from worldmodel.flow import FlowMatching
-from worldmodel.training.common import _hook, apply_gradients, broadcast_module, lr_at
+from worldmodel.training.common import _hook, apply_gradients, lr_at
 from worldmodel.training.memory_images import memory_batch
 
 
@@ -24,22 +24,12 @@ class DynamicsStage:
         data = self.clip_data()
         starts = self.clip_starts
         opt = torch.optim.AdamW(self.dyn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-        progress = self._restore("dyn", self.dyn, opt)
-        if progress is None:
-            start = 0
-            self._seed_stage(2)
-        else:
-            start = int(progress["step"])
-        broadcast_module(self.dyn, self.d)
-        self.step["dynamics"] = start
-        if self.resume:
-            self.log.resume_at("dynamics", start)
+        start = self._begin_stage("dyn", "dynamics", self.dyn, opt, seed=2)
         if start >= cfg.steps:
             if start > cfg.steps:
                 self._say(f"note: the run's dynamics state is at step {start}, past train.steps {cfg.steps}: "
                           f"nothing to train; the model stays at step {start}")
             return
-        self._note_no_rng("dyn", progress)
         objective = FlowMatching(context_noise_max=cfg.context_noise_max, pure_noise_prob=cfg.pure_noise_prob,
                                  pose_weight=cfg.pose_weight)
         self._say(f"dynamics: steps {start}..{cfg.steps}, {len(starts)} clip starts of {cfg.clip_frames} frames, "
