@@ -576,3 +576,53 @@ def test_adversarial_post_training_changes_the_dynamics_only(tiny_model, arena_d
     assert all(r["d_loss"] > 0 and r["g_adv"] > 0 and 0 < r["sharpness"] < 3 for r in rows)
     assert train(*args, "--resume").returncode == 0
     assert all(np.array_equal(after[k], v) for k, v in load_file(str(out / "model.safetensors")).items())
+
+
+def test_fine_tune_on_the_models_own_rollouts(tiny_model, arena_data, tmp_path):
+    """memory_mode rollout: the dream's own context latents and memory images per frame, in segments from real
+    frames, exactly what the dream committed; clips stay in one segment; the inputs are the dream's."""
+    from worldmodel.data import FrameStore
+    from worldmodel.evaluate import recorded_dream_world
+    from worldmodel.training.rollouts import clip_starts_within, rollout_segments, segment_ids
+
+    out = tmp_path / "rollout"
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST, "--set", "ae_steps=0",
+              "--set", "steps=3", "--set", f"init_from={tiny_model}", "--set", "memory_mode=rollout",
+              "--set", "rollout_ticks=16")
+    assert p.returncode == 0, p.stderr[-3000:]
+    info = yaml.safe_load((out / "model.yaml").read_text())["info"]
+    assert "student forcing" in info["fine_tune"] and "rollout_ticks 16" in info["fine_tune"]
+    with np.load(out / "state" / "latents.npz") as z:
+        assert str(z["memory_mode"]) == "rollout"
+        lat, ctx, mem = z["latents"], z["context"], z["memory"]
+    from engine.action import Action
+    from worldmodel.checkpoint import load_model
+
+    store = FrameStore.load([str(arena_data)], tuple(load_model(tiny_model).config.frame_size))
+    context = 4  # the tiny model's window
+    segments = rollout_segments(store, 16, context)
+    # two 41-frame episodes: dreamed from tick 4 in segments of 16 (4-20, 20-36, 36-41), each from 4 real frames
+    assert segments[:4] == [(0, 4, 20), (16, 20, 36), (32, 36, 41), (41, 45, 61)]
+    seg = segment_ids(store, 16, context)
+    assert list(seg[:5]) == [0, 0, 0, 0, 0] and seg[20] == 1 and seg[41] == 3
+    starts = clip_starts_within(seg, store.clip_starts(6), 6)
+    assert 0 in starts and 15 not in starts and 14 in starts  # 14..19 lie in segment 0; 15..20 cross into 1
+    # The episodes' opening frames are real: the true latents, no memory image; dreamed frames are the dream's.
+    np.testing.assert_array_equal(ctx[:4], lat[:4])
+    assert mem[:4].max() == 0 and mem[4:20, -1].mean() > 0.2
+    assert not np.allclose(ctx[4:20], lat[4:20], atol=1e-3)
+    # Segment 1 is what the dream itself commits when started from real frames 16..19 (seed: the run's + 13 + 1).
+    world = recorded_dream_world(tiny_model, memory=True, device="cpu")
+    rows = slice(16, 20)
+    world.start(store.rgb[rows], store.depth[rows].astype(np.float32), store.c2w[rows].astype(np.float64),
+                store.K[19].astype(np.float64), store.actions[rows], seed=14)
+    committed = []
+    for row in range(20, 36):
+        world.step(Action.from_array(store.actions[row]))
+        committed.append(world.committed[0].numpy())
+    world.close()
+    np.testing.assert_allclose(ctx[20:36], np.stack(committed), atol=1e-5)
+    # Rollouts need the starting model's autoencoder and a starting model.
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "bad"), *FAST,
+              "--set", f"init_from={tiny_model}", "--set", "memory_mode=rollout")
+    assert p.returncode == 2 and "ae_steps=0" in p.stderr

@@ -206,6 +206,8 @@ class DreamWorld(World):
         self.K = np.eye(3)
         self.tick = self.anchor_tick = 0  # anchor: the tick of the last real frame
         self.generator = torch.Generator().manual_seed(0)
+        self.committed: torch.Tensor | None = None  # [1, C, h, w] the last tick's context latent (see step)
+        self.memory_image: torch.Tensor | None = None  # [1, C+1, h, w] the memory image it was conditioned on
         self.timings: dict[str, float] = {}
 
     @property
@@ -308,11 +310,16 @@ class DreamWorld(World):
                                          generator=self.generator, commit=not first)
         t3 = time.perf_counter()
         frame = ae.decode(sample.latent.float())
+        latent = sample.latent
         if first:  # the shown frame and the committed context: the memory where it covers, the model elsewhere
             frame, latent = memory_first_frame(frame, sample.latent, render, memory)
             with autocast(self.device, self.amp):
                 self.sampler.commit(dyn, self.state, latent.to(sample.latent.dtype), a,
                                     memory if dyn.config.use_memory else None, generator=self.generator)
+        # What this tick gave the model (the rollout training data reads them: worldmodel/training/rollouts.py):
+        # the latent committed as context (before its context noise) and the memory image it was conditioned on
+        self.committed = latent.float()
+        self.memory_image = memory.float() if memory is not None and dyn.config.use_memory else None
         t4 = time.perf_counter()
         self.c2w = next_c2w
         self.tick += 1

@@ -106,22 +106,33 @@ class FlowMatching:
         pose_valid: Tensor | None = None,
         t: Tensor | None = None,
         generator: torch.Generator | None = None,
+        x_in: Tensor | None = None,
+        frame_weights: Tensor | None = None,
     ) -> FlowLoss:
         """One training loss on a clip.
 
         x0 [B, F, C, h, w] clean (normalised) latents; actions [B, F, 8]; memory [B, F, C+1, h, w] or
         None; pose_target [B, F, 5] (dx, dy, dz m; dyaw, dpitch deg) and pose_valid [B, F] bool (e.g.
         False for a clip's first frame, whose previous frame is unknown); t [B, F] overrides sampling.
+        x_in [B, F, C, h, w]: the frames the network's inputs are noised from when they are not x0 (student
+        forcing: the model's own frames in, the true frames as targets); frame_weights [F]: the flow loss's
+        weight per frame position (mean 1; default equal).
         """
         B, Fr = x0.shape[:2]
         if t is None:
             t = self.sample_t(B, Fr, x0.device, generator)
         noise = _draw(torch.randn, x0.shape, generator, x0.device, x0.dtype)
         tb = t[:, :, None, None, None]
-        x_t = (1 - tb) * x0 + tb * noise
+        x_t = (1 - tb) * (x0 if x_in is None else x_in) + tb * noise
         out = model(x_t, t, actions, memory=memory, memory_present=memory_present)
-        target = x0 if model.config.prediction == "x0" else noise - x0
-        flow = F.mse_loss(out.pred, target)
+        if model.config.prediction == "x0":
+            target = x0
+        else:  # the velocity whose Euler step from x_t lands on x0 (noise - x0 when the inputs are x0's)
+            target = noise - x0 if x_in is None else (x_t - x0) / tb.clamp_min(T_MIN)
+        if frame_weights is None:
+            flow = F.mse_loss(out.pred, target)
+        else:
+            flow = ((out.pred - target).square().mean((0, 2, 3, 4)) * frame_weights).mean()
 
         pose = torch.zeros((), device=x0.device)
         if pose_target is not None:

@@ -21,8 +21,9 @@ scaled to this CPU:
   the sample stays the frame the context and the actions call for, and the pose head and the context frames' regime
   stay trained.
 
-The context is the recordings' frames (teacher forcing); APT2's student forcing (the model's own frames as context)
-is not done here.
+The context is the recordings' frames (teacher forcing), or with train.memory_mode "rollout" the model's own
+memory-first dreams (APT2's student forcing: training/rollouts.py), the true frame staying the one each sample is
+paired with.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class AdversarialStage:
                 t[:, -1] = 1.0  # the sample: the last frame from pure noise
                 with self.autocast:
                     losses = objective.loss(self.dyn, b.x0, b.actions, memory=b.memory, memory_present=b.present,
-                                            pose_target=b.pose, pose_valid=b.pose_valid, t=t)
+                                            pose_target=b.pose, pose_valid=b.pose_valid, t=t, x_in=b.x_in)
                     fake = self._judged(losses.x0[:, -1])
                     with torch.no_grad():
                         real = self._judged(b.x0[:, -1])
@@ -155,9 +156,4 @@ class AdversarialStage:
     def _judged(self, z: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees of latents [B, C, h, w]: the decoded RGB (+ normalised depth) in [-1, 1]."""
         return self.ae.decode_raw(z.float()).float().clamp(-1.0, 1.0)
-
-    def dream_context_noise(self) -> float:
-        """The level the dream commits its frames at: init_from's chosen context noise (model.yaml
-        info.sampling), 0 when it has none (then training's context levels, U(0, context_noise_max))."""
-        return float((self.init_info.get("sampling") or {}).get("context_noise", 0.0))
 

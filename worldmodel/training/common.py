@@ -29,6 +29,9 @@ from worldmodel.dynamics import DynamicsTransformer
 from worldmodel.flow import FlowMatching
 
 
+MEMORY_MODES = ("reproject", "splat", "splat_predicted", "rollout")
+
+
 @dataclass
 class TrainConfig:
     """The `train:` section of a preset."""
@@ -66,7 +69,11 @@ class TrainConfig:
     # frame's camera, then insert the frame), so the model learns the real memory's look and its errors;
     # "splat_predicted": the same, but the frames streamed in are the init_from model's own one-step
     # predictions (ground-truth context, decoded RGB + depth), the kind of frame the dream feeds its memory.
+    # "rollout": student forcing (training/rollouts.py): the init_from model dreams every episode memory first, as
+    # play.py does, in segments of rollout_ticks from real frames; clips take their inputs (context latents and
+    # memory images) from those dreams and their targets from the recordings.
     memory_mode: str = "reproject"
+    rollout_ticks: int = 48
     memory_sources: int = 3
     memory_max_gap: int = 300
     memory_latent_noise: float = 0.1  # the splat memory is imperfect: noise its latent in training
@@ -95,10 +102,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self._check_ranges()
-        if self.memory_mode not in ("reproject", "splat", "splat_predicted"):
-            raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of 'reproject', 'splat', 'splat_predicted'")
-        if self.memory_mode == "splat_predicted" and not self.init_from:
-            raise ConfigError("train.memory_mode: 'splat_predicted' streams a trained model's own predictions: set train.init_from")
+        if self.memory_mode not in MEMORY_MODES:
+            raise ConfigError(f"train.memory_mode: {self.memory_mode!r} is not one of "
+                              + ", ".join(repr(m) for m in MEMORY_MODES))
+        if self.memory_mode in ("splat_predicted", "rollout") and not self.init_from:
+            raise ConfigError(f"train.memory_mode: {self.memory_mode!r} streams a trained model's own predictions: "
+                              "set train.init_from")
+        if self.memory_mode == "rollout" and self.ae_steps > 0:
+            raise ConfigError("train.memory_mode: 'rollout' dreams with init_from's autoencoder, so the run must keep "
+                              "it: set train.ae_steps=0")
         if isinstance(self.bf16, str) and self.bf16 != "auto":
             raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
         try:
@@ -140,7 +152,7 @@ class TrainConfig:
         if self.steps < 0 or (self.steps == 0 and not self.init_from):
             raise bad("steps", "must be >= 1 (the dynamics trains at least one step), or 0 with train.init_from to keep "
                                "its dynamics (e.g. to sharpen the decoder alone)")
-        for key in ("ae_batch", "batch_size", "memory_sources", "memory_max_gap", "log_every"):
+        for key in ("ae_batch", "batch_size", "memory_sources", "memory_max_gap", "log_every", "rollout_ticks"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be >= 1")
         if self.clip_frames < 2:
@@ -368,6 +380,8 @@ def write_run_config(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> Non
 # dynamics (steps: 0).
 DYNAMICS_INFO_KEYS = ("frames", "episodes", "data", "sampling", "memory", "fine_tune", "pose_refit", "dream", "motion",
                       "stages")
+# What a student-forced run (memory_mode "rollout") keeps of init_from's info: how it dreams, the regime it trained in.
+ROLLOUT_INFO_KEYS = ("sampling", "dream", "motion", "memory")
 
 
 class TrainerBase:
@@ -534,6 +548,11 @@ class TrainerBase:
 
     # -- helpers ---------------------------------------------------------------------------------------
 
+    def dream_context_noise(self) -> float:
+        """The level the dream commits its frames at: init_from's chosen context noise (model.yaml
+        info.sampling), 0 when it has none (then training's context levels, U(0, context_noise_max))."""
+        return float((self.init_info.get("sampling") or {}).get("context_noise", 0.0))
+
     def _say(self, text: str) -> None:
         if self.d.main:
             print(text, flush=True)
@@ -548,8 +567,13 @@ class TrainerBase:
             cfg = self.cfg
             if cfg.steps == 0:  # init_from's dynamics kept, or post-trained: the data it was trained on and how it dreams
                 info.update({k: v for k, v in self.init_info.items() if k in DYNAMICS_INFO_KEYS})
-                if cfg.ae_steps == 0 and cfg.decoder_steps == 0 and "decoder_fine_tune" in self.init_info:
-                    info["decoder_fine_tune"] = self.init_info["decoder_fine_tune"]  # init_from's autoencoder, as it was
+            elif cfg.memory_mode == "rollout":  # trained in init_from's own dream: it dreams as that one did
+                info.update({k: v for k, v in self.init_info.items() if k in ROLLOUT_INFO_KEYS})
+                info["fine_tune"] = (f"{self.step['dynamics']} steps of student forcing on its own memory-first "
+                                     f"rollouts (memory_mode=rollout, rollout_ticks {cfg.rollout_ticks}, lr {cfg.lr}, "
+                                     f"memory_prob {cfg.memory_prob}) from {self.init_hash}")
+            if cfg.ae_steps == 0 and cfg.decoder_steps == 0 and "decoder_fine_tune" in self.init_info:
+                info["decoder_fine_tune"] = self.init_info["decoder_fine_tune"]  # init_from's autoencoder, as it was
             if cfg.decoder_steps > 0:
                 info["decoder_fine_tune"] = (f"{self.step['decoder']} decoder steps (encoder frozen, focal frequency "
                                              f"weight {cfg.decoder_freq_weight}, lr {cfg.decoder_lr}, batch "

@@ -47,8 +47,10 @@ class TrainingData:
     # -- latents and memory images ---------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode_all(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Latents [N, C, h, w] of every frame, and memory conditioning [N, C+1, h, w] (None without poses/depth)."""
+    def encode_all(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Latents [N, C, h, w] of every frame, memory conditioning [N, C+1, h, w] (None without poses/depth), and
+        with train.memory_mode "rollout" the dream's own context latents [N, C, h, w] (training/rollouts.py; else
+        None)."""
         cache = self.state_dir / "latents.npz"
         # Keyed on what the latents are made from: the autoencoder's weights, the recordings' contents, the
         # memory settings. Any change (another autoencoder, an edited recording) rebuilds them.
@@ -60,7 +62,8 @@ class TrainingData:
                 with np.load(cache, allow_pickle=False) as z:
                     if "key" in z.files and str(z["key"]) == key:
                         mem = torch.from_numpy(z["memory"]) if "memory" in z.files else None
-                        return torch.from_numpy(z["latents"]), mem
+                        ctx = torch.from_numpy(z["context"]) if "context" in z.files else None
+                        return torch.from_numpy(z["latents"]), mem, ctx
             except (OSError, ValueError, KeyError, EOFError) as e:
                 self._say(f"note: the latents cache {cache} is unreadable ({e}); encoding again")
         from tqdm import tqdm
@@ -70,26 +73,34 @@ class TrainingData:
         for rows in tqdm(np.array_split(np.arange(N), max(1, N // 256)), desc="encoding frames", disable=not self.progress):
             rgb, depth = self._frames(rows)
             lat[rows] = self.ae.encode(rgb, depth).float().cpu()
-        memory = None
+        memory = context = None
         if self.store.c2w is not None and self.store.depth is not None and self.mcfg.dynamics.use_memory:
-            memory = self._memory_latents(lat)
+            if self.cfg.memory_mode == "rollout":
+                rollouts = self.own_rollouts(lat)
+                memory, context = rollouts.memory, rollouts.context
+            else:
+                memory = self._memory_latents(lat)
         if self.d.main:
             arrays = {"latents": lat.numpy(), "frames": np.array(N), "memory_mode": np.array(self.cfg.memory_mode),
                       "memory_settings": np.array(self._memory_key()), "key": np.array(key)}
             if memory is not None:
                 arrays["memory"] = memory.numpy()
+            if context is not None:
+                arrays["context"] = context.numpy()
             self.state_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.state_dir / "latents.tmp.npz"
             np.savez(tmp, **arrays)
             os.replace(tmp, cache)
         _hook("latents.encoded")
-        return lat, memory
+        return lat, memory, context
 
     def _memory_key(self) -> str:
         """The memory settings as the latents cache records them (a change rebuilds the memory images)."""
         if self.cfg.memory_mode == "reproject":
             return "{}"
         key = dict(self.memory_settings)
-        if self.cfg.memory_mode == "splat_predicted":
+        if self.cfg.memory_mode in ("splat_predicted", "rollout"):
             key["predicted_by"] = self.init_hash  # another starting model predicts other frames
+        if self.cfg.memory_mode == "rollout":
+            key["rollout_ticks"] = self.cfg.rollout_ticks
         return json.dumps(key, sort_keys=True)

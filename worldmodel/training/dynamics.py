@@ -11,7 +11,9 @@ import torch
 
 from worldmodel.flow import FlowMatching
 from worldmodel.training.common import _hook, apply_gradients, lr_at
+from worldmodel.config import ConfigError
 from worldmodel.training.memory_images import memory_batch
+from worldmodel.training.rollouts import clip_starts_within, segment_ids
 
 
 class DynamicsStage:
@@ -43,9 +45,13 @@ class DynamicsStage:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
             b = self.clip_batch(data)
+            t = weights = None
+            if b.x_in is not None:  # student forcing: the dream's regime (its context at its commit level, the
+                t, weights = self.student_levels(len(b.x0))  # last frame from pure noise), targets the truth
             with self.autocast:
                 losses = objective.loss(self.dyn, b.x0, b.actions, memory=b.memory, memory_present=b.present,
-                                        pose_target=b.pose, pose_valid=b.pose_valid)
+                                        pose_target=b.pose, pose_valid=b.pose_valid, t=t, x_in=b.x_in,
+                                        frame_weights=weights)
             gnorm = apply_gradients(self.dyn, opt, losses.total, cfg.grad_clip, self.d)
             if step % cfg.log_every == 0:
                 self.log.write("dynamics", step, loss=losses.total.item(), flow=losses.flow.item(), pose=losses.pose.item(),
@@ -60,22 +66,44 @@ class DynamicsStage:
                 last_ckpt = time.time()
         self.dyn.eval()
 
+    def student_levels(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise levels [B, T] and frame weights [T] of a student-forced clip: the context frames at the level the
+        dream commits its frames at (U(0, context_noise_max) when the model has none), the last frame at 1, the
+        level every one-step sample starts from; the last frame weighs as much as the context frames together."""
+        T, dev = self.cfg.clip_frames, self.device
+        level = self.dream_context_noise()
+        t = torch.full((batch, T), level, device=dev)
+        if level == 0:
+            t = torch.rand((batch, T), device=dev) * self.cfg.context_noise_max
+        t[:, -1] = 1.0
+        weights = torch.full((T,), 0.5 / (T - 1), device=dev)
+        weights[-1] = 0.5
+        return t, weights * T  # mean 1
+
     def clip_data(self) -> ClipData:
         """The latent data set on the training device (100k frames of the shipped recipe: ~1.8 GB with their
         memory images): a step gathers its clips there, no host copies but the clip indices."""
-        lat, memory = self.encode_all()
+        lat, memory, context = self.encode_all()
         dev = self.device
         is_start = np.zeros(self.store.frames, bool)
         is_start[self.store.starts] = True
+        starts = self.clip_starts
+        if context is not None:  # own rollouts: a clip stays inside one dreamed segment
+            seg = segment_ids(self.store, self.cfg.rollout_ticks, self.rollout_context)
+            try:
+                starts = clip_starts_within(seg, starts, self.cfg.clip_frames)
+            except ValueError as e:
+                raise ConfigError(f"train.rollout_ticks = {self.cfg.rollout_ticks}: {e}") from None
         return ClipData(lat=lat.to(dev), memory=memory.to(dev) if memory is not None else None,
                         ego=torch.from_numpy(self.ego).to(dev) if self.ego is not None else None,
-                        actions=torch.from_numpy(self.store.actions).to(dev), is_start=is_start)
+                        actions=torch.from_numpy(self.store.actions).to(dev), is_start=is_start, starts=starts,
+                        context=context.to(dev) if context is not None else None)
 
     def clip_batch(self, data: ClipData) -> ClipBatch:
         """batch_size clips of clip_frames frames from the run's sampler: latents, actions, memory images (dropped
         at random, memory_batch) and ego-motion targets."""
         cfg, dev = self.cfg, self.device
-        rows_np = self.rng.choice(self.clip_starts, cfg.batch_size)[:, None] + np.arange(cfg.clip_frames)  # [B, T]
+        rows_np = self.rng.choice(data.starts, cfg.batch_size)[:, None] + np.arange(cfg.clip_frames)  # [B, T]
         rows = torch.from_numpy(rows_np).to(dev)
         mem = present = None
         if data.memory is not None:
@@ -86,7 +114,7 @@ class DynamicsStage:
             pose_valid = torch.from_numpy(~data.is_start[rows_np]).to(dev)
             pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
         return ClipBatch(x0=data.lat[rows], actions=data.actions[rows], memory=mem, present=present, pose=pose,
-                         pose_valid=pose_valid)
+                         pose_valid=pose_valid, x_in=data.context[rows] if data.context is not None else None)
 
 
 @dataclass
@@ -96,6 +124,8 @@ class ClipData:
     ego: torch.Tensor | None  # [N, 5] ego-motion targets, or None without poses
     actions: torch.Tensor  # [N, 8]
     is_start: np.ndarray  # [N] bool: an episode's first frame
+    starts: np.ndarray  # the rows a clip may start at
+    context: torch.Tensor | None = None  # [N, C, h, w] the dream's own context latents (memory_mode "rollout")
 
 
 @dataclass
@@ -106,3 +136,4 @@ class ClipBatch:
     present: torch.Tensor | None
     pose: torch.Tensor | None
     pose_valid: torch.Tensor | None
+    x_in: torch.Tensor | None = None  # [B, T, C, h, w] the frames the inputs are noised from, when not x0 (own rollouts)

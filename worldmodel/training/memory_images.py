@@ -1,7 +1,8 @@
 """Memory images: per frame, what a scene memory shows at that frame's camera, encoded with the autoencoder plus
-a coverage channel. Three generators (train.memory_mode): "reproject" (earlier ground-truth frames reprojected),
-"splat" (the episode streamed through splat.SceneMemory as the dream does) and "splat_predicted" (the same with
-the init_from model's one-step predictions); `memory_batch` is how training sees them."""
+a coverage channel. Four generators (train.memory_mode): "reproject" (earlier ground-truth frames reprojected),
+"splat" (the episode streamed through splat.SceneMemory as the dream does), "splat_predicted" (the same with
+the init_from model's one-step predictions) and "rollout" (the init_from model's own dreams, with their context
+latents: training/rollouts.py); `memory_batch` is how training sees them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from worldmodel.data import FrameStore, frames_to_tensor, memory_sources, reproject
 from worldmodel.training.common import TrainConfig
+from worldmodel.training.rollouts import Rollouts, dream_rollouts
 
 
 _FORK_STORE: tuple[FrameStore, tuple[int, int]] | None = None  # the data, for forked memory-image workers
@@ -120,6 +122,28 @@ class MemoryImages:
                 bar.update(len(rows) * n)
         bar.close()
         return rgb, depth
+
+    @torch.no_grad()
+    def own_rollouts(self, lat: torch.Tensor) -> Rollouts:
+        """memory_mode "rollout": init_from dreams every episode as play.py dreams it (training/rollouts.py), with
+        this run's memory settings; its context latents and memory images per frame."""
+        from worldmodel.evaluate import recorded_dream_world
+
+        world = recorded_dream_world(self.cfg.init_from, memory=True, memory_settings=self.memory_settings or None,
+                                     device=str(self.device))
+        try:
+            if not world.memory_first:
+                self._say(f"note: {self.cfg.init_from} does not dream memory first (model.yaml info.dream): its own "
+                          "rollouts are dreamed as it dreams")
+            return dream_rollouts(world, self.store, lat, self.cfg.rollout_ticks, self.rollout_context,
+                                  self.cfg.seed + 13, progress=self.progress)
+        finally:
+            world.close()
+
+    @property
+    def rollout_context(self) -> int:
+        """The real frames each rollout segment starts from (as the evaluation's open loop: the dynamics' window)."""
+        return min(8, self.mcfg.dynamics.window)
 
     def _reprojected_memory(self, rng: np.random.Generator):
         """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera.

@@ -1,0 +1,98 @@
+"""The model's own rollouts as training data (train.memory_mode "rollout"): student forcing on memory-first dreams.
+
+Teacher forcing shows the dynamics the recordings' frames as context; the dream shows it its own frames, which in a
+memory-first dream are the scene memory's render where the memory covers and the model's paint elsewhere, with a
+memory image rendered at the dream's own camera from a memory of its own frames. Trained only on the first, the
+model never learns to live with the second (the exposure bias of Self Forcing, arXiv 2506.08009; Memory Forcing and
+Matrix-Game 3.0 re-inject generated frames the same way).
+
+Here the init_from model dreams along every training episode with the recordings' actions, as `play.py` dreams
+(`DreamWorld`: its camera rules, collisions, memory first, its scene memory), in segments: each segment starts from
+`context` real frames (as the evaluation's open loop does) and dreams `rollout_ticks` ticks. For each dreamed frame
+the trainer keeps the latent the dream committed as context and the memory image it was conditioned on; the
+frame's target stays the recording's frame. A clip is taken inside one segment, its frames' inputs are the dream's
+(noised as the dream commits them) and its targets the truth's, so the network learns to pull its own context back
+toward the world (student forcing, as APT2, arXiv 2506.09350, with the recorded frame as the regression target).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldmodel.data import FrameStore
+
+
+@dataclass
+class Rollouts:
+    """Per training frame: the dream's context latent and memory image, and the segment the frame belongs to."""
+
+    context: torch.Tensor  # [N, C, h, w] the latent the dream committed (the true latent for real frames)
+    memory: torch.Tensor  # [N, C+1, h, w] the memory image it was conditioned on (0: none)
+    segment: np.ndarray  # [N] int: frames of one dreamed segment share an id (unique over the data set)
+
+
+def rollout_segments(store: FrameStore, ticks: int, context: int) -> list[tuple[int, int, int]]:
+    """The dreamed segments of every episode, as (first real row, first dreamed row, end row): the dream starts from
+    rows [first real, first dreamed) and dreams [first dreamed, end). Consecutive segments of an episode overlap by
+    their `context` real frames (the earlier segment's last dreamed frames keep its values)."""
+    out = []
+    for start, n in zip(store.starts, store.lengths):
+        start, n = int(start), int(n)
+        t0 = min(context, n)  # the first dreamed tick
+        while t0 < n:
+            out.append((start + t0 - min(context, t0), start + t0, start + min(t0 + ticks, n)))
+            t0 += ticks
+    return out
+
+
+def segment_ids(store: FrameStore, ticks: int, context: int) -> np.ndarray:
+    """[N] segment id per row: the dreamed rows of a segment share its id; an episode's first real frames share the
+    id of its first segment (they are that dream's context)."""
+    seg = np.full(store.frames, -1, np.int64)  # -1: an episode too short to dream in (its frames stay real)
+    episode_starts = set(int(s) for s in store.starts)
+    for i, (real, first, end) in enumerate(rollout_segments(store, ticks, context)):
+        if real in episode_starts:
+            seg[real:first] = i  # the episode's opening real frames: its first dream's context
+        seg[first:end] = i
+    return seg
+
+
+def clip_starts_within(seg: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """The clip starts (of `starts`) whose `length` rows all lie in one segment."""
+    ok = seg[starts] == seg[starts + length - 1]
+    if not ok.any():
+        raise ValueError(f"no {length}-frame clip fits inside one rollout segment: raise train.rollout_ticks")
+    return starts[ok]
+
+
+@torch.no_grad()
+def dream_rollouts(world, store: FrameStore, latents: torch.Tensor, ticks: int, context: int, seed: int,
+                   progress: bool = False) -> Rollouts:
+    """Dream every segment (rollout_segments) with `world` (a DreamWorld with its memory on) along the recordings'
+    actions; `latents` [N, C, h, w] are the true frames' (the real context frames keep them)."""
+    from tqdm import tqdm
+
+    from engine.action import Action
+
+    N = store.frames
+    C, h, w = latents.shape[1:]
+    ctx = latents.clone().float()
+    mem = torch.zeros((N, C + 1, h, w))
+    segments = rollout_segments(store, ticks, context)
+    bar = tqdm(total=sum(end - first for _, first, end in segments), desc="own rollouts", disable=not progress,
+               mininterval=5)
+    for i, (real, first, end) in enumerate(segments):
+        rows = slice(real, first)
+        world.start(store.rgb[rows], store.depth[rows].astype(np.float32), store.c2w[rows].astype(np.float64),
+                    store.K[first - 1].astype(np.float64), store.actions[rows], seed=seed + i)
+        for row in range(first, end):
+            world.step(Action.from_array(store.actions[row]))
+            ctx[row] = world.committed[0].cpu()
+            if world.memory_image is not None:
+                mem[row] = world.memory_image[0].cpu()
+        bar.update(end - first)
+    bar.close()
+    return Rollouts(context=ctx, memory=mem, segment=segment_ids(store, ticks, context))
