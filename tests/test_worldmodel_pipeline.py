@@ -626,3 +626,7 @@ def test_fine_tune_on_the_models_own_rollouts(tiny_model, arena_data, tmp_path):
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "bad"), *FAST,
               "--set", f"init_from={tiny_model}", "--set", "memory_mode=rollout")
     assert p.returncode == 2 and "ae_steps=0" in p.stderr
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(tmp_path / "bad2"), *FAST,
+              "--set", "ae_steps=0", "--set", f"init_from={tiny_model}", "--set", "memory_mode=rollout",
+              "--set", "model.dynamics.use_memory=false")
+    assert p.returncode == 2 and "use_memory" in p.stderr and "Traceback" not in p.stderr

@@ -416,6 +416,11 @@ class TrainerBase:
         if self.use_depth and self.store.depth is None:
             raise DataError("the config asks for depth (autoencoder.use_depth: true) but the recordings have none; "
                             "set use_depth: false to train on RGB only")
+        if cfg.memory_mode == "rollout" and (self.store.c2w is None or self.store.depth is None
+                                             or not model_cfg.dynamics.use_memory):
+            raise DataError("train.memory_mode 'rollout' dreams with the scene memory, which needs recordings with "
+                            "camera poses and depth and a model with dynamics.use_memory: true; record with depth and "
+                            "poses (engine.rollout does), or choose another memory_mode")
         self.ego = self.store.ego_targets()
         if self.ego is None and d.main:
             print("note: the recordings have no camera poses: training without the ego-motion loss "

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worldmodel.config import ConfigError
 from worldmodel.flow import FlowMatching
 from worldmodel.training.common import _hook, apply_gradients, lr_at
-from worldmodel.config import ConfigError
 from worldmodel.training.memory_images import memory_batch
 from worldmodel.training.rollouts import clip_starts_within, segment_ids
 
