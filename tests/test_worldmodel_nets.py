@@ -447,25 +447,16 @@ def test_student_forced_flow_loss_takes_inputs_from_x_in_and_targets_from_x0():
     # At t = 0 the input is x_in itself: an echo's loss is the distance from x_in to the target x0.
     assert torch.allclose(fm.loss(echo, x0, actions, t=zero, x_in=x_in).flow, (x_in - x0).square().mean())
     assert fm.loss(echo, x0, actions, t=zero).flow == 0  # teacher forcing: the input is the target
-    # x_in = x0 is teacher forcing exactly, for either prediction; equal frame weights change nothing.
+    # x_in = x0 is teacher forcing exactly; equal frame weights change nothing.
     t = torch.rand(2, 3)
-    for prediction in ("x0", "velocity"):
-        m = _EchoModel(prediction)
-        a = fm.loss(m, x0, actions, t=t, generator=torch.Generator().manual_seed(1)).flow
-        b = fm.loss(m, x0, actions, t=t, generator=torch.Generator().manual_seed(1), x_in=x0.clone(),
-                    frame_weights=torch.ones(3)).flow
-        assert torch.allclose(a, b, rtol=1e-5)
+    a = fm.loss(echo, x0, actions, t=t, generator=torch.Generator().manual_seed(1)).flow
+    b = fm.loss(echo, x0, actions, t=t, generator=torch.Generator().manual_seed(1), x_in=x0.clone(),
+                frame_weights=torch.ones(3)).flow
+    assert torch.allclose(a, b, rtol=1e-5)
     # Frame weights: only the weighted frame counts.
     w = torch.tensor([0.0, 0.0, 3.0])
     per_frame = (x_in - x0).square().mean((0, 2, 3, 4))
     assert torch.allclose(fm.loss(echo, x0, actions, t=zero, x_in=x_in, frame_weights=w).flow, per_frame[2])
-    # Velocity prediction: a network that predicts the returned target exactly lands on x0 in one Euler step.
-    vel = _EchoModel("velocity")
-    t1 = torch.full((2, 3), 0.6)
-    g = torch.Generator().manual_seed(2)
-    noise = torch.randn(x0.shape, generator=g)
-    x_t = 0.4 * x_in + 0.6 * noise
-    loss = fm.loss(vel, x0, actions, t=t1, x_in=x_in, generator=torch.Generator().manual_seed(2))
-    target = (x_t - x0) / 0.6
-    assert torch.allclose(loss.flow, (x_t - target).square().mean(), rtol=1e-4)
-    assert torch.allclose(x_t - 0.6 * target, x0, atol=1e-5)
+    # A velocity network has no bounded target from inputs made of x_in (it grows as 1 / t): refused.
+    with pytest.raises(ValueError, match="x0"):
+        fm.loss(_EchoModel("velocity"), x0, actions, t=t, x_in=x_in)

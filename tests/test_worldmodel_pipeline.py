@@ -611,6 +611,8 @@ def test_fine_tune_on_the_models_own_rollouts(tiny_model, arena_data, tmp_path):
     np.testing.assert_array_equal(ctx[:4], lat[:4])
     assert mem[:4].max() == 0 and mem[4:20, -1].mean() > 0.2
     assert not np.allclose(ctx[4:20], lat[4:20], atol=1e-3)
+    # rows 16..19 are segment 1's real context but were dreamed by segment 0: they keep segment 0's dream
+    assert not np.allclose(ctx[16:20], lat[16:20], atol=1e-3)
     # Segment 1 is what the dream itself commits when started from real frames 16..19 (seed: the run's + 13 + 1).
     world = recorded_dream_world(tiny_model, memory=True, device="cpu")
     rows = slice(16, 20)

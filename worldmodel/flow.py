@@ -115,9 +115,12 @@ class FlowMatching:
         None; pose_target [B, F, 5] (dx, dy, dz m; dyaw, dpitch deg) and pose_valid [B, F] bool (e.g.
         False for a clip's first frame, whose previous frame is unknown); t [B, F] overrides sampling.
         x_in [B, F, C, h, w]: the frames the network's inputs are noised from when they are not x0 (student
-        forcing: the model's own frames in, the true frames as targets); frame_weights [F]: the flow loss's
-        weight per frame position (mean 1; default equal).
+        forcing: the model's own frames in, the true frames as targets; x0-prediction only); frame_weights [F]: the
+        flow loss's weight per frame position (mean 1; default equal).
         """
+        if x_in is not None and model.config.prediction != "x0":
+            # the velocity toward x0 from inputs made of x_in is (x_in - x0) / t off the path: unbounded as t -> 0
+            raise ValueError("student forcing (x_in) needs an x0-predicting network (dynamics.prediction: x0)")
         B, Fr = x0.shape[:2]
         if t is None:
             t = self.sample_t(B, Fr, x0.device, generator)
@@ -125,10 +128,7 @@ class FlowMatching:
         tb = t[:, :, None, None, None]
         x_t = (1 - tb) * (x0 if x_in is None else x_in) + tb * noise
         out = model(x_t, t, actions, memory=memory, memory_present=memory_present)
-        if model.config.prediction == "x0":
-            target = x0
-        else:  # the velocity whose Euler step from x_t lands on x0 (noise - x0 when the inputs are x0's)
-            target = noise - x0 if x_in is None else (x_t - x0) / tb.clamp_min(T_MIN)
+        target = x0 if model.config.prediction == "x0" else noise - x0
         if frame_weights is None:
             flow = F.mse_loss(out.pred, target)
         else:

@@ -381,7 +381,8 @@ def write_run_config(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> Non
 DYNAMICS_INFO_KEYS = ("frames", "episodes", "data", "sampling", "memory", "fine_tune", "pose_refit", "dream", "motion",
                       "stages")
 # What a student-forced run (memory_mode "rollout") keeps of init_from's info: how it dreams, the regime it trained in.
-ROLLOUT_INFO_KEYS = ("sampling", "dream", "motion", "memory")
+# (info.memory is the run's own memory settings, the ones its rollouts were dreamed with: set above.)
+ROLLOUT_INFO_KEYS = ("sampling", "dream", "motion")
 
 
 class TrainerBase:
@@ -416,11 +417,20 @@ class TrainerBase:
         if self.use_depth and self.store.depth is None:
             raise DataError("the config asks for depth (autoencoder.use_depth: true) but the recordings have none; "
                             "set use_depth: false to train on RGB only")
-        if cfg.memory_mode == "rollout" and (self.store.c2w is None or self.store.depth is None
-                                             or not model_cfg.dynamics.use_memory):
-            raise DataError("train.memory_mode 'rollout' dreams with the scene memory, which needs recordings with "
-                            "camera poses and depth and a model with dynamics.use_memory: true; record with depth and "
-                            "poses (engine.rollout does), or choose another memory_mode")
+        if cfg.memory_mode == "rollout":
+            if self.store.c2w is None or self.store.depth is None or not model_cfg.dynamics.use_memory:
+                raise DataError("train.memory_mode 'rollout' dreams with the scene memory, which needs recordings with "
+                                "camera poses and depth and a model with dynamics.use_memory: true; record with depth "
+                                "and poses (engine.rollout does), or choose another memory_mode")
+            if model_cfg.dynamics.prediction != "x0":
+                raise ConfigError("train.memory_mode 'rollout' (student forcing) needs dynamics.prediction: x0")
+            from worldmodel.training.rollouts import clip_starts_within, rollout_context, segment_ids
+
+            seg = segment_ids(self.store, cfg.rollout_ticks, rollout_context(model_cfg.dynamics.window))
+            try:  # a clip stays inside one dreamed segment
+                self.clip_starts = clip_starts_within(seg, self.clip_starts, cfg.clip_frames)
+            except ValueError as e:
+                raise ConfigError(f"train.rollout_ticks = {cfg.rollout_ticks}: {e}") from None
         self.ego = self.store.ego_targets()
         if self.ego is None and d.main:
             print("note: the recordings have no camera poses: training without the ego-motion loss "

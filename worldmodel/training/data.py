@@ -101,6 +101,9 @@ class TrainingData:
         key = dict(self.memory_settings)
         if self.cfg.memory_mode in ("splat_predicted", "rollout"):
             key["predicted_by"] = self.init_hash  # another starting model predicts other frames
-        if self.cfg.memory_mode == "rollout":
-            key["rollout_ticks"] = self.cfg.rollout_ticks
+        if self.cfg.memory_mode == "rollout":  # the dreams also depend on how init_from dreams, and on the seed
+            from worldmodel.training.common import ROLLOUT_INFO_KEYS
+
+            key.update(rollout_ticks=self.cfg.rollout_ticks, seed=self.cfg.seed,
+                       dream={k: self.init_info.get(k) for k in ROLLOUT_INFO_KEYS})
         return json.dumps(key, sort_keys=True)

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worldmodel.config import ConfigError
 from worldmodel.flow import FlowMatching
 from worldmodel.training.common import _hook, apply_gradients, lr_at
 from worldmodel.training.memory_images import memory_batch
-from worldmodel.training.rollouts import clip_starts_within, segment_ids
 
 
 class DynamicsStage:
@@ -87,16 +85,9 @@ class DynamicsStage:
         dev = self.device
         is_start = np.zeros(self.store.frames, bool)
         is_start[self.store.starts] = True
-        starts = self.clip_starts
-        if context is not None:  # own rollouts: a clip stays inside one dreamed segment
-            seg = segment_ids(self.store, self.cfg.rollout_ticks, self.rollout_context)
-            try:
-                starts = clip_starts_within(seg, starts, self.cfg.clip_frames)
-            except ValueError as e:
-                raise ConfigError(f"train.rollout_ticks = {self.cfg.rollout_ticks}: {e}") from None
         return ClipData(lat=lat.to(dev), memory=memory.to(dev) if memory is not None else None,
                         ego=torch.from_numpy(self.ego).to(dev) if self.ego is not None else None,
-                        actions=torch.from_numpy(self.store.actions).to(dev), is_start=is_start, starts=starts,
+                        actions=torch.from_numpy(self.store.actions).to(dev), is_start=is_start, starts=self.clip_starts,
                         context=context.to(dev) if context is not None else None)
 
     def clip_batch(self, data: ClipData) -> ClipBatch:
@@ -124,7 +115,7 @@ class ClipData:
     ego: torch.Tensor | None  # [N, 5] ego-motion targets, or None without poses
     actions: torch.Tensor  # [N, 8]
     is_start: np.ndarray  # [N] bool: an episode's first frame
-    starts: np.ndarray  # the rows a clip may start at
+    starts: np.ndarray  # the rows a clip may start at (with own rollouts: inside one dreamed segment)
     context: torch.Tensor | None = None  # [N, C, h, w] the dream's own context latents (memory_mode "rollout")
 
 

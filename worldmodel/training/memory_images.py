@@ -11,7 +11,7 @@ import torch
 
 from worldmodel.data import FrameStore, frames_to_tensor, memory_sources, reproject
 from worldmodel.training.common import TrainConfig
-from worldmodel.training.rollouts import Rollouts, dream_rollouts
+from worldmodel.training.rollouts import Rollouts, dream_rollouts, rollout_context
 
 
 _FORK_STORE: tuple[FrameStore, tuple[int, int]] | None = None  # the data, for forked memory-image workers
@@ -135,15 +135,11 @@ class MemoryImages:
             if not world.memory_first:
                 self._say(f"note: {self.cfg.init_from} does not dream memory first (model.yaml info.dream): its own "
                           "rollouts are dreamed as it dreams")
-            return dream_rollouts(world, self.store, lat, self.cfg.rollout_ticks, self.rollout_context,
-                                  self.cfg.seed + 13, progress=self.progress)
+            return dream_rollouts(world, self.store, lat, self.cfg.rollout_ticks,
+                                  rollout_context(self.mcfg.dynamics.window), self.cfg.seed + 13,
+                                  progress=self.progress)
         finally:
             world.close()
-
-    @property
-    def rollout_context(self) -> int:
-        """The real frames each rollout segment starts from (as the evaluation's open loop: the dynamics' window)."""
-        return min(8, self.mcfg.dynamics.window)
 
     def _reprojected_memory(self, rng: np.random.Generator):
         """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera.

@@ -34,6 +34,11 @@ class Rollouts:
     segment: np.ndarray  # [N] int: frames of one dreamed segment share an id (unique over the data set)
 
 
+def rollout_context(window: int) -> int:
+    """The real frames each segment starts from: the dynamics' window, at most 8 (the evaluation's open loop)."""
+    return min(8, window)
+
+
 def rollout_segments(store: FrameStore, ticks: int, context: int) -> list[tuple[int, int, int]]:
     """The dreamed segments of every episode, as (first real row, first dreamed row, end row): the dream starts from
     rows [first real, first dreamed) and dreams [first dreamed, end). Consecutive segments of an episode overlap by
