@@ -109,17 +109,14 @@ class AdversarialStage:
             p.requires_grad_(False)
         self.dyn.train()
         last_ckpt = time.time()
-        B, T = cfg.batch_size, cfg.clip_frames
+        B = cfg.batch_size
         try:
             for step in bar:
                 scale = lr_at(step, cfg.adv_steps, 1.0, warmup)
                 opt.param_groups[0]["lr"] = cfg.adv_lr * scale
                 opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale
                 b = self.clip_batch(data)
-                t = torch.full((B, T), level, device=dev)
-                if level == 0:
-                    t = torch.rand((B, T), device=dev) * cfg.context_noise_max
-                t[:, -1] = 1.0  # the sample: the last frame from pure noise
+                t = self.student_levels(B)[0]  # the dream's regime; the sample: the last frame from pure noise
                 with self.autocast:
                     losses = objective.loss(self.dyn, b.x0, b.actions, memory=b.memory, memory_present=b.present,
                                             pose_target=b.pose, pose_valid=b.pose_valid, t=t, x_in=b.x_in)

@@ -27,11 +27,10 @@ from worldmodel.data import FrameStore
 
 @dataclass
 class Rollouts:
-    """Per training frame: the dream's context latent and memory image, and the segment the frame belongs to."""
+    """Per training frame: the dream's context latent and memory image (segment_ids says which dream it is from)."""
 
     context: torch.Tensor  # [N, C, h, w] the latent the dream committed (the true latent for real frames)
     memory: torch.Tensor  # [N, C+1, h, w] the memory image it was conditioned on (0: none)
-    segment: np.ndarray  # [N] int: frames of one dreamed segment share an id (unique over the data set)
 
 
 def rollout_context(window: int) -> int:
@@ -100,4 +99,4 @@ def dream_rollouts(world, store: FrameStore, latents: torch.Tensor, ticks: int, 
                 mem[row] = world.memory_image[0].cpu()
         bar.update(end - first)
     bar.close()
-    return Rollouts(context=ctx, memory=mem, segment=segment_ids(store, ticks, context))
+    return Rollouts(context=ctx, memory=mem)
