@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from splat.camera import check_intrinsics, check_pose, lift_pixels, project_points, world_to_camera
-from splat.gaussians import Gaussians
+from splat.gaussians import Gaussians, largest_scale
 from splat.render import RenderResult, rasterize
 
 
@@ -159,6 +159,7 @@ class SceneMemory:
         self.last_drawn = 0  # Gaussians submitted to the rasterizer by the last render
         self._version = 0  # bumped on every change, so a cached render knows it is stale
         self._cache: tuple[bytes, int, RenderResult] | None = None
+        self._projection: tuple[bytes, int, tuple[np.ndarray, np.ndarray]] | None = None  # see _project
 
     def __len__(self) -> int:
         return len(self.gaussians)
@@ -190,6 +191,16 @@ class SceneMemory:
         self._cache = (key, self._version, res)
         return res
 
+    def _project(self, viewmat: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every Gaussian's mean in a camera: (uv [N, 2], z [N]) as splat.camera.project_points gives them, cached per
+        viewmat, K and memory version (a dream inserts its frame at the camera it has just rendered)."""
+        key = viewmat.tobytes() + K.tobytes()
+        if self._projection is not None and self._projection[:2] == (key, self._version):
+            return self._projection[2]
+        uv, z = project_points(self.gaussians.live("means"), viewmat, K)
+        self._projection = (key, self._version, (uv, z))
+        return uv, z
+
     def _visible(self, viewmat: np.ndarray, K: np.ndarray, width: int, height: int) -> np.ndarray:
         """Indices of the Gaussians worth drawing from this camera [M] int64 (in memory order).
 
@@ -201,12 +212,12 @@ class SceneMemory:
         kept (their tails may reach in); the rasterizer's frustum cull handles them.
         """
         g, cfg = self.gaussians, self.config
-        uv, z = project_points(g.live("means"), viewmat, K)
+        uv, z = self._project(viewmat, K)
         front_ok = (z > cfg.near_plane) & (z < cfg.far_plane)
         # frustum: a conservative screen radius (3.33 sigma, sigma bounded by the Jacobian's row norm)
         zs = np.where(front_ok, z, 1.0)
         lim = 1.3 * max(K[0, 2], width - K[0, 2]) / K[0, 0] + 1.3 * max(K[1, 2], height - K[1, 2]) / K[1, 1]
-        sig = g.live("scales").max(1) * max(K[0, 0], K[1, 1]) / zs * np.sqrt(1.0 + lim * lim)
+        sig = largest_scale(g.live("scales")) * max(K[0, 0], K[1, 1]) / zs * np.sqrt(1.0 + lim * lim)
         rad = 3.33 * np.sqrt(sig * sig + 0.3) + 1.0
         u, v = uv[:, 0], uv[:, 1]
         front_ok &= (u + rad > 0) & (u - rad < width) & (v + rad > 0) & (v - rad < height)
@@ -320,7 +331,7 @@ class SceneMemory:
         g = self.gaussians
         n = len(g)
         if n:
-            uv, z = project_points(g.live("means"), world_to_camera(c2w), K)
+            uv, z = self._project(world_to_camera(c2w), K)  # usually the render's own projection, cached
             col = np.floor(uv[:, 0]).astype(np.int64)
             row = np.floor(uv[:, 1]).astype(np.int64)
             inview = np.flatnonzero((z > cfg.near_plane) & (col >= 0) & (col < w) & (row >= 0) & (row < h))

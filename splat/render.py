@@ -41,6 +41,7 @@ import numpy as np
 
 from engine.glcontext import borrowed, preserving_current
 from engine.recording import note_gl
+from splat.gaussians import largest_scale
 
 ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat: fragments below this are skipped
 ALPHA_MAX = 0.999  # gsplat clamps each Gaussian's alpha to this
@@ -339,7 +340,7 @@ def _cull_mask(inp: _Inputs, c: int, width: int, height: int, near: float, far: 
     u = fx * p[:, 0] / zs + cx
     v = fy * p[:, 1] / zs + cy
     lim = max(cx, width - cx) / fx * 1.3 + max(cy, height - cy) / fy * 1.3  # generous bound on |x/z|, |y/z|
-    sig = inp.scales.max(1) * max(fx, fy) / zs * np.sqrt(1.0 + lim * lim)
+    sig = largest_scale(inp.scales) * max(fx, fy) / zs * np.sqrt(1.0 + lim * lim)
     r = RADIUS_SIGMAS * np.sqrt(sig * sig + EPS2D) + 1.0
     keep &= (u + r > 0) & (u - r < width) & (v + r > 0) & (v - r < height)
     return keep

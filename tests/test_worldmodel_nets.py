@@ -410,6 +410,32 @@ def test_r3gan_losses_known_answers():
     assert fake.grad is not None and fake.grad.abs().sum() > 0
 
 
+def test_the_shown_judge_sees_the_memory_where_it_covers_and_the_network_elsewhere():
+    """adv_judge "shown": per latent cell the memory image's latent where its coverage passes SHOWN_COVERAGE[1], the
+    frame's below SHOWN_COVERAGE[0], the linear blend between; for the true and the generated frame alike, and neither
+    where the batch dropped the memory image. "frame" leaves both frames as they are."""
+    from worldmodel.dream import SHOWN_COVERAGE, shown_cells
+    from worldmodel.training.adversarial import shown_latents
+    from worldmodel.training.dynamics import ClipBatch
+
+    lo, hi = SHOWN_COVERAGE
+    assert shown_cells(torch.tensor([0.0, lo, (lo + hi) / 2, hi, 1.0])).tolist() == pytest.approx([0, 0, 0.5, 1, 1])
+    B, T, C, h, w = 3, 2, 4, 2, 2
+    mem = torch.full((B, T, C + 1, h, w), 5.0)
+    mem[:, :, -1] = torch.tensor([[1.0, (lo + hi) / 2], [0.0, 1.0]])  # coverage: full, half-way, none, full
+    fake, real = torch.zeros(B, C, h, w), torch.ones(B, C, h, w)
+    batch = ClipBatch(x0=torch.zeros(B, T, C, h, w), actions=torch.zeros(B, T, 8), memory=mem.clone(),
+                      present=torch.tensor([[True, True], [True, True], [True, False]]), pose=None, pose_valid=None,
+                      memory_clean=mem)
+    f, r = shown_latents(fake, real, batch, "shown")
+    assert f[0, :, 0, 0].tolist() == [5.0] * C and r[0, :, 0, 0].tolist() == [5.0] * C  # covered: the memory, both
+    assert f[0, :, 0, 1].tolist() == pytest.approx([2.5] * C) and r[0, :, 0, 1].tolist() == pytest.approx([3.0] * C)
+    assert f[0, :, 1, 0].tolist() == [0.0] * C and r[0, :, 1, 0].tolist() == [1.0] * C  # uncovered: the frames
+    assert torch.equal(f[2], fake[2]) and torch.equal(r[2], real[2])  # the last frame had no memory image
+    f, r = shown_latents(fake, real, batch, "frame")
+    assert f is fake and r is real
+
+
 def test_r1_penalty_is_per_frame_not_per_patch():
     """A patch discriminator's penalty is on the gradient of each frame's mean patch logit: a D that outputs the same
     linear score in each of its 4 patches has the penalty of that score alone (not 4x its gradient)."""

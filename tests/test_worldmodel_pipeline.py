@@ -443,6 +443,8 @@ def test_bf16_setting_is_checked_and_auto_measures():
         TrainConfig(bf16="sometimes")
     with pytest.raises(ConfigError, match="train.pure_noise_prob"):
         TrainConfig(pure_noise_prob=0.9)
+    with pytest.raises(ConfigError, match="train.adv_judge: 'memory' is not one of 'frame', 'shown'"):
+        TrainConfig(adv_judge="memory")
     assert isinstance(bf16_is_faster(size=64, repeats=1), bool)
 
 
@@ -588,10 +590,11 @@ def test_fine_tune_on_the_models_own_rollouts(tiny_model, arena_data, tmp_path):
     out = tmp_path / "rollout"
     p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), *FAST, "--set", "ae_steps=0",
               "--set", "steps=3", "--set", f"init_from={tiny_model}", "--set", "memory_mode=rollout",
-              "--set", "rollout_ticks=16")
+              "--set", "rollout_ticks=16", "--set", "adv_steps=2", "--set", "adv_judge=shown")
     assert p.returncode == 0, p.stderr[-3000:]
     info = yaml.safe_load((out / "model.yaml").read_text())["info"]
     assert "student forcing" in info["fine_tune"] and "rollout_ticks 16" in info["fine_tune"]
+    assert "shown frames (memory first)" in info["adversarial"]  # judged as the memory-first dream shows them
     with np.load(out / "state" / "latents.npz") as z:
         assert str(z["memory_mode"]) == "rollout"
         lat, ctx, mem = z["latents"], z["context"], z["memory"]

@@ -21,6 +21,12 @@ scaled to this CPU:
   the sample stays the frame the context and the actions call for, and the pose head and the context frames' regime
   stay trained.
 
+- What is judged (train.adv_judge): "frame", the network's whole frame; or "shown", the frame a memory-first dream shows
+  the player: per latent cell the memory image where it covers (worldmodel.dream.shown_cells), the network's frame
+  elsewhere, for the generated frame and its true frame alike. The dream throws away what the network paints where the
+  memory covers, so there a judge of whole frames spends its signal on pixels nobody sees; judging the shown frame,
+  the two frames of a pair differ only where the network paints, next to what the memory shows there.
+
 The context is the recordings' frames (teacher forcing), or with train.memory_mode "rollout" the model's own
 memory-first dreams (APT2's student forcing: training/rollouts.py), the true frame staying the one each sample is
 paired with.
@@ -29,11 +35,16 @@ paired with.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+if TYPE_CHECKING:
+    from worldmodel.training.dynamics import ClipBatch
+
+from worldmodel.dream import shown_cells
 from worldmodel.flow import FlowMatching
 from worldmodel.training.autoencoder import batch_sharpness
 from worldmodel.training.common import _hook, apply_gradients, lr_at
@@ -79,6 +90,19 @@ def generator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> t
     return F.softplus(disc(real.detach()) - disc(fake)).mean()
 
 
+def shown_latents(fake: torch.Tensor, real: torch.Tensor, batch: "ClipBatch",
+                  judge: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents [B, C, h, w] of the clips' last frames as the discriminator is to see them: as they are (judge
+    "frame", or no memory images), or as a memory-first dream shows them (judge "shown"): per latent cell the blend
+    shown_cells(coverage) * memory + (1 - that) * frame, for the generated and the true frame alike, with the memory
+    image before its training noise, and none where the batch dropped it (the dream then has no memory)."""
+    if judge == "frame" or batch.memory_clean is None:
+        return fake, real
+    mem = batch.memory_clean[:, -1].to(fake.dtype)  # [B, C+1, h, w]
+    cell = shown_cells(mem[:, -1:]) * batch.present[:, -1, None, None, None].to(fake.dtype)
+    return cell * mem[:, :-1] + (1 - cell) * fake, cell * mem[:, :-1] + (1 - cell) * real
+
+
 class AdversarialStage:
     """Stage 2b of the trainer (a part of worldmodel.train.Trainer)."""
 
@@ -120,9 +144,10 @@ class AdversarialStage:
                 with self.autocast:
                     losses = objective.loss(self.dyn, b.x0, b.actions, memory=b.memory, memory_present=b.present,
                                             pose_target=b.pose, pose_valid=b.pose_valid, t=t, x_in=b.x_in)
-                    fake = self._judged(losses.x0[:, -1])
+                    fake_z, real_z = shown_latents(losses.x0[:, -1], b.x0[:, -1], b, cfg.adv_judge)
+                    fake = self._judged(fake_z)
                     with torch.no_grad():
-                        real = self._judged(b.x0[:, -1])
+                        real = self._judged(real_z)
                 # the discriminator's step (its inputs detached: only its parameters get gradients, so the shared
                 # optimizer moves only them), then the generator's with the discriminator held fixed
                 with self.autocast:

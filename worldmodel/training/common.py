@@ -30,6 +30,7 @@ from worldmodel.flow import FlowMatching
 
 
 MEMORY_MODES = ("reproject", "splat", "splat_predicted", "rollout")
+ADV_JUDGES = ("frame", "shown")
 
 
 @dataclass
@@ -62,6 +63,9 @@ class TrainConfig:
     adv_d_lr: float = 2e-4  # the patch discriminator
     adv_weight: float = 0.05  # the generator's adversarial loss beside its flow-matching loss (weight 1)
     adv_gamma: float = 1.0  # R1 / R2 gradient penalties (R3GAN), times gamma / 2
+    # What the discriminator judges: "frame", the network's whole frame; "shown", the frame a memory-first dream shows
+    # (the memory image where it covers, the network's frame elsewhere: training/adversarial.py)
+    adv_judge: str = "frame"
     # Memory input: probability a frame gets its memory image, and how it is built.
     memory_prob: float = 0.5
     # "reproject": earlier frames of the episode forward-splatted into the frame's camera (cheap, sharp);
@@ -111,6 +115,8 @@ class TrainConfig:
         if self.memory_mode == "rollout" and self.ae_steps > 0:
             raise ConfigError("train.memory_mode: 'rollout' dreams with init_from's autoencoder, so the run must keep "
                               "it: set train.ae_steps=0")
+        if self.adv_judge not in ADV_JUDGES:
+            raise ConfigError(f"train.adv_judge: {self.adv_judge!r} is not one of " + ", ".join(repr(j) for j in ADV_JUDGES))
         if isinstance(self.bf16, str) and self.bf16 != "auto":
             raise ConfigError(f"train.bf16: {self.bf16!r} is not one of true, false, 'auto'")
         try:
@@ -596,7 +602,8 @@ class TrainerBase:
                                              f"frames of {', '.join(cfg.data)}")
             if cfg.adv_steps > 0:
                 info["adversarial"] = (f"{self.step['adversarial']} adversarial post-training steps (R3GAN, patch "
-                                       f"discriminator on decoded frames; weight {cfg.adv_weight}, gamma {cfg.adv_gamma}, "
+                                       f"discriminator on decoded "
+                                       f"{'shown frames (memory first)' if cfg.adv_judge == 'shown' else 'frames'}; weight {cfg.adv_weight}, gamma {cfg.adv_gamma}, "
                                        f"lr {cfg.adv_lr} / {cfg.adv_d_lr}, batch {cfg.batch_size} clips of "
                                        f"{cfg.clip_frames}) of {self.init_hash or 'this run'} on {self.store.frames} "
                                        f"frames of {', '.join(cfg.data)}")

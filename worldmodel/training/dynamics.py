@@ -105,7 +105,8 @@ class DynamicsStage:
             pose_valid = torch.from_numpy(~data.is_start[rows_np]).to(dev)
             pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
         return ClipBatch(x0=data.lat[rows], actions=data.actions[rows], memory=mem, present=present, pose=pose,
-                         pose_valid=pose_valid, x_in=data.context[rows] if data.context is not None else None)
+                         pose_valid=pose_valid, x_in=data.context[rows] if data.context is not None else None,
+                         memory_clean=data.memory[rows] if data.memory is not None else None)
 
 
 @dataclass
@@ -128,3 +129,4 @@ class ClipBatch:
     pose: torch.Tensor | None
     pose_valid: torch.Tensor | None
     x_in: torch.Tensor | None = None  # [B, T, C, h, w] the frames the inputs are noised from, when not x0 (own rollouts)
+    memory_clean: torch.Tensor | None = None  # [B, T, C+1, h, w] the memory images before noise and dropping
