@@ -116,6 +116,34 @@ def test_copy_last_and_truth_as_models_score_as_the_baseline_and_perfect():
         assert summarize(perfect["mean_frame"][h])["sharpness"] < 0.5  # a mean of random checkers is a blur
 
 
+def test_the_seen_baseline_shows_the_context_where_it_looks_and_the_fill_where_it_never_looked():
+    """seen: the real context frames in the splat memory at the true camera. Facing what the context saw, it covers
+    the frame and renders the view (> 25 dB); turned round, it saw nothing there: coverage 0 and exactly the fill."""
+    from worldmodel.evaluate import score_open_loop
+    from worldmodel.evaluation.baselines import mean_frame, seen
+    from worldmodel.evaluation.trajectories import Trajectory
+
+    T, S = 12, 32
+    view = textured(1, S, seed=3)[0]
+    c2w = np.tile(np.eye(4), (T, 1, 1))
+    c2w[8:, 0, 0] = c2w[8:, 2, 2] = -1.0  # from tick 8 on the camera looks the other way (180 degrees about y)
+    K = np.array([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1]], np.float64)
+    tr = Trajectory(np.repeat(view[None], T, 0), np.full((T, S, S), 5.0, np.float32), c2w, np.zeros((T, 8), np.float32),
+                    "back", K)
+    fill = np.full((S, S, 3), 77, np.uint8)
+    frames, coverage = seen(tr, 5, 4, [6, 7, 8, 11], fill)
+    assert coverage[0] > 0.95 and coverage[1] > 0.95 and psnr(frames[0], view) > 25.0
+    assert coverage[2] == 0.0 and coverage[3] == 0.0 and np.array_equal(frames[2], fill)
+    with pytest.raises(ValueError, match="context frames -3..2"):
+        seen(tr, 2, 6, [3], fill)
+    cov: dict[str, float] = {}
+    as_scored = seen(tr, 5, 4, [6, 7, 8], mean_frame([tr]))[0]  # score_open_loop fills with the mean frame
+    scores = score_open_loop(as_scored[None], [tr], [(0, 5)], (1, 2, 3), context=4, coverage=cov)
+    assert set(scores) == {"model", "copy_last", "mean_frame", "geometric", "seen"}
+    assert cov["3"] == 0.0 and cov["1"] > 0.95  # the seen baseline's coverage per horizon
+    assert summarize(scores["model"]["1"]) == summarize(scores["seen"]["1"])  # the same frames score the same
+
+
 def test_geometric_baseline_comes_back_after_a_turn_in_place():
     """The true frames lifted into the splat memory and rendered at the true camera: after a 360° turn in
     place it renders the view it left (24-27 dB on the test turns; one frame alone re-rendered gives 32), far

@@ -52,7 +52,7 @@ import torch
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.device import DEVICE_CHOICES, autocast
 from worldmodel.data import frames_to_tensor, tensor_to_frames
-from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame
+from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame, seen
 from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap, psnr, score_frames, ssim, summarize
 from worldmodel.evaluation.report import CI_METRICS, draw_plot, save_strip
 from worldmodel.evaluation.returns import AWAY_DEG, AWAY_M, NEAR_DEG, NEAR_M, find_returns, rotation_deg
@@ -201,26 +201,34 @@ def _ci(a: FrameScores, b: FrameScores, groups: np.ndarray) -> dict[str, list[fl
 
 
 def score_open_loop(pred: np.ndarray, trajs: list[Trajectory], starts: list[tuple[int, int]],
-                    horizons: tuple[int, ...]) -> dict[str, dict[str, FrameScores]]:
+                    horizons: tuple[int, ...], context: int = 8,
+                    coverage: dict[str, float] | None = None) -> dict[str, dict[str, FrameScores]]:
     """Per-frame scores of the open-loop dream and of every baseline: {method: {horizon: FrameScores}}, rollout
-    r being trajectory starts[r][0] from tick starts[r][1], pred [R, >= max(horizons), H, W, 3] its frames at
-    ticks t0 + 1, t0 + 2, ... The geometric baseline is left out when a trajectory has no intrinsics."""
+    r being trajectory starts[r][0] from tick starts[r][1] after `context` real frames, pred [R, >= max(horizons),
+    H, W, 3] its frames at ticks t0 + 1, t0 + 2, ... The geometric and seen baselines are left out when a trajectory
+    has no intrinsics; `coverage`, when given, gets the seen baseline's mean coverage per horizon."""
     mean_img = mean_frame(trajs)
     geo: dict[tuple[int, int], np.ndarray] = {}
+    context_views: list[tuple[np.ndarray, np.ndarray]] = []  # per rollout: the seen baseline's frames and coverage
     has_geometry = all(tr.K is not None for tr in trajs)
     if has_geometry:
         for i, tr in enumerate(trajs):
             ticks = sorted({t0 + h for j, t0 in starts if j == i for h in horizons})
             for t, img in zip(ticks, geometric(tr, ticks)):
                 geo[(i, t)] = img
-    scores: dict[str, dict[str, FrameScores]] = {m: {} for m in ("model", "copy_last", "mean_frame", "geometric")}
-    for h in horizons:
+        context_views = [seen(trajs[i], t0, context, [t0 + h for h in horizons], mean_img) for i, t0 in starts]
+        if coverage is not None:
+            coverage.update({str(h): float(np.mean([c[k] for _, c in context_views])) for k, h in enumerate(horizons)})
+    scores: dict[str, dict[str, FrameScores]] = {m: {} for m in ("model", "copy_last", "mean_frame", "geometric",
+                                                                 "seen")}
+    for k, h in enumerate(horizons):
         truth = np.stack([trajs[i].rgb[t0 + h] for i, t0 in starts])
         candidates = {"model": pred[:, h - 1],
                       "copy_last": np.stack([trajs[i].rgb[t0] for i, t0 in starts]),
                       "mean_frame": np.broadcast_to(mean_img, truth.shape).copy()}
         if has_geometry:
             candidates["geometric"] = np.stack([geo[(i, t0 + h)] for i, t0 in starts])
+            candidates["seen"] = np.stack([frames[k] for frames, _ in context_views])
         for name, frames in candidates.items():
             scores[name][str(h)] = score_frames(frames, truth)
     return {k: v for k, v in scores.items() if v}
@@ -270,7 +278,8 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
                            context_noise=context_noise)
     rollout_s = time.perf_counter() - t_start
 
-    scores = score_open_loop(result.pred, trajs, starts, horizons)
+    coverage: dict[str, float] = {}
+    scores = score_open_loop(result.pred, trajs, starts, horizons, context, coverage)
     report: dict[str, Any] = {}
     for name, per_h in scores.items():
         for h, s in per_h.items():
@@ -290,6 +299,8 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     gt_c2w = np.stack([trajs[i].c2w[t0 + k] for i, t0 in starts])
     p_pred, yaw_pred, _ = decompose(result.c2w[:, k - 1])
     p_true, yaw_true, _ = decompose(gt_c2w)
+    if coverage:  # how much of each frame the real context saw, at the true camera (the seen baseline's coverage)
+        report["seen_coverage"] = coverage
     report["pose_error_32"] = {"ticks": k, "position_m": float(np.linalg.norm(p_pred - p_true, axis=-1).mean()),
                                "yaw_deg": float(np.abs(wrap_deg(yaw_pred - yaw_true)).mean())}
     # Autoencoder reconstruction on every test frame of these trajectories.

@@ -9,6 +9,10 @@
   frame. It is a ceiling, not a competitor: it is given the truth up to the tick before and the true camera,
   which the open-loop dream is not. It shows what a memory gives when its geometry is right; the model's gap
   to it is what the memory-first dream can win.
+- seen: only what the open-loop dream is given, its real context frames, lifted the same way and rendered at the true
+  camera of each later tick, the mean frame where they cover less than all of a pixel. With a right camera and a
+  painter that knows nothing past the average view, this is what showing the memory first scores; its coverage (how
+  much of each frame the context saw) is how much of the frame any dream must invent.
 
 `GroundTruthMemory` is the revisit benchmark's oracle: the dream's own memory fed the truth instead.
 """
@@ -57,6 +61,33 @@ def geometric(tr: Trajectory, ticks: list[int] | np.ndarray, settings: dict[str,
         a = view.alpha.astype(np.float64)[..., None]
         out[t] = np.clip(np.rint(a * view.rgb + (1 - a) * tr.rgb[t - 1]), 0, 255).astype(np.uint8)
     return np.stack([out[t] for t in ticks]) if ticks else np.zeros((0, H, W, 3), np.uint8)
+
+
+def seen(tr: Trajectory, t0: int, context: int, ticks: list[int] | np.ndarray, fill: np.ndarray,
+         settings: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The seen baseline's frames at `ticks` (each > t0) of a trajectory whose true frames t0 - context + 1 .. t0 are
+    the context: uint8 [len(ticks), H, W, 3], each the memory of those frames at the tick's true camera over `fill`
+    [H, W, 3] uint8 (the mean frame) by its coverage, and that coverage's mean per tick [len(ticks)] in [0, 1]."""
+    from splat import SceneMemory
+
+    if tr.K is None:
+        raise ValueError(f"{tr.name}: the seen baseline needs the camera intrinsics K, and this trajectory has none")
+    ticks = [int(t) for t in ticks]
+    if t0 - context + 1 < 0 or (ticks and (min(ticks) <= t0 or max(ticks) >= len(tr.rgb))):
+        raise ValueError(f"{tr.name}: seen baseline needs context frames {t0 - context + 1}..{t0} and ticks in "
+                         f"({t0}, {len(tr.rgb) - 1}], got {ticks[:1]}..{ticks[-1:]}")
+    H, W = tr.rgb.shape[1:3]
+    memory = SceneMemory(width=W, height=H, **(settings or GEOMETRIC_MEMORY))
+    for t in range(t0 - context + 1, t0 + 1):
+        memory.insert(tr.rgb[t], tr.depth[t], tr.c2w[t], tr.K, t)
+    frames = np.zeros((len(ticks), H, W, 3), np.uint8)
+    coverage = np.zeros(len(ticks))
+    for k, t in enumerate(ticks):
+        view = memory.render(tr.c2w[t], tr.K, t)
+        a = view.alpha.astype(np.float64)[..., None]
+        frames[k] = np.clip(np.rint(a * view.rgb + (1 - a) * fill), 0, 255).astype(np.uint8)
+        coverage[k] = float(view.alpha.mean())
+    return frames, coverage
 
 
 class GroundTruthMemory:
