@@ -194,8 +194,8 @@ class SceneMemory:
     def _project(self, viewmat: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every Gaussian's mean in a camera: (uv [N, 2], z [N]) as splat.camera.project_points gives them, cached per
         viewmat, K and memory version (a dream inserts its frame at the camera it has just rendered)."""
-        key = viewmat.tobytes() + K.tobytes()
-        if self._projection is not None and self._projection[:2] == (key, self._version):
+        key = viewmat.tobytes() + K.tobytes() + len(self.gaussians).to_bytes(8, "little")  # the count: in case
+        if self._projection is not None and self._projection[:2] == (key, self._version):  # of a direct edit
             return self._projection[2]
         uv, z = project_points(self.gaussians.live("means"), viewmat, K)
         self._projection = (key, self._version, (uv, z))

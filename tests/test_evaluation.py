@@ -104,12 +104,12 @@ def test_copy_last_and_truth_as_models_score_as_the_baseline_and_perfect():
     starts = [(0, 3), (0, 10), (1, 5)]
     horizons = (1, 4, 8)
     copy = np.stack([np.repeat(trajs[i].rgb[t0][None], 8, 0) for i, t0 in starts])
-    scores = score_open_loop(copy, trajs, starts, horizons)
+    scores = score_open_loop(copy, trajs, starts, horizons, context=3)
     assert set(scores) == {"model", "copy_last", "mean_frame"}
     for h in map(str, horizons):
         assert summarize(scores["model"][h]) == summarize(scores["copy_last"][h])
     truth = np.stack([trajs[i].rgb[t0 + 1:t0 + 9] for i, t0 in starts])
-    perfect = score_open_loop(truth, trajs, starts, horizons)
+    perfect = score_open_loop(truth, trajs, starts, horizons, context=3)
     for h in map(str, horizons):
         s = summarize(perfect["model"][h])
         assert s["psnr"] == PSNR_CAP_DB and s["sharpness"] == 1.0 and s["lpips"] == pytest.approx(0.0, abs=1e-7)
@@ -134,8 +134,10 @@ def test_the_seen_baseline_shows_the_context_where_it_looks_and_the_fill_where_i
     frames, coverage = seen(tr, 5, 4, [6, 7, 8, 11], fill)
     assert coverage[0] > 0.95 and coverage[1] > 0.95 and psnr(frames[0], view) > 25.0
     assert coverage[2] == 0.0 and coverage[3] == 0.0 and np.array_equal(frames[2], fill)
-    with pytest.raises(ValueError, match="context frames -3..2"):
+    with pytest.raises(ValueError, match="context frames -3..2"):  # before the first frame
         seen(tr, 2, 6, [3], fill)
+    with pytest.raises(ValueError, match="ticks must lie in 6..11"):
+        seen(tr, 5, 4, [6, 12], fill)  # past the trajectory's end
     cov: dict[str, float] = {}
     as_scored = seen(tr, 5, 4, [6, 7, 8], mean_frame([tr]))[0]  # score_open_loop fills with the mean frame
     scores = score_open_loop(as_scored[None], [tr], [(0, 5)], (1, 2, 3), context=4, coverage=cov)

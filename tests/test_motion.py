@@ -213,6 +213,29 @@ def test_the_overlapped_tick_dreams_exactly_what_the_serial_one_does(tmp_path):
         assert np.array_equal(a_rgb, b_rgb) and np.array_equal(a_d, b_d) and np.array_equal(a_p, b_p)
 
 
+def test_a_tick_that_fails_waits_for_its_worker_pass(tmp_path):
+    """An error in the memory's work while the commit runs on the worker: step raises it only once that pass has
+    finished, so nothing is left writing into the dream's state after step has returned."""
+    from worldmodel.dream import DreamWorld
+
+    world = DreamWorld(str(_memory_first_model(tmp_path)), prompt_config={"width": 128, "height": 128}, device="cpu")
+    submitted = []
+    plain_submit = world._submit
+    world._submit = lambda fn, in_flight: submitted.append(plain_submit(fn, in_flight)) or submitted[-1]
+    try:
+        world.reset(3)
+
+        def broken(*args, **kwargs):
+            raise ValueError("depth has no valid pixel")
+
+        world.memory.insert = broken
+        with pytest.raises(ValueError, match="no valid pixel"):
+            world.step(Action(forward=True))
+        assert len(submitted) == 2 and all(f.done() for f in submitted)  # the pose pass and the commit, both over
+    finally:
+        world.close()
+
+
 def test_model_yaml_dream_settings_are_checked(tmp_path):
     from worldmodel.checkpoint import CheckpointError, load_model
 

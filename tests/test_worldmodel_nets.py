@@ -413,7 +413,8 @@ def test_r3gan_losses_known_answers():
 def test_the_shown_judge_sees_the_memory_where_it_covers_and_the_network_elsewhere():
     """adv_judge "shown": per latent cell the memory image's latent where its coverage passes SHOWN_COVERAGE[1], the
     frame's below SHOWN_COVERAGE[0], the linear blend between; for the true and the generated frame alike, and neither
-    where the batch dropped the memory image. "frame" leaves both frames as they are."""
+    where the batch dropped the memory image; the images before their training noise (batch.memory is that noise
+    here). "frame" leaves both frames as they are."""
     from worldmodel.dream import SHOWN_COVERAGE, shown_cells
     from worldmodel.training.adversarial import shown_latents
     from worldmodel.training.dynamics import ClipBatch
@@ -424,7 +425,7 @@ def test_the_shown_judge_sees_the_memory_where_it_covers_and_the_network_elsewhe
     mem = torch.full((B, T, C + 1, h, w), 5.0)
     mem[:, :, -1] = torch.tensor([[1.0, (lo + hi) / 2], [0.0, 1.0]])  # coverage: full, half-way, none, full
     fake, real = torch.zeros(B, C, h, w), torch.ones(B, C, h, w)
-    batch = ClipBatch(x0=torch.zeros(B, T, C, h, w), actions=torch.zeros(B, T, 8), memory=mem.clone(),
+    batch = ClipBatch(x0=torch.zeros(B, T, C, h, w), actions=torch.zeros(B, T, 8), memory=torch.randn_like(mem),
                       present=torch.tensor([[True, True], [True, True], [True, False]]), pose=None, pose_valid=None,
                       memory_clean=mem)
     f, r = shown_latents(fake, real, batch, "shown")

@@ -198,6 +198,9 @@ def test_rgb_only_recordings_train_without_depth_and_pose(tmp_path):
     cfg.write_text(TINY.read_text().replace("use_depth: true", "use_depth: false"))
     p = train("--config", str(TINY), "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "a"), *FAST)
     assert p.returncode == 2 and "use_depth: false" in p.stderr  # asked for depth the data lacks: say so
+    p = train("--config", str(cfg), "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "c"), *FAST,
+              "--set", "adv_steps=2", "--set", "adv_judge=shown")
+    assert p.returncode == 2 and "adv_judge 'shown'" in p.stderr  # no memory images to show the frames with
     p = train("--config", str(cfg), "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "b"), *FAST)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "no camera poses" in p.stdout

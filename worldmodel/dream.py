@@ -14,7 +14,7 @@ real view, like every interactive world model.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -234,6 +234,12 @@ class DreamWorld(World):
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dream")
         return self._pool
 
+    def _submit(self, fn: Any, in_flight: list[Future]) -> Future:
+        """Run fn on the worker; `step` waits for everything in in_flight before it returns or raises."""
+        future = self._worker().submit(fn)
+        in_flight.append(future)
+        return future
+
     def _cache_dtype(self) -> torch.dtype:
         """The KV cache's precision: bf16 under autocast (what the attention's keys and values are), else the
         dynamics' own."""
@@ -304,8 +310,16 @@ class DreamWorld(World):
     def step(self, action: Action) -> Observation:
         if self.state is None:
             raise RuntimeError("DreamWorld.step() before reset(seed)")
+        in_flight: list[Future] = []
+        try:
+            return self._step(action, in_flight)
+        finally:  # never return, nor raise, with a network pass still running on the worker
+            wait(in_flight)
+
+    def _step(self, action: Action, in_flight: list[Future]) -> Observation:
         t0 = time.perf_counter()
         dyn, ae = self.model.dynamics, self.model.autoencoder
+        state, generator = self.state, self.generator  # what the worker's passes use, bound now
         a = torch.from_numpy(action.to_array())[None].to(self.device, dyn.dtype)
         use_memory = self.memory is not None and self.memory_enabled
         # With the camera from the rules and a memory on the CPU, the network's passes that the memory's work does not
@@ -315,9 +329,9 @@ class DreamWorld(World):
 
         def pose_pass() -> torch.Tensor:  # runs with the rules too: the pose token's keys are context
             with torch.no_grad(), autocast(self.device, self.amp):
-                return dyn.predict_pose(self.state, a)
+                return dyn.predict_pose(state, a)
 
-        pending = self._worker().submit(pose_pass) if overlap else None
+        pending = self._submit(pose_pass, in_flight) if overlap else None
         pose = pose_pass() if pending is None else None
         if self.motion is None:
             motion = pose.float().cpu().numpy()[0]  # the ego-motion head's camera moves on the host
@@ -341,8 +355,8 @@ class DreamWorld(World):
         t2 = time.perf_counter()
         first = self.memory_first and render is not None
         with autocast(self.device, self.amp):
-            sample = self.sampler.sample(dyn, self.state, a, memory=memory if dyn.config.use_memory else None,
-                                         generator=self.generator, commit=not first)
+            sample = self.sampler.sample(dyn, state, a, memory=memory if dyn.config.use_memory else None,
+                                         generator=generator, commit=not first)
         t3 = time.perf_counter()
         frame = ae.decode(sample.latent.float())
         latent = sample.latent
@@ -352,10 +366,10 @@ class DreamWorld(World):
 
             def commit() -> None:
                 with torch.no_grad(), autocast(self.device, self.amp):
-                    self.sampler.commit(dyn, self.state, committed, a, memory if dyn.config.use_memory else None,
-                                        generator=self.generator)
+                    self.sampler.commit(dyn, state, committed, a, memory if dyn.config.use_memory else None,
+                                        generator=generator)
 
-            pending = self._worker().submit(commit) if overlap else None
+            pending = self._submit(commit, in_flight) if overlap else None
             if pending is None:
                 commit()
         # What this tick gave the model (the rollout training data reads them: worldmodel/training/rollouts.py):

@@ -201,7 +201,7 @@ def _ci(a: FrameScores, b: FrameScores, groups: np.ndarray) -> dict[str, list[fl
 
 
 def score_open_loop(pred: np.ndarray, trajs: list[Trajectory], starts: list[tuple[int, int]],
-                    horizons: tuple[int, ...], context: int = 8,
+                    horizons: tuple[int, ...], *, context: int,
                     coverage: dict[str, float] | None = None) -> dict[str, dict[str, FrameScores]]:
     """Per-frame scores of the open-loop dream and of every baseline: {method: {horizon: FrameScores}}, rollout
     r being trajectory starts[r][0] from tick starts[r][1] after `context` real frames, pred [R, >= max(horizons),
@@ -279,7 +279,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     rollout_s = time.perf_counter() - t_start
 
     coverage: dict[str, float] = {}
-    scores = score_open_loop(result.pred, trajs, starts, horizons, context, coverage)
+    scores = score_open_loop(result.pred, trajs, starts, horizons, context=context, coverage=coverage)
     report: dict[str, Any] = {}
     for name, per_h in scores.items():
         for h, s in per_h.items():

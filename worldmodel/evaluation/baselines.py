@@ -10,9 +10,10 @@
   which the open-loop dream is not. It shows what a memory gives when its geometry is right; the model's gap
   to it is what the memory-first dream can win.
 - seen: only what the open-loop dream is given, its real context frames, lifted the same way and rendered at the true
-  camera of each later tick, the mean frame where they cover less than all of a pixel. With a right camera and a
-  painter that knows nothing past the average view, this is what showing the memory first scores; its coverage (how
-  much of each frame the context saw) is how much of the frame any dream must invent.
+  camera of each later tick, blended over the mean frame by the render's coverage (alpha). With a right camera and a
+  painter that knows nothing past the average view, this is about what showing the memory first scores (the dream
+  gates by coverage a little differently: worldmodel.dream.MEMORY_GATE); its coverage (how much of each frame the
+  context saw) is how much of the frame any dream must invent.
 
 `GroundTruthMemory` is the revisit benchmark's oracle: the dream's own memory fed the truth instead.
 """
@@ -73,9 +74,12 @@ def seen(tr: Trajectory, t0: int, context: int, ticks: list[int] | np.ndarray, f
     if tr.K is None:
         raise ValueError(f"{tr.name}: the seen baseline needs the camera intrinsics K, and this trajectory has none")
     ticks = [int(t) for t in ticks]
-    if t0 - context + 1 < 0 or (ticks and (min(ticks) <= t0 or max(ticks) >= len(tr.rgb))):
-        raise ValueError(f"{tr.name}: seen baseline needs context frames {t0 - context + 1}..{t0} and ticks in "
-                         f"({t0}, {len(tr.rgb) - 1}], got {ticks[:1]}..{ticks[-1:]}")
+    if context < 1 or t0 - context + 1 < 0 or t0 >= len(tr.rgb):
+        raise ValueError(f"{tr.name}: the seen baseline needs context frames {t0 - context + 1}..{t0} (at least one) "
+                         f"of the trajectory's 0..{len(tr.rgb) - 1}")
+    if ticks and (min(ticks) <= t0 or max(ticks) >= len(tr.rgb)):
+        raise ValueError(f"{tr.name}: seen baseline ticks must lie in {t0 + 1}..{len(tr.rgb) - 1}, "
+                         f"got {min(ticks)}..{max(ticks)}")
     H, W = tr.rgb.shape[1:3]
     memory = SceneMemory(width=W, height=H, **(settings or GEOMETRIC_MEMORY))
     for t in range(t0 - context + 1, t0 + 1):

@@ -437,6 +437,11 @@ class TrainerBase:
                 self.clip_starts = clip_starts_within(seg, self.clip_starts, cfg.clip_frames)
             except ValueError as e:
                 raise ConfigError(f"train.rollout_ticks = {cfg.rollout_ticks}: {e}") from None
+        has_memory_images = self.store.c2w is not None and self.store.depth is not None and model_cfg.dynamics.use_memory
+        if cfg.adv_steps > 0 and cfg.adv_judge == "shown" and not has_memory_images:
+            raise DataError("train.adv_judge 'shown' judges frames as the memory-first dream shows them, which needs "
+                            "memory images: recordings with camera poses and depth and a model with "
+                            "dynamics.use_memory: true; or set adv_judge: frame")
         self.ego = self.store.ego_targets()
         if self.ego is None and d.main:
             print("note: the recordings have no camera poses: training without the ego-motion loss "
