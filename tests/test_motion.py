@@ -174,68 +174,6 @@ def test_a_memory_first_dream_holds_still(tmp_path):
     assert psnr(obs[-1].rgb, first.rgb) > 28.0  # the place stays (the model alone: ~18 dB after 200 ticks)
 
 
-def test_the_overlapped_tick_dreams_exactly_what_the_serial_one_does(tmp_path):
-    """On the CPU the pose pass and the commit run on a worker thread beside the memory's render and insert: the
-    frames, depths and poses are bit-identical to the same dream run in sequence (a worker that runs each pass at
-    once, in the calling thread)."""
-    from concurrent.futures import Future
-
-    from engine.arena.policies import ExplorePolicy
-    from worldmodel.dream import DreamWorld
-
-    class InPlace:  # the passes in sequence, where step submits them
-        def submit(self, fn):
-            done = Future()
-            done.set_result(fn())
-            return done
-
-    path = str(_memory_first_model(tmp_path))
-    runs = []
-    for serial in (False, True):
-        world = DreamWorld(path, prompt_config={"width": 128, "height": 128}, device="cpu")
-        submitted = []
-        if serial:
-            world._worker = lambda: submitted.append(1) or InPlace()
-        policy = ExplorePolicy()
-        policy.reset(5)
-        obs = world.reset(5)
-        frames = []
-        try:
-            for _ in range(25):
-                obs = world.step(policy(obs))
-                frames.append((obs.rgb, obs.depth, obs.cam_to_world))
-        finally:
-            world.close()
-        if serial:
-            assert len(submitted) == 2 * 25  # both passes of every tick went through the worker
-        runs.append(frames)
-    for (a_rgb, a_d, a_p), (b_rgb, b_d, b_p) in zip(*runs):
-        assert np.array_equal(a_rgb, b_rgb) and np.array_equal(a_d, b_d) and np.array_equal(a_p, b_p)
-
-
-def test_a_tick_that_fails_waits_for_its_worker_pass(tmp_path):
-    """An error in the memory's work while the commit runs on the worker: step raises it only once that pass has
-    finished, so nothing is left writing into the dream's state after step has returned."""
-    from worldmodel.dream import DreamWorld
-
-    world = DreamWorld(str(_memory_first_model(tmp_path)), prompt_config={"width": 128, "height": 128}, device="cpu")
-    submitted = []
-    plain_submit = world._submit
-    world._submit = lambda fn, in_flight: submitted.append(plain_submit(fn, in_flight)) or submitted[-1]
-    try:
-        world.reset(3)
-
-        def broken(*args, **kwargs):
-            raise ValueError("depth has no valid pixel")
-
-        world.memory.insert = broken
-        with pytest.raises(ValueError, match="no valid pixel"):
-            world.step(Action(forward=True))
-        assert len(submitted) == 2 and all(f.done() for f in submitted)  # the pose pass and the commit, both over
-    finally:
-        world.close()
-
-
 def test_model_yaml_dream_settings_are_checked(tmp_path):
     from worldmodel.checkpoint import CheckpointError, load_model
 

@@ -14,7 +14,6 @@ real view, like every interactive world model.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,6 +91,8 @@ def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: 
 # Memory first: the memory's render is the frame where its coverage (alpha) reaches MEMORY_GATE[1], the model's
 # frame where it is below MEMORY_GATE[0], a linear blend between (chosen on validation: docs/model_card.md).
 MEMORY_GATE = (0.3, 0.7)
+
+
 # The mean coverage of a latent cell (a memory image's last channel) from which training takes the cell as the memory's
 # (`shown_cells`): a linear ramp over SHOWN_COVERAGE, fitted to the dream's own per-cell gate (memory_first_frame) over
 # 38,400 cells of a 150-tick shipped-model dream: mean absolute error 0.056 (a cell's mean alpha rarely passes 0.97).
@@ -222,23 +223,10 @@ class DreamWorld(World):
         self.committed: torch.Tensor | None = None  # [1, C, h, w] the last tick's context latent (see step)
         self.memory_image: torch.Tensor | None = None  # [1, C+1, h, w] the memory image it was conditioned on
         self.timings: dict[str, float] = {}
-        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def config(self) -> dict[str, Any]:
         return dict(self._config)
-
-    def _worker(self) -> ThreadPoolExecutor:
-        """The one worker thread the tick runs a network pass on beside the memory's work (see step)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dream")
-        return self._pool
-
-    def _submit(self, fn: Any, in_flight: list[Future]) -> Future:
-        """Run fn on the worker; `step` waits for everything in in_flight before it returns or raises."""
-        future = self._worker().submit(fn)
-        in_flight.append(future)
-        return future
 
     def _cache_dtype(self) -> torch.dtype:
         """The KV cache's precision: bf16 under autocast (what the attention's keys and values are), else the
@@ -310,29 +298,12 @@ class DreamWorld(World):
     def step(self, action: Action) -> Observation:
         if self.state is None:
             raise RuntimeError("DreamWorld.step() before reset(seed)")
-        in_flight: list[Future] = []
-        try:
-            return self._step(action, in_flight)
-        finally:  # never return, nor raise, with a network pass still running on the worker
-            wait(in_flight)
-
-    def _step(self, action: Action, in_flight: list[Future]) -> Observation:
         t0 = time.perf_counter()
         dyn, ae = self.model.dynamics, self.model.autoencoder
-        state, generator = self.state, self.generator  # what the worker's passes use, bound now
         a = torch.from_numpy(action.to_array())[None].to(self.device, dyn.dtype)
         use_memory = self.memory is not None and self.memory_enabled
-        # With the camera from the rules and a memory on the CPU, the network's passes that the memory's work does not
-        # wait for run on a worker thread beside it: the pose pass beside the obstacles and the render, the commit
-        # beside the insert (what each computes is unchanged; docs/architecture.md, "A dream's tick")
-        overlap = use_memory and self.motion is not None and self.device.type == "cpu"
-
-        def pose_pass() -> torch.Tensor:  # runs with the rules too: the pose token's keys are context
-            with torch.no_grad(), autocast(self.device, self.amp):
-                return dyn.predict_pose(state, a)
-
-        pending = self._submit(pose_pass, in_flight) if overlap else None
-        pose = pose_pass() if pending is None else None
+        with autocast(self.device, self.amp):
+            pose = dyn.predict_pose(self.state, a)  # runs with the rules too: the pose token's keys are context
         if self.motion is None:
             motion = pose.float().cpu().numpy()[0]  # the ego-motion head's camera moves on the host
         else:  # the action-driven camera
@@ -345,33 +316,20 @@ class DreamWorld(World):
         memory = render = None
         if use_memory and (dyn.config.use_memory or self.memory_first):
             render = self.memory.render(next_c2w, self.K, self.tick + 1)
-        waited = time.perf_counter()  # the timings count the wait for the worker's pass as that pass's
-        if pending is not None:
-            pending.result()
-            pending = None
-        waited = time.perf_counter() - waited
-        if render is not None:
             memory = memory_latent(self.model, render).to(dyn.dtype)
         t2 = time.perf_counter()
         first = self.memory_first and render is not None
         with autocast(self.device, self.amp):
-            sample = self.sampler.sample(dyn, state, a, memory=memory if dyn.config.use_memory else None,
-                                         generator=generator, commit=not first)
+            sample = self.sampler.sample(dyn, self.state, a, memory=memory if dyn.config.use_memory else None,
+                                         generator=self.generator, commit=not first)
         t3 = time.perf_counter()
         frame = ae.decode(sample.latent.float())
         latent = sample.latent
         if first:  # the shown frame and the committed context: the memory where it covers, the model elsewhere
             frame, latent = memory_first_frame(frame, sample.latent, render, memory)
-            committed = latent.to(sample.latent.dtype)
-
-            def commit() -> None:
-                with torch.no_grad(), autocast(self.device, self.amp):
-                    self.sampler.commit(dyn, state, committed, a, memory if dyn.config.use_memory else None,
-                                        generator=generator)
-
-            pending = self._submit(commit, in_flight) if overlap else None
-            if pending is None:
-                commit()
+            with autocast(self.device, self.amp):
+                self.sampler.commit(dyn, self.state, latent.to(sample.latent.dtype), a,
+                                    memory if dyn.config.use_memory else None, generator=self.generator)
         # What this tick gave the model (the rollout training data reads them: worldmodel/training/rollouts.py):
         # the latent committed as context (before its context noise) and the memory image it was conditioned on
         self.committed = latent.float()
@@ -385,14 +343,8 @@ class DreamWorld(World):
             self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, self.tick,
                                source_age=self.tick - self.anchor_tick)
         t5 = time.perf_counter()
-        if pending is not None:
-            pending.result()
-        t6 = time.perf_counter()
-        # The main thread's time per part; with the overlap, a wait for the worker's pass counts to that pass (pose,
-        # decode), so the memory's figures are its own work and the parts still add up to the tick
-        self.timings = {"pose_ms": (t1 - t0 + waited) * 1e3, "memory_render_ms": (t2 - t1 - waited) * 1e3,
-                        "sample_ms": (t3 - t2) * 1e3, "decode_ms": (t4 - t3 + t6 - t5) * 1e3,
-                        "memory_insert_ms": (t5 - t4) * 1e3, "total_ms": (t6 - t0) * 1e3}
+        self.timings = {"pose_ms": (t1 - t0) * 1e3, "memory_render_ms": (t2 - t1) * 1e3, "sample_ms": (t3 - t2) * 1e3,
+                        "decode_ms": (t4 - t3) * 1e3, "memory_insert_ms": (t5 - t4) * 1e3, "total_ms": (t5 - t0) * 1e3}
         return obs
 
     def _observe(self, frame, latent: torch.Tensor) -> Observation:
@@ -436,9 +388,6 @@ class DreamWorld(World):
         return None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
         if self.prompt is not None:
             self.prompt.close()
             self.prompt = None
