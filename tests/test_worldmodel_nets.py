@@ -427,7 +427,7 @@ def test_the_shown_judge_sees_the_memory_where_it_covers_and_the_network_elsewhe
     fake, real = torch.zeros(B, C, h, w), torch.ones(B, C, h, w)
     batch = ClipBatch(x0=torch.zeros(B, T, C, h, w), actions=torch.zeros(B, T, 8), memory=torch.randn_like(mem),
                       present=torch.tensor([[True, True], [True, True], [True, False]]), pose=None, pose_valid=None,
-                      memory_clean=mem)
+                      memory_clean=mem[:, -1])
     f, r = shown_latents(fake, real, batch, "shown")
     assert f[0, :, 0, 0].tolist() == [5.0] * C and r[0, :, 0, 0].tolist() == [5.0] * C  # covered: the memory, both
     assert f[0, :, 0, 1].tolist() == pytest.approx([2.5] * C) and r[0, :, 0, 1].tolist() == pytest.approx([3.0] * C)

@@ -292,6 +292,8 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
         for h in scores["model"]:
             for m, v in _ci(scores["model"][h], scores[b][h], groups).items():
                 report["ci95"][m][b][h] = v
+    if coverage:  # how much of each frame the real context saw, at the true camera (the seen baseline's coverage)
+        report["seen_coverage"] = coverage
     report["per_rollout"] = {"groups": groups.tolist(), "starts": [list(s) for s in starts],
                              "model": {h: s.to_json() for h, s in scores["model"].items()}}
 
@@ -299,8 +301,6 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     gt_c2w = np.stack([trajs[i].c2w[t0 + k] for i, t0 in starts])
     p_pred, yaw_pred, _ = decompose(result.c2w[:, k - 1])
     p_true, yaw_true, _ = decompose(gt_c2w)
-    if coverage:  # how much of each frame the real context saw, at the true camera (the seen baseline's coverage)
-        report["seen_coverage"] = coverage
     report["pose_error_32"] = {"ticks": k, "position_m": float(np.linalg.norm(p_pred - p_true, axis=-1).mean()),
                                "yaw_deg": float(np.abs(wrap_deg(yaw_pred - yaw_true)).mean())}
     # Autoencoder reconstruction on every test frame of these trajectories.

@@ -39,6 +39,12 @@ def mean_frame(trajectories: list[Trajectory]) -> np.ndarray:
     return np.clip(np.rint(total / count), 0, 255).astype(np.uint8)
 
 
+def _over(view: Any, under: np.ndarray) -> np.ndarray:
+    """A memory render over an image by its coverage: uint8 [H, W, 3] (`view` a splat MemoryRender)."""
+    a = view.alpha.astype(np.float64)[..., None]
+    return np.clip(np.rint(a * view.rgb + (1 - a) * under), 0, 255).astype(np.uint8)
+
+
 def geometric(tr: Trajectory, ticks: list[int] | np.ndarray, settings: dict[str, Any] | None = None) -> np.ndarray:
     """The geometric baseline's frames at `ticks` (each >= 1) of a trajectory: uint8 [len(ticks), H, W, 3] in
     the order given. The memory holds the true frames 0 .. t-1 when it renders tick t at the true camera;
@@ -58,9 +64,7 @@ def geometric(tr: Trajectory, ticks: list[int] | np.ndarray, settings: dict[str,
         while inserted < t:
             memory.insert(tr.rgb[inserted], tr.depth[inserted], tr.c2w[inserted], tr.K, inserted)
             inserted += 1
-        view = memory.render(tr.c2w[t], tr.K, t)
-        a = view.alpha.astype(np.float64)[..., None]
-        out[t] = np.clip(np.rint(a * view.rgb + (1 - a) * tr.rgb[t - 1]), 0, 255).astype(np.uint8)
+        out[t] = _over(memory.render(tr.c2w[t], tr.K, t), tr.rgb[t - 1])
     return np.stack([out[t] for t in ticks]) if ticks else np.zeros((0, H, W, 3), np.uint8)
 
 
@@ -88,8 +92,7 @@ def seen(tr: Trajectory, t0: int, context: int, ticks: list[int] | np.ndarray, f
     coverage = np.zeros(len(ticks))
     for k, t in enumerate(ticks):
         view = memory.render(tr.c2w[t], tr.K, t)
-        a = view.alpha.astype(np.float64)[..., None]
-        frames[k] = np.clip(np.rint(a * view.rgb + (1 - a) * fill), 0, 255).astype(np.uint8)
+        frames[k] = _over(view, fill)
         coverage[k] = float(view.alpha.mean())
     return frames, coverage
 

@@ -98,7 +98,7 @@ def shown_latents(fake: torch.Tensor, real: torch.Tensor, batch: "ClipBatch",
     image before its training noise, and none where the batch dropped it (the dream then has no memory)."""
     if judge == "frame" or batch.memory_clean is None:
         return fake, real
-    mem = batch.memory_clean[:, -1].to(fake.dtype)  # [B, C+1, h, w]
+    mem = batch.memory_clean.to(fake.dtype)  # [B, C+1, h, w]
     cell = shown_cells(mem[:, -1:]) * batch.present[:, -1, None, None, None].to(fake.dtype)
     return cell * mem[:, :-1] + (1 - cell) * fake, cell * mem[:, :-1] + (1 - cell) * real
 

@@ -106,7 +106,7 @@ class DynamicsStage:
             pose_valid[:, 0] = False  # the clip's first frame has no earlier frame in view
         return ClipBatch(x0=data.lat[rows], actions=data.actions[rows], memory=mem, present=present, pose=pose,
                          pose_valid=pose_valid, x_in=data.context[rows] if data.context is not None else None,
-                         memory_clean=data.memory[rows] if data.memory is not None else None)
+                         memory_clean=data.memory[rows[:, -1]] if data.memory is not None else None)
 
 
 @dataclass
@@ -129,4 +129,4 @@ class ClipBatch:
     pose: torch.Tensor | None
     pose_valid: torch.Tensor | None
     x_in: torch.Tensor | None = None  # [B, T, C, h, w] the frames the inputs are noised from, when not x0 (own rollouts)
-    memory_clean: torch.Tensor | None = None  # [B, T, C+1, h, w] the memory images before noise and dropping
+    memory_clean: torch.Tensor | None = None  # [B, C+1, h, w] the last frame's memory image before noise and dropping
