@@ -37,6 +37,8 @@ def test_own_game_record_train_evaluate_play(tmp_path):
     assert set(report["psnr"]["model"]) == {"1", "4", "8", "16", "32"}  # 64 and 128 do not fit in 60-tick episodes
     assert set(report["psnr"]) == {"model", "copy_last", "mean_frame", "gain_over_copy_last"}  # no camera: no geometric
     assert np.isfinite(report["ae_psnr"])
+    # no poses, no depth, one held-out episode: each part that needs them says so in one line
+    assert {"seen_unseen", "depth_plausibility", "realism"} <= set(report["skipped"])
     # 4. play the result (headless here): the dream starts from a real view of the game
     # (a model.yaml names its prompt world; one given as module:Class is imported only when you name it yourself)
     p = subprocess.run([sys.executable, "play.py", "--world", "dream", "--checkpoint", str(run_dir), "--headless"],

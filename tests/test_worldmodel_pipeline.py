@@ -324,6 +324,23 @@ def test_evaluate_writes_the_report_and_plots(tiny_model, tmp_path):
     assert {"frame_change_db", "pose_drift_m", "pose_drift_deg"} <= set(idle) and idle["pose_drift_m"] >= 0
     assert report["wall"]["stop_error_m"] >= 0 and report["wall"]["push_ticks"] == 40
     assert list(report["long_walk"]["psnr"]["model"]) == ["250", "500", "1000"]
+    # seen and unseen cells apart, per horizon; the share of unseen cells beside them
+    assert set(report["unseen_share"]) == set(horizons) and report["unseen_share"]["1"] < report["unseen_share"]["128"]
+    for part in ("seen", "unseen"):
+        assert set(report[part]["psnr"]["model"]) == set(horizons)
+    # realism per band, the model and every baseline beside the floor; the mean frame is the least real of them
+    rz = report["realism"]
+    assert set(rz["kid"]["model"]) == {"1-8", "9-32", "33-128", "129-1000"}
+    for band in ("9-32", "33-128"):
+        kids = {m: rz["kid"][m][band]["value"] for m in ("copy_last", "mean_frame", "geometric", "floor")}
+        assert kids["mean_frame"] == max(kids.values()) and np.isfinite(rz["kid"]["model"][band]["value"])
+        lo, hi = rz["unseen_kid"]["model"][band]["ci95"]
+        assert lo <= rz["unseen_kid"]["model"][band]["value"] <= hi
+    assert set(report["depth_plausibility"]["w1_m"]) == {"model", "copy_last", "floor"}
+    sc = report["self_consistency"]
+    assert sc["physics_agreement_truth"] >= 0.95  # the true world's camera agrees with its own picture
+    assert 0 <= sc["physics_agreement"] <= 1 and sc["dream_revisit"]["turn"]["all"]["pairs"] > 0
+    assert {"explore", "scripted"} <= set(sc["long_play"]) and len(sc["long_play"]["scripted"]["pushes"]) == 5
     saved = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert saved["psnr"]["model"]["1"] == report["psnr"]["model"]["1"] and saved["setup"]["split"] == "test"
     assert (tmp_path / "eval" / "psnr.png").stat().st_size > 0 and (tmp_path / "eval" / "strip.png").stat().st_size > 0

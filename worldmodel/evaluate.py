@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -52,18 +53,23 @@ import torch
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.device import DEVICE_CHOICES, autocast
 from worldmodel.data import frames_to_tensor, tensor_to_frames
-from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame, seen
-from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap, psnr, score_frames, ssim, summarize
+from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame, seen_views
+from worldmodel.evaluation.metrics import (FrameScores, paired_bootstrap, psnr, score_frames, score_regions, ssim,
+                                           summarize)
 from worldmodel.evaluation.report import CI_METRICS, draw_plot, save_strip
 from worldmodel.evaluation.returns import AWAY_DEG, AWAY_M, NEAR_DEG, NEAR_M, find_returns, rotation_deg
-from worldmodel.evaluation.trajectories import (Trajectory, recorded_trajectories, recordings_setup, render_at_poses,
-                                                render_trajectory)
+from worldmodel.evaluation.consistency import PhysicsAgreement, physics_agreement
+from worldmodel.evaluation.trajectories import (Trajectory, recorded_trajectories, recordings_setup, render_actions,
+                                                render_at_poses, render_trajectory)
+from worldmodel.evaluation.unseen import (BANDS, LONG_BAND, REFERENCE_FROM, REFERENCE_STRIDE, FrameSet, band_name,
+                                          band_ticks, realism_scores, realism_setup, reference_set, seen_cells)
+from worldmodel.motion import MotionModel
 from worldmodel.flow import FlowSampler
 from worldmodel.pose import apply_ego_motion, decompose, wrap_deg
 
 HORIZONS = (1, 4, 8, 16, 32, 64, 128)
 RETURN_KINDS = ("turn_360", "out_and_back", "look_up_down")
-PLACE_KINDS = RETURN_KINDS + ("idle", "wall", "long_walk")
+PLACE_KINDS = RETURN_KINDS + ("idle", "wall", "long_walk", "dream_revisit", "long_play")
 LONG_WALK_TICKS = (250, 500, 1000)
 TURN_FIRST_PASS = (10, 50)  # ticks of the 360° turn scored as "first pass": most of each frame newly seen
 
@@ -88,6 +94,7 @@ def decode(model: LoadedModel, z: torch.Tensor) -> np.ndarray:
 class RolloutResult:
     pred: np.ndarray  # [B, Hmax, H, W, 3] dreamed frames at t0+1 .. t0+Hmax
     c2w: np.ndarray  # [B, Hmax, 4, 4] integrated poses
+    depth: np.ndarray | None = None  # [B, Hmax, H, W] the frames' depth (metres), None for a model without depth
 
 
 @torch.no_grad()
@@ -106,7 +113,7 @@ def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, 
             dyn.commit_frame(state, latents[:, i].to(dyn.dtype), actions[:, i].to(dyn.dtype))
     sampler = FlowSampler(steps=steps, context_noise=context_noise)
     gen = torch.Generator().manual_seed(seed)
-    frames, poses = [], []
+    frames, poses, depths = [], [], []
     c2w = c2w0.copy()
     for h in range(horizon):
         a = actions[:, context + h].to(dyn.dtype)
@@ -114,9 +121,12 @@ def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, 
             motion = dyn.predict_pose(state, a).float().cpu().numpy()
             out = sampler.sample(dyn, state, a, memory=None, generator=gen)
         c2w = apply_ego_motion(c2w, motion)
-        frames.append(decode(model, out.latent))
+        decoded = model.autoencoder.decode(out.latent.float())
+        frames.append(tensor_to_frames(decoded.rgb))
+        if decoded.depth is not None:
+            depths.append(decoded.depth[:, 0].float().cpu().numpy())
         poses.append(c2w.copy())
-    return RolloutResult(np.stack(frames, 1), np.stack(poses, 1))
+    return RolloutResult(np.stack(frames, 1), np.stack(poses, 1), np.stack(depths, 1) if depths else None)
 
 
 def recorded_dream_world(model_dir: Path, memory: bool, steps: int = 1, context_noise: float | None = None,
@@ -131,16 +141,18 @@ def recorded_dream_world(model_dir: Path, memory: bool, steps: int = 1, context_
                       memory_settings=memory_settings, device=device)
 
 
-def dream_from(world, tr: Trajectory, t0: int, context: int, horizon: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def dream_from(world, tr: Trajectory, t0: int, context: int, horizon: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The dream started (DreamWorld.start) from the `context` true frames of `tr` up to tick t0 (as context and,
-    with a memory, as real views in it), then stepped along the true actions: frames [horizon, H, W, 3] and
-    cameras [horizon, 4, 4] at ticks t0 + 1 .. t0 + horizon."""
+    with a memory, as real views in it), then stepped along the true actions: frames [horizon, H, W, 3], cameras
+    [horizon, 4, 4] and the shown depth [horizon, H, W] (None without depth) at ticks t0 + 1 .. t0 + horizon."""
     from engine.action import Action
 
     ctx = slice(t0 - context + 1, t0 + 1)
     world.start(tr.rgb[ctx], tr.depth[ctx], tr.c2w[ctx], tr.K, tr.actions[ctx], seed=seed)
     obs = [world.step(Action.from_array(tr.actions[t0 + h])) for h in range(1, horizon + 1)]
-    return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs])
+    depth = np.stack([o.depth for o in obs]) if all(o.depth is not None for o in obs) else None
+    return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs]), depth
 
 
 def dream_open_loop(model_dir: Path, trajs: list[Trajectory], starts: list[tuple[int, int]], context: int,
@@ -153,7 +165,8 @@ def dream_open_loop(model_dir: Path, trajs: list[Trajectory], starts: list[tuple
         runs = [dream_from(world, trajs[i], t0, context, horizon, seed + r) for r, (i, t0) in enumerate(starts)]
     finally:
         world.close()
-    return RolloutResult(np.stack([f for f, _ in runs]), np.stack([c for _, c in runs]))
+    depth = np.stack([d for _, _, d in runs]) if all(d is not None for _, _, d in runs) else None
+    return RolloutResult(np.stack([f for f, _, _ in runs]), np.stack([c for _, c, _ in runs]), depth)
 
 
 def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> float:
@@ -200,37 +213,79 @@ def _ci(a: FrameScores, b: FrameScores, groups: np.ndarray) -> dict[str, list[fl
     return {m: [round(v, 4) for v in paired_bootstrap(a, b, groups, m)] for m in CI_METRICS}
 
 
+@dataclass
+class OpenLoopViews:
+    """What every open-loop rollout is compared with at the horizons `ticks`: frames {method: uint8 [R, len(ticks), H,
+    W, 3]} of the truth ("truth") and the baselines, their depth {"truth", "copy_last": [R, len(ticks), H, W]}, and the
+    real context's coverage there at the true camera, alpha [R, len(ticks), H, W] (None without intrinsics)."""
+
+    ticks: list[int]
+    frames: dict[str, np.ndarray]
+    depth: dict[str, np.ndarray]
+    alpha: np.ndarray | None
+
+
+def baseline_views(trajs: list[Trajectory], starts: list[tuple[int, int]], ticks: list[int], context: int) -> OpenLoopViews:
+    """OpenLoopViews of rollouts `starts` (trajectory, start tick t0) at horizons `ticks` (the tick t0 + h of each)."""
+    mean_img = mean_frame(trajs)
+    n = len(ticks)
+    at = lambda field: np.stack([getattr(trajs[i], field)[[t0 + h for h in ticks]] for i, t0 in starts])  # noqa: E731
+    held = lambda field: np.stack([np.repeat(getattr(trajs[i], field)[t0][None], n, 0) for i, t0 in starts])  # noqa: E731
+    frames = {"truth": at("rgb"), "copy_last": held("rgb"),
+              "mean_frame": np.broadcast_to(mean_img, (len(starts), n, *mean_img.shape))}
+    depth = {"truth": at("depth"), "copy_last": held("depth")}
+    alpha = None
+    if all(tr.K is not None for tr in trajs):
+        geo: dict[tuple[int, int], np.ndarray] = {}
+        for i, tr in enumerate(trajs):
+            want = sorted({t0 + h for j, t0 in starts if j == i for h in ticks})
+            geo.update({(i, t): img for t, img in zip(want, geometric(tr, want))})
+        frames["geometric"] = np.stack([np.stack([geo[(i, t0 + h)] for h in ticks]) for i, t0 in starts])
+        views = [seen_views(trajs[i], t0, context, [t0 + h for h in ticks], mean_img) for i, t0 in starts]
+        frames["seen"] = np.stack([f for f, _ in views])
+        alpha = np.stack([a for _, a in views])
+    return OpenLoopViews(list(ticks), frames, depth, alpha)
+
+
 def score_open_loop(pred: np.ndarray, trajs: list[Trajectory], starts: list[tuple[int, int]],
-                    horizons: tuple[int, ...], *, context: int,
-                    coverage: dict[str, float] | None = None) -> dict[str, dict[str, FrameScores]]:
+                    horizons: tuple[int, ...], *, context: int, coverage: dict[str, float] | None = None,
+                    views: OpenLoopViews | None = None, regions: dict[str, Any] | None = None,
+                    cell: int = 4) -> dict[str, dict[str, FrameScores]]:
     """Per-frame scores of the open-loop dream and of every baseline: {method: {horizon: FrameScores}}, rollout
     r being trajectory starts[r][0] from tick starts[r][1] after `context` real frames, pred [R, >= max(horizons),
     H, W, 3] its frames at ticks t0 + 1, t0 + 2, ... The geometric and seen baselines are left out when a trajectory
-    has no intrinsics; `coverage`, when given, gets the seen baseline's mean coverage per horizon."""
-    mean_img = mean_frame(trajs)
-    geo: dict[tuple[int, int], np.ndarray] = {}
-    context_views: list[tuple[np.ndarray, np.ndarray]] = []  # per rollout: the seen baseline's frames and coverage
-    has_geometry = all(tr.K is not None for tr in trajs)
-    if has_geometry:
-        for i, tr in enumerate(trajs):
-            ticks = sorted({t0 + h for j, t0 in starts if j == i for h in horizons})
-            for t, img in zip(ticks, geometric(tr, ticks)):
-                geo[(i, t)] = img
-        context_views = [seen(trajs[i], t0, context, [t0 + h for h in horizons], mean_img) for i, t0 in starts]
-        if coverage is not None:
-            coverage.update({str(h): float(np.mean([c[k] for _, c in context_views])) for k, h in enumerate(horizons)})
-    scores: dict[str, dict[str, FrameScores]] = {m: {} for m in ("model", "copy_last", "mean_frame", "geometric",
-                                                                 "seen")}
-    for k, h in enumerate(horizons):
-        truth = np.stack([trajs[i].rgb[t0 + h] for i, t0 in starts])
-        candidates = {"model": pred[:, h - 1],
-                      "copy_last": np.stack([trajs[i].rgb[t0] for i, t0 in starts]),
-                      "mean_frame": np.broadcast_to(mean_img, truth.shape).copy()}
-        if has_geometry:
-            candidates["geometric"] = np.stack([geo[(i, t0 + h)] for i, t0 in starts])
-            candidates["seen"] = np.stack([frames[k] for frames, _ in context_views])
+    has no intrinsics; `coverage`, when given, gets the seen baseline's mean coverage per horizon. `views`: the
+    baselines at these horizons (or more), from baseline_views; `regions`, when given (and the trajectories have
+    intrinsics), gets the same scores on the seen and on the unseen cells (evaluation.unseen; `cell` pixels a side)
+    {"seen": {method: {horizon: FrameScores}}, "unseen": ..., "unseen_share": {horizon: share of unseen cells}}."""
+    from worldmodel.evaluation.unseen import seen_cells
+
+    views = views or baseline_views(trajs, starts, list(horizons), context)
+    if coverage is not None and views.alpha is not None:
+        coverage.update({str(h): float(views.alpha[:, views.ticks.index(h)].mean()) for h in horizons})
+    methods = ("model", "copy_last", "mean_frame", "geometric", "seen")
+    scores: dict[str, dict[str, FrameScores]] = {m: {} for m in methods}
+    split = regions is not None and views.alpha is not None
+    if split:
+        regions.update({"seen": {m: {} for m in methods}, "unseen": {m: {} for m in methods}, "unseen_share": {}})
+    for h in horizons:
+        k = views.ticks.index(h)
+        truth = views.frames["truth"][:, k]
+        candidates = {"model": pred[:, h - 1], **{m: np.ascontiguousarray(f[:, k]) for m, f in views.frames.items()
+                                                 if m != "truth"}}
+        seen_mask = seen_cells(views.alpha[:, k], cell) if split else None
+        if split:
+            regions["unseen_share"][str(h)] = float(1 - seen_mask.mean())
         for name, frames in candidates.items():
-            scores[name][str(h)] = score_frames(frames, truth)
+            if split:
+                parts = score_regions(frames, truth, seen_mask)
+                scores[name][str(h)] = parts["all"]
+                regions["seen"][name][str(h)], regions["unseen"][name][str(h)] = parts["seen"], parts["unseen"]
+            else:
+                scores[name][str(h)] = score_frames(frames, truth)
+    if split:
+        for part in ("seen", "unseen"):
+            regions[part] = {k: v for k, v in regions[part].items() if v}
     return {k: v for k, v in scores.items() if v}
 
 
@@ -278,9 +333,19 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
                            context_noise=context_noise)
     rollout_s = time.perf_counter() - t_start
 
+    timings = {"open_loop_dream_s": round(rollout_s, 1)}
+    t_phase = time.perf_counter()
     coverage: dict[str, float] = {}
-    scores = score_open_loop(result.pred, trajs, starts, horizons, context=context, coverage=coverage)
+    regions: dict[str, Any] = {}
+    bands = [b for b in BANDS if b[0] <= hmax]
+    all_ticks = sorted(set(horizons) | {h for b in bands for h in band_ticks(b, hmax)})
+    views = baseline_views(trajs, starts, all_ticks, context)
+    cell = H // model.config.latent_shape[1]
+    scores = score_open_loop(result.pred, trajs, starts, horizons, context=context, coverage=coverage, views=views,
+                             regions=regions, cell=cell)
     report: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    timings["open_loop_scores_s"] = round(time.perf_counter() - t_phase, 1)
     for name, per_h in scores.items():
         for h, s in per_h.items():
             for metric, value in summarize(s).items():
@@ -294,6 +359,63 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
                 report["ci95"][m][b][h] = v
     if coverage:  # how much of each frame the real context saw, at the true camera (the seen baseline's coverage)
         report["seen_coverage"] = coverage
+    if regions:  # every per-frame score on the seen cells and on the unseen ones (evaluation.unseen)
+        for part in ("seen", "unseen"):
+            for name, per_h in regions[part].items():
+                for h, s in per_h.items():
+                    for metric, value in summarize(s).items():
+                        report.setdefault(part, {}).setdefault(metric, {}).setdefault(name, {})[h] = value
+        report["unseen_share"] = regions["unseen_share"]
+    else:
+        skipped["seen_unseen"] = ("the trajectories have no camera intrinsics or poses: the seen / unseen split needs "
+                                  "the real context lifted into the memory at the true camera")
+    t_phase = time.perf_counter()
+    data_depth = recordings_setup(data)["has_depth"] if data else True
+    has_depth = model.autoencoder.config.use_depth and result.depth is not None and data_depth
+    if not has_depth:
+        skipped["depth_plausibility"] = (
+            ("the checkpoint's autoencoder has no depth (use_depth false)" if not model.autoencoder.config.use_depth
+             else "the recordings have no depth") + ": depth plausibility and physics agreement need depth")
+    realism_bands: dict[str, Any] = {}
+    if data and len(trajs) < 2:
+        skipped["realism"] = ("one held-out episode: realism compares a dream with the true frames of other episodes; "
+                              "record at least two held-out episodes (engine.rollout --episodes 2)")
+    else:
+        reference, reference_what, exclude_cross = _realism_reference(trajs, data, split, max_entries, (H, W),
+                                                                     _render_size(H, W, render_scale))
+        max_depth = float(model.autoencoder.config.max_depth) if has_depth else None
+        for b in bands:
+            ks = [all_ticks.index(h) for h in band_ticks(b, hmax)]
+            flat = lambda a: np.ascontiguousarray(a[:, ks]).reshape(-1, *a.shape[2:])  # noqa: E731  [R*n, ...]
+            g = np.repeat(groups, len(ks))
+            dreamed = [h - 1 for h in band_ticks(b, hmax)]  # pred[:, h - 1] is tick t0 + h
+            rows = lambda a: np.ascontiguousarray(a[:, dreamed]).reshape(-1, *a.shape[2:])  # noqa: E731
+            sets = {"model": FrameSet(rows(result.pred), g, rows(result.depth) if has_depth else None),
+                    "copy_last": FrameSet(flat(views.frames["copy_last"]), g,
+                                          flat(views.depth["copy_last"]) if has_depth else None),
+                    "mean_frame": FrameSet(flat(views.frames["mean_frame"]), g),
+                    **{m: FrameSet(flat(views.frames[m]), g) for m in ("geometric", "seen") if m in views.frames},
+                    "floor": FrameSet(flat(views.frames["truth"]), g, flat(views.depth["truth"]) if has_depth else None)}
+            unseen = ~seen_cells(flat(views.alpha), cell) if views.alpha is not None else None
+            realism_bands[band_name(b)] = realism_scores(sets, reference, unseen, exclude_cross, max_depth, seed)
+        report["realism"] = {**_realism_block(realism_bands), "setup": realism_setup(reference_what, exclude_cross,
+                                                                                    max_depth)}
+        if has_depth:
+            report["depth_plausibility"] = _depth_block(realism_bands)
+    timings["realism_s"] = round(time.perf_counter() - t_phase, 1)
+    consistency: dict[str, Any] = {}
+    if has_depth and all(tr.K is not None for tr in trajs):
+        rules = MotionModel.from_info(model.info.get("motion")) or MotionModel()
+        dream_pa, truth_pa = PhysicsAgreement(), PhysicsAgreement()
+        for r, (i, t0) in enumerate(starts):
+            tr = trajs[i]
+            span = slice(t0, t0 + hmax + 1)
+            dream_pa += physics_agreement(np.concatenate([tr.depth[t0][None], result.depth[r]]),
+                                          np.concatenate([tr.c2w[t0][None], result.c2w[r]]), tr.actions[span], tr.K, rules)
+            truth_pa += physics_agreement(tr.depth[span], tr.c2w[span], tr.actions[span], tr.K, rules)
+        consistency["physics_agreement"] = {"open_loop": dream_pa.to_json(), "truth_open_loop": truth_pa.to_json()}
+    elif has_depth:
+        skipped["physics_agreement"] = "the trajectories have no camera intrinsics: the picture cannot be lifted"
     report["per_rollout"] = {"groups": groups.tolist(), "starts": [list(s) for s in starts],
                              "model": {h: s.to_json() for h, s in scores["model"].items()}}
 
@@ -327,10 +449,27 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     if places and data:
         report["skipped"] = {"places": f"{', '.join(PLACE_KINDS)} are scripted arena walks: not run with --data"}
     elif places:
-        report.update(place_benchmarks(model_dir, split, render_scale, max_entries, steps, context_noise, strip_rows,
-                                       n_frames=len(horizons), device=device))
+        t_phase = time.perf_counter()
+        placed = place_benchmarks(model_dir, split, render_scale, max_entries, steps, context_noise, strip_rows,
+                                  n_frames=len(horizons), device=device, mean_img=mean_frame(trajs))
+        timings.update(placed.pop("timings", {}))
+        timings["places_s"] = round(time.perf_counter() - t_phase, 1)
+        for key, value in placed.pop("self_consistency", {}).items():
+            consistency[key] = {**consistency.get(key, {}), **value} if isinstance(value, dict) else value
+        long_realism = placed.get("long_walk", {}).pop("realism", None)
+        if long_realism:  # the band past the open loop's horizons, from the 1,000-tick walks
+            realism_bands[band_name(LONG_BAND)] = long_realism
+            report["realism"] = {**_realism_block(realism_bands), "setup": report["realism"]["setup"]}
+            if has_depth:
+                report["depth_plausibility"] = _depth_block(realism_bands)
+        report.update(placed)
+    if consistency:
+        report["self_consistency"] = _consistency_summary(consistency, report.get("wall"))
+    report["setup"]["timings_s"] = timings
+    if skipped:
+        report["skipped"] = {**report.get("skipped", {}), **skipped}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_report(out / "report.json", report)
     draw_plot(out / "psnr.png", {name: [report["psnr"][name][str(h)] for h in horizons]
                                  for name in ("model", "copy_last", "mean_frame", "geometric") if name in report["psnr"]},
               horizons, f"PSNR on held-out {'recordings' if data else split + ' walks'} ({len(lat_b)} rollouts)")
@@ -338,18 +477,132 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     return report
 
 
-def _dream(world, entry) -> tuple[np.ndarray, np.ndarray]:
-    """The dream along an entry's actions from its first real view: rgb [T+1, H, W, 3], c2w [T+1, 4, 4]."""
+def _realism_reference(trajs: list[Trajectory], data: list[str] | None, split: str, max_entries: int | None,
+                       size: tuple[int, int], render_size: tuple[int, int]) -> tuple[FrameSet, str, bool]:
+    """The true frames the open loop's frames are compared with, unpaired: other wanders on the same arena levels
+    (engine.arena.splits.reference_entries), or for recordings the other recorded episodes (pairs of an episode's
+    dream with its own truth left out). Returns (frames, what they are, whether same-walk cross pairs are left out)."""
+    if data:
+        return reference_set(trajs, blocks=False), ("the true frames of the other recorded episodes, every "
+                                      f"{REFERENCE_STRIDE}nd tick from {REFERENCE_FROM}"), True
+    from engine.arena.splits import reference_entries
+
+    ref = [render_trajectory(e, size, render_size) for e in reference_entries(_entries(split, "moving", max_entries))]
+    return reference_set(ref, group_offset=10_000), (f"{len(ref)} other wanders on the same {split} levels "
+                                                     f"(engine.arena.splits.reference_entries), every {REFERENCE_STRIDE}nd "
+                                                     f"tick from {REFERENCE_FROM}"), False
+
+
+def _realism_block(bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per band realism_scores -> {kid, fd, unseen_kid, unseen_fd: {method: {band: value}}}."""
+    out: dict[str, Any] = {}
+    for band, scores in bands.items():
+        for key in ("kid", "fd", "unseen_kid", "unseen_fd"):
+            for method, value in scores.get(key, {}).items():
+                out.setdefault(key, {}).setdefault(method, {})[band] = value
+    return out
+
+
+def _depth_block(bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per band realism_scores' depth -> {w1_m, near_share: {method: {band: value}}}."""
+    out: dict[str, Any] = {}
+    for band, scores in bands.items():
+        for key, per_method in scores.get("depth", {}).items():
+            for method, value in per_method.items():
+                out.setdefault(key, {}).setdefault(method, {})[band] = value
+    return out
+
+
+def _consistency_summary(parts: dict[str, Any], wall: dict[str, Any] | None) -> dict[str, Any]:
+    """The self_consistency block: the dream revisit's headline (the turn probe's pairs whose first view the dream
+    invented), physics agreement pooled over the dream's scenarios (the truth's beside it), the wall stop error at the
+    walls the real first view showed."""
+    out: dict[str, Any] = {}
+    revisit = parts.get("dream_revisit")
+    if revisit:
+        out["dream_revisit_db"] = revisit["turn"]["invented"]["psnr_db"]
+        out["dream_revisit"] = revisit
+    physics = parts.get("physics_agreement", {})
+    if physics:
+        pooled = {who: PhysicsAgreement() for who in ("dream", "truth")}
+        for name, counts in physics.items():
+            pooled["truth" if name.startswith("truth_") else "dream"] += PhysicsAgreement(
+                **{k: v for k, v in counts.items() if k != "share"})
+        out["physics_agreement"] = pooled["dream"].share if pooled["dream"].ticks else None
+        out["physics_agreement_truth"] = pooled["truth"].share if pooled["truth"].ticks else None
+        out["physics"] = {"dream": pooled["dream"].to_json(), "truth": pooled["truth"].to_json(), "per_scenario": physics}
+    if "long_play" in parts:
+        out["long_play"] = parts["long_play"]
+    if wall:
+        shown = wall.get("memory_on", wall)
+        out["wall_stop_error_m_seen_walls"] = shown.get("stop_error_m_wall_seen")
+        out["walls_seen"] = int(sum(wall.get("wall_in_first_view", [])))
+    return out
+
+
+def _json_ready(x: Any) -> Any:
+    """NaN and inf (not JSON) as null, numpy numbers as Python ones, recursively."""
+    if isinstance(x, dict):
+        return {k: _json_ready(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_ready(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(float(x)) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """report.json, strict JSON (no NaN), written whole or not at all (a temporary file renamed over it)."""
+    text = json.dumps(_json_ready(report), indent=2, allow_nan=False)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _dream(world, entry=None, level_seed: int | None = None, actions: list | None = None, policy=None,
+           ticks: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """The dream from a level's first real view along an entry's actions (or `actions`, or `ticks` actions of
+    `policy`, a callable Observation -> Action, fed the dream's own observations): rgb [T+1, H, W, 3], c2w [T+1, 4, 4],
+    the shown depth [T+1, H, W] (None without depth) and the actions [T+1, 8] (row 0 zeros)."""
     from engine.arena.splits import entry_actions
 
-    obs = [world.reset(entry.level_seed)] + [world.step(a) for a in entry_actions(entry)]
-    return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs])
+    if entry is not None:
+        level_seed, actions = entry.level_seed, entry_actions(entry)
+    obs = [world.reset(level_seed)]
+    if actions is None:
+        actions = []
+        for _ in range(ticks):
+            actions.append(policy(obs[-1]))
+            obs.append(world.step(actions[-1]))
+    else:
+        obs += [world.step(a) for a in actions]
+    acts = np.zeros((len(obs), 8), np.float32)
+    if actions:
+        acts[1:] = np.stack([a.to_array() for a in actions])
+    depth = np.stack([o.depth for o in obs]) if all(o.depth is not None for o in obs) else None
+    return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs]), depth, acts
+
+
+PHYSICS_KINDS = ("out_and_back", "wall", "long_walk")  # the place walks whose moves are judged against the picture
+REVISIT_PROBES = 4  # levels (the turn_360 entries') the dream-revisit probes run on
+LONG_PLAY_TICKS = 1200  # one minute at the test tick rate, per long-play scenario
 
 
 def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2, max_entries: int | None = None,
                      steps: int = 1, context_noise: float | None = None, strip_rows: list | None = None,
-                     n_frames: int = 7, kinds: tuple[str, ...] = PLACE_KINDS, device: str = "auto") -> dict[str, Any]:
-    """Part 2 of the module docstring: `returns`, `idle`, `wall`, `long_walk` (those of `kinds`)."""
+                     n_frames: int = 7, kinds: tuple[str, ...] = PLACE_KINDS, device: str = "auto",
+                     mean_img: np.ndarray | None = None) -> dict[str, Any]:
+    """Part 2 of the module docstring: `returns`, `idle`, `wall`, `long_walk` (those of `kinds`; "long_walk" with its
+    realism band past the open loop's horizons), then `self_consistency` parts of the dream as play.py runs it:
+    physics agreement on the PHYSICS_KINDS walks, the dream-revisit probes and the long play (the "dream_revisit" and
+    "long_play" kinds)."""
     from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
     from worldmodel.dream import DreamWorld
 
@@ -360,9 +613,16 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
     worlds = {v: DreamWorld(str(model_dir), steps=steps, memory=v == "memory_on", prompt_config=prompt,
                             context_noise=context_noise, device=device) for v in ("model", "memory_on")}
     played = bool(model.dream_settings.get("memory"))
+    shown = "memory_on" if played else "model"  # the dream as play.py runs it
+    rules = MotionModel.from_info(model.info.get("motion")) or MotionModel()
+    has_depth = model.autoencoder.config.use_depth
     out: dict[str, Any] = {}
+    consistency: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    long_reference = None
     try:
-        for kind in kinds:
+        for kind in [k for k in kinds if k not in ("dream_revisit", "long_play")]:
+            t_kind = time.perf_counter()
             entries = _entries(split, kind, max_entries)
             runs = []
             for e in entries:
@@ -374,7 +634,6 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
                 if strip_rows is not None and kind in ("turn_360", "out_and_back"):
                     e, tr, dreams = runs[0]
                     ticks = np.linspace(0, e.return_tick, n_frames).round().astype(int)
-                    shown = "memory_on" if played else "model"  # the dream as play.py runs it
                     strip_rows.append((f"{kind.replace('_', ' ')} {e.level_seed}, ticks {', '.join(map(str, ticks))} "
                                        f"(back at the start view at {e.return_tick})", dreams[shown][0][ticks], tr.rgb[ticks]))
             elif kind == "idle":
@@ -382,11 +641,141 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
             elif kind == "wall":
                 out["wall"] = _wall(runs)
             else:
-                out["long_walk"] = _long_walk(runs)
+                out["long_walk"] = _long_walk(runs, model, split, max_entries, rs, mean_img)
+                long_reference = out["long_walk"].pop("long_walk_reference", None)
+            if kind in PHYSICS_KINDS and has_depth:
+                dream_pa, truth_pa = PhysicsAgreement(), PhysicsAgreement()
+                for _, tr, dreams in runs:
+                    rgb, c2w, depth, acts = dreams[shown]
+                    dream_pa += physics_agreement(depth, c2w, acts, tr.K, rules)
+                    truth_pa += physics_agreement(tr.depth, tr.c2w, tr.actions, tr.K, rules)
+                consistency.setdefault("physics_agreement", {})[kind] = dream_pa.to_json()
+                consistency["physics_agreement"][f"truth_{kind}"] = truth_pa.to_json()
+            timings[f"{kind}_s"] = round(time.perf_counter() - t_kind, 1)
+        if "dream_revisit" in kinds:
+            t_kind = time.perf_counter()
+            consistency["dream_revisit"], walk_pa = _dream_revisit(worlds[shown], split, max_entries, (H, W), rs,
+                                                                   rules, has_depth)
+            if walk_pa is not None:
+                consistency.setdefault("physics_agreement", {}).update(walk_pa)
+            timings["dream_revisit_s"] = round(time.perf_counter() - t_kind, 1)
+        if "long_play" in kinds:
+            t_kind = time.perf_counter()
+            consistency["long_play"], play_pa = _long_play(worlds[shown], split, max_entries, (H, W), rs, rules,
+                                                           has_depth, long_reference)
+            consistency.setdefault("physics_agreement", {}).update(play_pa)
+            timings["long_play_s"] = round(time.perf_counter() - t_kind, 1)
     finally:
         for w in worlds.values():
             w.close()
+    out["self_consistency"] = consistency
+    out["timings"] = timings
     return out
+
+
+def _dream_revisit(world, split: str, max_entries: int | None, size: tuple[int, int], render_size: tuple[int, int],
+                   rules: MotionModel, has_depth: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The dream-revisit probes (consistency.revisit_probe_actions) from the first real view of REVISIT_PROBES
+    turn_360 levels: the dream's view back at a pose against its own earlier view there, for all pairs and for those
+    whose first view the real view did not show ("invented": the real first view covers < half of it at the true
+    camera), beside the truth's own (its movers move); and physics agreement on the walk probe."""
+    from worldmodel.evaluation.consistency import dream_revisit, revisit_probe_actions
+
+    turn, turn_pairs, walk, walk_pairs = revisit_probe_actions()
+    entries = _entries(split, "turn_360", max_entries)[:REVISIT_PROBES]
+    per: dict[str, list] = {"turn": [], "walk": []}
+    dream_pa, truth_pa = PhysicsAgreement(), PhysicsAgreement()
+    for e in entries:
+        for name, actions, pairs in (("turn", turn, turn_pairs), ("walk", walk, walk_pairs)):
+            tr = render_actions(e.level_seed, actions, size, render_size, f"{name}-probe-{e.level_seed}")
+            rgb, c2w, depth, acts = _dream(world, level_seed=e.level_seed, actions=actions)
+            first = [t1 for t1, _ in pairs]
+            cover = seen_views(tr, 0, 1, first, tr.rgb[0])[1].mean(axis=(1, 2))  # the real first view, at the true camera
+            invented = [pr for pr, c in zip(pairs, cover) if c < 0.5]
+            per[name].append({"level_seed": e.level_seed, "all": dream_revisit(rgb, c2w, pairs),
+                              "invented": dream_revisit(rgb, c2w, invented), "truth": dream_revisit(tr.rgb, tr.c2w, pairs),
+                              "first_view_coverage": round(float(cover.mean()), 3)})
+            if name == "walk" and has_depth:
+                dream_pa += physics_agreement(depth, c2w, acts, tr.K, rules)
+                truth_pa += physics_agreement(tr.depth, tr.c2w, tr.actions, tr.K, rules)
+
+    def pooled(rows: list, key: str) -> dict[str, Any]:
+        got = [r[key] for r in rows if r[key]["psnr_db"] is not None]
+        n = sum(g["pairs"] for g in got)
+        db = sum(g["psnr_db"] * g["pairs"] for g in got) / n if n else None
+        return {"psnr_db": db, "pairs": n, "pairs_off_pose": sum(r[key]["pairs_off_pose"] for r in rows)}
+
+    res = {name: {"invented": pooled(rows, "invented"), "all": pooled(rows, "all"), "truth": pooled(rows, "truth"),
+                  "per_level": rows} for name, rows in per.items()}
+    res["probes"] = ("turn: 180° right at 6°/tick, back, right again (tick t vs 60 + t); walk: 20 ticks forward, 20 back, "
+                     "20 forward (t vs 40 + t), from the real first view")
+    physics = {"revisit_walk": dream_pa.to_json(), "truth_revisit_walk": truth_pa.to_json()} if has_depth else None
+    return res, physics
+
+
+def _long_play(world, split: str, max_entries: int | None, size: tuple[int, int], render_size: tuple[int, int],
+               rules: MotionModel, has_depth: bool, reference: FrameSet | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Minutes of play on the long_walk levels: the explore policy (engine.arena.policies, fed the dream's own
+    frames) on the first, the scripted pushes and returns (consistency.long_play_actions) on the last. Per scenario:
+    the share of ticks inside the level's bounds (the truth's beside), physics agreement, and for the scripted one how
+    far each 10 s push moved the dream's camera and the truth's; realism (KID) per minute against the long walks'
+    reference frames."""
+    from engine.arena.config import load_preset
+    from engine.arena.level import generate_level
+    from engine.arena.policies import ExplorePolicy
+    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
+    from worldmodel.evaluation.consistency import inside_share, long_play_actions
+
+    entries = _entries(split, "long_walk", max_entries)
+    plans = {"explore": entries[0], "scripted": entries[-1]}
+    res: dict[str, Any] = {"ticks": LONG_PLAY_TICKS}
+    physics: dict[str, Any] = {}
+    for name, e in plans.items():
+        size_m = generate_level(load_preset(TEST_PRESET), e.level_seed).size_m
+        if name == "explore":
+            policy = ExplorePolicy()
+            policy.reset(e.policy_seed)
+            rgb, c2w, depth, acts = _dream(world, level_seed=e.level_seed, policy=policy, ticks=LONG_PLAY_TICKS)
+            truth_policy = ExplorePolicy()
+            truth_policy.reset(e.policy_seed)
+            tr = render_actions(e.level_seed, None, size, render_size, f"explore-{e.level_seed}", policy=truth_policy,
+                                ticks=LONG_PLAY_TICKS)
+        else:
+            actions = long_play_actions(LONG_PLAY_TICKS)
+            rgb, c2w, depth, acts = _dream(world, level_seed=e.level_seed, actions=actions)
+            tr = render_actions(e.level_seed, actions, size, render_size, f"scripted-{e.level_seed}")
+        row: dict[str, Any] = {"level_seed": e.level_seed, "level_size_m": [float(v) for v in size_m],
+                               "inside_share": inside_share(c2w, size_m), "inside_share_truth": inside_share(tr.c2w, size_m),
+                               "path_m": float(np.linalg.norm(np.diff(c2w[:, [0, 2], 3], axis=0), axis=1).sum()),
+                               "path_m_truth": float(np.linalg.norm(np.diff(tr.c2w[:, [0, 2], 3], axis=0), axis=1).sum())}
+        if has_depth:
+            physics[f"long_play_{name}"] = physics_agreement(depth, c2w, acts, tr.K, rules).to_json()
+            physics[f"truth_long_play_{name}"] = physics_agreement(tr.depth, tr.c2w, tr.actions, tr.K, rules).to_json()
+            row["physics_agreement"] = physics[f"long_play_{name}"]["share"]
+        if name == "scripted":  # each 10 s push: how far the camera moved, dream and truth
+            pushes, t = [], 1
+            while t + 200 <= len(acts):
+                if acts[t][0] > 0.5 and (t == 1 or acts[t - 1][0] < 0.5):
+                    seg = slice(t - 1, t + 200)
+                    pushes.append({"from_tick": t, "dream_m": float(np.linalg.norm(c2w[seg][-1][[0, 2], 3] - c2w[seg][0][[0, 2], 3])),
+                                   "truth_m": float(np.linalg.norm(tr.c2w[seg][-1][[0, 2], 3] - tr.c2w[seg][0][[0, 2], 3]))})
+                    t += 200
+                else:
+                    t += 1
+            row["pushes"] = pushes
+            row["push_error_m"] = float(np.mean([abs(p["dream_m"] - p["truth_m"]) for p in pushes])) if pushes else None
+        if reference is not None:  # realism per minute of play
+            per_min = int(round(60 * TEST_TICK_RATE))
+            minutes = {}
+            for m0 in range(0, len(rgb) - 1, per_min):
+                ticks = np.arange(max(m0, 1), min(m0 + per_min, len(rgb)), LONG_BAND[2])
+                blocks = ticks // 200  # 10 s of one walk per group: frames within it are not independent samples
+                fs = {"model": FrameSet(rgb[ticks], blocks), "floor": FrameSet(tr.rgb[ticks], blocks)}
+                got = realism_scores(fs, reference)
+                minutes[str(m0 // per_min + 1)] = {"kid": got["kid"]["model"], "kid_floor": got["kid"]["floor"]}
+            row["realism_per_minute"] = minutes
+        res[name] = row
+    return res, physics
 
 
 def _returns(kind: str, runs: list) -> dict[str, Any]:
@@ -396,7 +785,7 @@ def _returns(kind: str, runs: list) -> dict[str, Any]:
         r = e.return_tick
         g = geometric(tr, [r])[0]
         row = {"level_seed": e.level_seed, "return_tick": r, "geometric": float(psnr(g, tr.rgb[r]))}
-        for v, (rgb, _) in dreams.items():
+        for v, (rgb, *_) in dreams.items():
             row[v] = float(psnr(rgb[r], tr.rgb[r]))
             row[f"{v}_vs_left"] = float(psnr(rgb[r], rgb[0]))
             at_return[v].append(rgb[r])
@@ -404,7 +793,7 @@ def _returns(kind: str, runs: list) -> dict[str, Any]:
         rows.append(row)
         if kind == "turn_360":
             ticks = list(range(TURN_FIRST_PASS[0], min(TURN_FIRST_PASS[1], r) + 1))
-            for v, (rgb, _) in dreams.items():
+            for v, (rgb, *_) in dreams.items():
                 first_pass[v].append(score_frames(rgb[ticks], tr.rgb[ticks]))
             first_pass["geometric"].append(score_frames(geometric(tr, ticks), tr.rgb[ticks]))
     truth = np.stack([tr.rgb[e.return_tick] for e, tr, _ in runs])
@@ -429,7 +818,7 @@ def _idle(runs: list) -> dict[str, Any]:
         return {"frame_change_db": float(psnr(rgb[-1], rgb[0])), "flicker_db": float(psnr(rgb[1:], rgb[:-1]).mean()),
                 "pose_drift_m": float(np.linalg.norm(p1 - p0)), "pose_drift_deg": float(rotation_deg(c2w[0], c2w[-1]))}
 
-    per = {v: [stats(*d[v]) for _, _, d in runs] for v in ("model", "memory_on")}
+    per = {v: [stats(*d[v][:2]) for _, _, d in runs] for v in ("model", "memory_on")}
     truth = [stats(tr.rgb, tr.c2w) for _, tr, _ in runs]
     mean = lambda rows: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}  # noqa: E731
     end_model = score_frames(np.stack([d["model"][0][-1] for _, _, d in runs]), np.stack([tr.rgb[-1] for _, tr, _ in runs]))
@@ -477,7 +866,14 @@ def _wall(runs: list) -> dict[str, Any]:
     return res
 
 
-def _long_walk(runs: list) -> dict[str, Any]:
+def _long_walk(runs: list, model: LoadedModel, split: str, max_entries: int | None, render_size: tuple[int, int],
+               mean_img: np.ndarray | None) -> dict[str, Any]:
+    """The 1,000-tick walks: PSNR and the rest at LONG_WALK_TICKS against the truth (history, not the rule), and the
+    realism band LONG_BAND (`realism`: the memory-on dream, copy-last (the first real view), the mean frame, the
+    geometric baseline and the floor against other wanders on the same levels); the reference frames are kept
+    (`long_walk_reference`) for the long play's realism per minute."""
+    from engine.arena.splits import reference_entries
+
     T = min(len(tr.rgb) for _, tr, _ in runs) - 1
     ticks = [t for t in LONG_WALK_TICKS if t <= T] or [T]
     res: dict[str, Any] = {"ticks": T, "entries": len(runs)}
@@ -489,6 +885,25 @@ def _long_walk(runs: list) -> dict[str, Any]:
         for name, pred in cands.items():
             for metric, value in summarize(score_frames(pred, truth)).items():
                 res.setdefault(metric, {}).setdefault(name, {})[str(t)] = value
+    band = band_ticks(LONG_BAND, T)
+    if band:
+        H, W = model.config.frame_size
+        ref = reference_set([render_trajectory(e, (H, W), render_size)
+                             for e in reference_entries([e for e, _, _ in runs])], stride=LONG_BAND[2], group_offset=10_000)
+        g = np.repeat(np.arange(len(runs)), len(band))
+        has_depth = model.autoencoder.config.use_depth
+        stack = lambda f: np.concatenate([f(tr, d) for _, tr, d in runs])  # noqa: E731
+        mean_img = mean_img if mean_img is not None else mean_frame([tr for _, tr, _ in runs])
+        sets = {"model": FrameSet(stack(lambda tr, d: d["memory_on"][0][band]), g,
+                                  stack(lambda tr, d: d["memory_on"][2][band]) if has_depth else None),
+                "copy_last": FrameSet(stack(lambda tr, d: np.repeat(tr.rgb[:1], len(band), 0)), g,
+                                      stack(lambda tr, d: np.repeat(tr.depth[:1], len(band), 0)) if has_depth else None),
+                "mean_frame": FrameSet(np.broadcast_to(mean_img, (len(g), *mean_img.shape)).copy(), g),
+                "geometric": FrameSet(stack(lambda tr, d: geometric(tr, band)), g),
+                "floor": FrameSet(stack(lambda tr, d: tr.rgb[band]), g, stack(lambda tr, d: tr.depth[band]) if has_depth else None)}
+        res["realism"] = realism_scores(sets, ref, None, False,
+                                        float(model.autoencoder.config.max_depth) if has_depth else None)
+        res["long_walk_reference"] = ref
     return res
 
 
@@ -671,7 +1086,7 @@ def recorded_revisit(model_dir: Path, data: list[str], context: int = 8, steps: 
                 worlds[kind].attach_memory(GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr,
                                                              render_at_truth=kind == "oracle"))
             horizon = returns[-1].tick - context + 1
-            dreams = {k: dream_from(w, tr, context - 1, context, horizon, seed + i) for k, w in worlds.items()}
+            dreams = {k: dream_from(w, tr, context - 1, context, horizon, seed + i)[:2] for k, w in worlds.items()}
             r, f = _score_recorded_returns(tr, returns, dreams, context)
             rows += r
             frames.append(f)
@@ -752,7 +1167,7 @@ def main(argv: list[str] | None = None) -> int:
             report.update(part)
             if not report["skipped"]:
                 del report["skipped"]
-            (args.out / "report.json").write_text(json.dumps(report, indent=2))
+            write_report(args.out / "report.json", report)
     except (CheckpointError, ValueError) as e:  # DeviceError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -301,6 +301,24 @@ def held_out_entries(split: str, kind: str, count: int | None = None) -> list[Te
     return entries
 
 
+# Policy seeds of the realism reference walks (reference_entries): offset into a split's range, one block per kind.
+REFERENCE_POLICY_OFFSET = 60_000
+
+
+def reference_entries(entries: list[TestEntry]) -> list[TestEntry]:
+    """Other wanders on the levels of `entries` ("moving" or "long_walk", each as long as its entry), with policy
+    seeds of their own: the true frames that a dream's frames are compared with, unpaired (the realism of what it
+    invents). Entry i of a kind gets policy seed start + REFERENCE_POLICY_OFFSET + SEED_BLOCKS[kind] index + i."""
+    out = []
+    for i, e in enumerate(entries):
+        if e.kind not in ("moving", "long_walk"):
+            raise ValueError(f"reference walks are wanders on the levels of moving or long_walk entries, not {e.kind}")
+        block = KINDS.index(e.kind) * SEED_BLOCK
+        out.append(TestEntry(level_seed=e.level_seed, policy_seed=SPLITS[e.split].start + REFERENCE_POLICY_OFFSET + block + i,
+                             kind=e.kind, ticks=e.ticks, split=e.split))
+    return out
+
+
 def _generate() -> list[TestEntry]:
     return [e for kind in KINDS for e in held_out_entries("test", kind)]
 

@@ -73,6 +73,14 @@ def seen(tr: Trajectory, t0: int, context: int, ticks: list[int] | np.ndarray, f
     """The seen baseline's frames at `ticks` (each > t0) of a trajectory whose true frames t0 - context + 1 .. t0 are
     the context: uint8 [len(ticks), H, W, 3], each the memory of those frames at the tick's true camera over `fill`
     [H, W, 3] uint8 (the mean frame) by its coverage, and that coverage's mean per tick [len(ticks)] in [0, 1]."""
+    frames, alpha = seen_views(tr, t0, context, ticks, fill, settings)
+    return frames, alpha.mean(axis=(1, 2))
+
+
+def seen_views(tr: Trajectory, t0: int, context: int, ticks: list[int] | np.ndarray, fill: np.ndarray,
+               settings: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`seen`, with each tick's coverage map float32 [len(ticks), H, W] instead of its mean: where the real context
+    saw what the true camera sees then (the seen cells of the report's seen / unseen split)."""
     from splat import SceneMemory
 
     if tr.K is None:
@@ -89,12 +97,12 @@ def seen(tr: Trajectory, t0: int, context: int, ticks: list[int] | np.ndarray, f
     for t in range(t0 - context + 1, t0 + 1):
         memory.insert(tr.rgb[t], tr.depth[t], tr.c2w[t], tr.K, t)
     frames = np.zeros((len(ticks), H, W, 3), np.uint8)
-    coverage = np.zeros(len(ticks))
+    alpha = np.zeros((len(ticks), H, W), np.float32)
     for k, t in enumerate(ticks):
         view = memory.render(tr.c2w[t], tr.K, t)
         frames[k] = _over(view, fill)
-        coverage[k] = float(view.alpha.mean())
-    return frames, coverage
+        alpha[k] = view.alpha
+    return frames, alpha
 
 
 class GroundTruthMemory:

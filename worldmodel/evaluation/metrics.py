@@ -34,7 +34,7 @@ def _check_pair(a: np.ndarray, b: np.ndarray, what: str) -> None:
                          f"{a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """SSIM per image (Wang et al. 2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, population
     covariances, on each RGB channel; the map averaged where the window lies inside the image, as
     scikit-image's structural_similarity with gaussian_weights=True does) for uint8 [N, H, W, 3] of >= 11x11."""
@@ -51,13 +51,23 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3)).numpy().reshape(a.shape[:-3])
+    if mask is None:
+        return s.mean(dim=(1, 2, 3)).numpy().reshape(a.shape[:-3])
+    # a region: the map's windows whose centre lies in the mask (NaN for an image with none)
+    m = torch.from_numpy(np.asarray(mask, np.float64).reshape(-1, *a.shape[-3:-1]))[:, None, 5:-5, 5:-5]
+    with np.errstate(invalid="ignore"):
+        return ((s.mean(dim=1, keepdim=True) * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3))).numpy().reshape(a.shape[:-3])
 
 
-def gradient_sum(x: np.ndarray) -> np.ndarray:
-    """sum |d/dx| + |d/dy| over every RGB channel, per image of a uint8 [N, H, W, 3] stack."""
+def gradient_sum(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """sum |d/dx| + |d/dy| over every RGB channel, per image of a uint8 [N, H, W, 3] stack; with a mask [N, H, W],
+    only the differences between two pixels of the region."""
     f = x.astype(np.float64)
-    return (np.abs(np.diff(f, axis=-2)).sum(axis=(-3, -2, -1)) + np.abs(np.diff(f, axis=-3)).sum(axis=(-3, -2, -1)))
+    dx, dy = np.abs(np.diff(f, axis=-2)).sum(-1), np.abs(np.diff(f, axis=-3)).sum(-1)
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        dx, dy = dx * (m[..., :, 1:] & m[..., :, :-1]), dy * (m[..., 1:, :] & m[..., :-1, :])
+    return dx.sum(axis=(-2, -1)) + dy.sum(axis=(-2, -1))
 
 
 def luma(x: np.ndarray) -> np.ndarray:
@@ -108,37 +118,92 @@ class FrameScores:
         return FrameScores(*(np.asarray(d[f.name], np.float64) for f in fields(FrameScores)))
 
 
-def score_frames(pred: np.ndarray, truth: np.ndarray, perceptual: bool = True) -> FrameScores:
+def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """PSNR (dB, capped like `psnr`) per image over the pixels of a region mask [N, H, W]; NaN for an empty region."""
+    m = np.asarray(mask, np.float64)
+    err = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mse = (err * m).sum(axis=(-2, -1)) / m.sum(axis=(-2, -1))
+        return np.where(np.isnan(mse), np.nan, np.minimum(10 * np.log10(255.0**2 / mse), PSNR_CAP_DB))
+
+
+def _masked_luma(y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of luma [N, H, W] over a region (NaN where it is empty)."""
+    m = np.asarray(mask, np.float64)
+    with np.errstate(invalid="ignore"):
+        mean = (y * m).sum(axis=(-2, -1)) / m.sum(axis=(-2, -1))
+        var = (((y - mean[..., None, None]) ** 2) * m).sum(axis=(-2, -1)) / m.sum(axis=(-2, -1))
+    return mean, np.sqrt(var)
+
+
+def score_frames(pred: np.ndarray, truth: np.ndarray, perceptual: bool = True,
+                 mask: np.ndarray | None = None, lpips: np.ndarray | None = None) -> FrameScores:
     """Every per-image measurement of uint8 [N, H, W, 3] dreamed frames against the truth.
-    `perceptual=False` skips the ST-LPIPS network (its column is then NaN)."""
+    `perceptual=False` skips the ST-LPIPS network (its column is then NaN); `lpips` [N] gives that column ready.
+    `mask` bool [N, H, W]: every measurement over that region of each image only (PSNR on its pixels, SSIM on the
+    windows centred in it, ST-LPIPS on its share of each layer's map, sharpness on the differences inside it; the
+    fine-texture spectrum has no region and is NaN); an image whose region is empty scores NaN (`summarize` skips)."""
     _check_pair(pred, truth, "score_frames")
-    if perceptual:
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != pred.shape[:-1]:
+            raise ValueError(f"score_frames: mask must be [N, H, W] = {list(pred.shape[:-1])}, got {list(mask.shape)}")
+    if lpips is not None:
+        lp = np.asarray(lpips, np.float64).reshape(len(pred))
+    elif perceptual:
         from worldmodel.evaluation.perceptual import perceptual_distance
 
-        lp = np.asarray(perceptual_distance(pred, truth), np.float64).reshape(len(pred))
+        lp = np.asarray(perceptual_distance(pred, truth, masks={"r": mask})["r"], np.float64).reshape(len(pred))
     else:
         lp = np.full(len(pred), np.nan)
     lp_, lt = luma(pred), luma(truth)
-    return FrameScores(psnr=psnr(pred, truth), ssim=ssim(pred, truth), lpips=lp,
-                       grad=gradient_sum(pred), grad_truth=gradient_sum(truth),
-                       hf=highfreq_energy(pred), hf_truth=highfreq_energy(truth),
-                       luma_mean=lp_.mean(axis=(-2, -1)), luma_mean_truth=lt.mean(axis=(-2, -1)),
-                       luma_std=lp_.std(axis=(-2, -1)), luma_std_truth=lt.std(axis=(-2, -1)))
+    if mask is None:
+        return FrameScores(psnr=psnr(pred, truth), ssim=ssim(pred, truth), lpips=lp,
+                           grad=gradient_sum(pred), grad_truth=gradient_sum(truth),
+                           hf=highfreq_energy(pred), hf_truth=highfreq_energy(truth),
+                           luma_mean=lp_.mean(axis=(-2, -1)), luma_mean_truth=lt.mean(axis=(-2, -1)),
+                           luma_std=lp_.std(axis=(-2, -1)), luma_std_truth=lt.std(axis=(-2, -1)))
+    empty = ~mask.any(axis=(-2, -1))
+    (pm, ps), (tm, ts) = _masked_luma(lp_, mask), _masked_luma(lt, mask)
+    nan = np.full(len(pred), np.nan)
+    grad, grad_t = gradient_sum(pred, mask), gradient_sum(truth, mask)
+    return FrameScores(psnr=masked_psnr(pred, truth, mask), ssim=ssim(pred, truth, mask), lpips=lp,
+                       grad=np.where(empty, np.nan, grad), grad_truth=np.where(empty, np.nan, grad_t),
+                       hf=nan, hf_truth=nan.copy(), luma_mean=pm, luma_mean_truth=tm, luma_std=ps, luma_std_truth=ts)
+
+
+def score_regions(pred: np.ndarray, truth: np.ndarray, seen: np.ndarray) -> dict[str, FrameScores]:
+    """`score_frames` of the whole frame ("all"), of the region `seen` [N, H, W] bool ("seen") and of the rest
+    ("unseen"), with one pass of the perceptual network for all three."""
+    from worldmodel.evaluation.perceptual import perceptual_distance
+
+    _check_pair(pred, truth, "score_regions")
+    seen = np.asarray(seen, bool)
+    regions = {"all": None, "seen": seen, "unseen": ~seen}
+    lp = perceptual_distance(pred, truth, masks=regions)
+    return {name: score_frames(pred, truth, mask=m, lpips=lp[name]) for name, m in regions.items()}
+
+
+def _mean(x: np.ndarray) -> float:
+    """The mean over the finite entries (images whose region was empty are NaN); NaN when there are none."""
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> float:
-    d = float(den.sum())
-    return float(num.sum()) / d if d > 0 else float("nan")
+    keep = ~(np.isnan(num) | np.isnan(den))
+    d = float(den[keep].sum())
+    return float(num[keep].sum()) / d if d > 0 else float("nan")
 
 
 # The summary statistics of a set of frames, each a function of FrameScores.
 SUMMARIES: dict[str, Callable[[FrameScores], float]] = {
-    "psnr": lambda s: float(s.psnr.mean()),
-    "ssim": lambda s: float(s.ssim.mean()),
-    "lpips": lambda s: float(s.lpips.mean()),
+    "psnr": lambda s: _mean(s.psnr),
+    "ssim": lambda s: _mean(s.ssim),
+    "lpips": lambda s: _mean(s.lpips),
     "sharpness": lambda s: _ratio(s.grad, s.grad_truth),
     "sharpness_hf": lambda s: _ratio(s.hf, s.hf_truth),
-    "brightness_drift": lambda s: float((s.luma_mean - s.luma_mean_truth).mean()),
+    "brightness_drift": lambda s: _mean(s.luma_mean - s.luma_mean_truth),
     "contrast_ratio": lambda s: _ratio(s.luma_std, s.luma_std_truth),
 }
 

@@ -100,14 +100,22 @@ class STLPIPSAlex(nn.Module):
         f5 = F.relu(c5(f4))
         return [f1, f2, f3, f4, f5]
 
+    def unit_features(self, x: Tensor) -> list[Tensor]:
+        """The five trunk layers of [B, 3, H, W] inputs in [-1, 1], each normalised to unit length along its
+        channels at every position (what the distance compares): [B, C_l, H_l, W_l] per layer."""
+        return [f / (f.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+                for f in self.features((x - self.shift) / self.scale)]
+
+    def maps(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        """Per layer, the channel-weighted squared difference of the unit features at every position,
+        [B, H_l, W_l]: its spatial mean summed over the five layers is the distance (`forward`)."""
+        return [F.conv2d((a - b).square(), w)[:, 0]
+                for a, b, w in zip(self.unit_features(x), self.unit_features(y), self.lins)]
+
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        fx = self.features((x - self.shift) / self.scale)
-        fy = self.features((y - self.shift) / self.scale)
         total = x.new_zeros(x.shape[0])
-        for a, b, w in zip(fx, fy, self.lins):
-            a = a / (a.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            total = total + F.conv2d((a - b).square(), w).mean(dim=(1, 2, 3))
+        for m in self.maps(x, y):
+            total = total + m.mean(dim=(1, 2))
         return total
 
 
@@ -162,16 +170,34 @@ def _check(name: str, x: object) -> np.ndarray:
 
 def _to_tensor(frames: np.ndarray) -> Tensor:
     """uint8 [B, H, W, 3] -> float32 [B, 3, H, W] in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def perceptual_distance(a: np.ndarray, b: np.ndarray, batch: int = 256) -> np.ndarray:
+def masked_mean(maps: list[Tensor], mask: Tensor | None) -> Tensor:
+    """The distance from per-layer maps (`STLPIPSAlex.maps`) over a region: each layer's map averaged where the
+    region lies (the pixel mask [B, H, W] in {0, 1} area-pooled to the layer's size, as weights), summed over the
+    layers. mask None: the whole frame (= `forward`). An image whose region is empty gets NaN."""
+    total = maps[0].new_zeros(maps[0].shape[0], dtype=torch.float64)
+    for m in maps:
+        if mask is None:
+            total = total + m.double().mean(dim=(1, 2))
+            continue
+        w = F.adaptive_avg_pool2d(mask[:, None].double(), m.shape[-2:])[:, 0]
+        total = total + (m.double() * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2))  # 0/0 -> NaN: an empty region
+    return total
+
+
+def perceptual_distance(a: np.ndarray, b: np.ndarray, batch: int = 256,
+                        masks: dict[str, np.ndarray | None] | None = None) -> np.ndarray | dict[str, np.ndarray]:
     """ST-LPIPS (AlexNet) distance between paired uint8 RGB frames, at their own size.
 
     `a` and `b`: uint8 [N, H, W, 3] stacks of the same shape -> float64 [N], one distance per pair (0 for
     identical frames, higher for more different ones). A single pair of [H, W, 3] frames gives a 0-d array
     (shape []; `float(d)` reads it). Pairs are run `batch` at a time on the CPU. ValueError for a non-uint8
     array, a wrong or mismatched shape, frames smaller than MIN_SIZE, or missing weights.
+
+    `masks` {name: bool [N, H, W] or None}: the distance over each region instead (`masked_mean`; None is the
+    whole frame), all read off one pass of the network: returns {name: float64 [N]}.
     """
     a, b = _check("a", a), _check("b", b)
     if a.shape != b.shape:
@@ -181,10 +207,20 @@ def perceptual_distance(a: np.ndarray, b: np.ndarray, batch: int = 256) -> np.nd
     single = a.ndim == 3
     if single:
         a, b = a[None], b[None]
+    regions = {None: None} if masks is None else masks
+    for name, m in regions.items():
+        if m is not None and (m.shape != a.shape[:3]):
+            raise ValueError(f"perceptual_distance: mask {name!r} must be [N, H, W] = {list(a.shape[:3])}, "
+                             f"got {list(m.shape)}")
     net = load_network()
-    out = np.empty(a.shape[0], dtype=np.float64)
+    out = {name: np.empty(a.shape[0], dtype=np.float64) for name in regions}
     with torch.no_grad():
         for start in range(0, a.shape[0], int(batch)):
             stop = start + int(batch)
-            out[start:stop] = net(_to_tensor(a[start:stop]), _to_tensor(b[start:stop])).double().numpy()
-    return out.reshape(()) if single else out
+            maps = net.maps(_to_tensor(a[start:stop]), _to_tensor(b[start:stop]))
+            for name, m in regions.items():  # one trunk pass, every region read off the same maps
+                sub = None if m is None else torch.from_numpy(np.ascontiguousarray(m[start:stop], np.float64))
+                out[name][start:stop] = masked_mean(maps, sub).numpy()
+    if masks is not None:
+        return out
+    return out[None].reshape(()) if single else out[None]

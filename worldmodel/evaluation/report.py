@@ -123,6 +123,7 @@ def quality_table(report: dict[str, Any]) -> str:
     if ci:
         lines += ["", "Model − geometric PSNR with its paired bootstrap 95% interval over walks: "
                   + ", ".join(f"{h}: {_fmt(v[0], 1)} [{_fmt(v[1], 1)}, {_fmt(v[2], 1)}]" for h, v in ci.items()) + "."]
+    lines += _regions_table(report, hs) + _realism_tables(report) + _consistency_lines(report)
     rets = report.get("returns", {})
     if rets:
         lines += ["", "| return to the start view | model (memory off) | model (memory on) | geometric | "
@@ -185,6 +186,115 @@ def quality_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _regions_table(report: dict[str, Any], hs: list) -> list[str]:
+    """Seen and unseen cells apart: PSNR, ST-LPIPS and sharpness per horizon, with the share of unseen cells."""
+    if "unseen" not in report:
+        return []
+    lines = ["", "Seen cells (the real context covers them: truth-matching is right there) and unseen cells (what any "
+             "dream must invent; truth-matched there for history, not for choosing):", "",
+             "| metric | cells | method | " + " | ".join(f"{h}" for h in hs) + " |", "|" + "---|" * (len(hs) + 3)]
+    for metric, digits, note in (("psnr", 2, "PSNR dB ↑"), ("lpips", 3, "ST-LPIPS ↓"), ("sharpness", 2, "sharpness")):
+        for part in ("seen", "unseen"):
+            for method in ("model", "copy_last", "geometric"):
+                vals = report[part].get(metric, {}).get(method)
+                if vals is not None:
+                    lines.append(f"| {note} | {part} | {METHOD_NAMES[method].split(' (')[0]} | "
+                                 + " | ".join(_fmt(vals.get(str(h)), digits) for h in hs) + " |")
+    share = report.get("unseen_share", {})
+    lines.append("| share | unseen | of the frame's cells | " + " | ".join(_fmt(share.get(str(h))) for h in hs) + " |")
+    return lines
+
+
+REALISM_METHODS = ("model", "copy_last", "mean_frame", "geometric", "seen", "floor")
+REALISM_NAMES = {**{m: METHOD_NAMES[m].split(" (")[0] for m in METHODS}, "floor": "floor (true frames)"}
+
+
+def _kid(v: dict[str, Any] | None) -> str:
+    if not v or v.get("value") is None:
+        return "—"
+    lo, hi = v["ci95"]
+    return f"{v['value']:.2f} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def _realism_tables(report: dict[str, Any]) -> list[str]:
+    """KID (with its interval) of the whole frame and of the unseen cells, FD, and the depth of the unseen cells,
+    per horizon band."""
+    rz = report.get("realism")
+    if not rz or "kid" not in rz:
+        return []
+    bands = list(next(iter(rz["kid"].values())))
+    head = "| " + " | ".join(bands) + " |"
+    lines = ["", f"Realism, unpaired: KID × 1000 [95% interval] and FD against {rz['setup']['reference']} "
+             f"({rz['setup']['features']}); the floor is the evaluated walks' own true frames.", "",
+             "| distance | method " + head, "|---|---|" + "---|" * len(bands)]
+    for key, note in (("kid", "KID, whole frame"), ("unseen_kid", "KID, unseen cells"), ("fd", "FD, whole frame"),
+                      ("unseen_fd", "FD, unseen cells")):
+        for method in REALISM_METHODS:
+            vals = rz.get(key, {}).get(method)
+            if vals is None:
+                continue
+            cells = [(_kid(vals.get(b)) if "kid" in key else _fmt(vals.get(b))) for b in bands]
+            lines.append(f"| {note} | {REALISM_NAMES[method]} | " + " | ".join(cells) + " |")
+    dp = report.get("depth_plausibility")
+    if dp:
+        lines += ["", f"Depth of the unseen cells against the reference's ({rz['setup']['depth']}):", "",
+                  "| depth | method " + head, "|---|---|" + "---|" * len(bands)]
+        for key, note, digits in (("w1_m", "Wasserstein-1 m ↓", 2), ("near_share", "share nearer than 1 m", 3)):
+            for method in ("model", "copy_last", "floor", "reference"):
+                vals = dp.get(key, {}).get(method)
+                if vals is not None:
+                    lines.append(f"| {note} | {REALISM_NAMES.get(method, method)} | "
+                                 + " | ".join(_fmt(vals.get(b), digits) for b in bands) + " |")
+    return lines
+
+
+def _consistency_lines(report: dict[str, Any]) -> list[str]:
+    """The dream against itself: revisits of invented places, physics against the picture, the long play."""
+    sc = report.get("self_consistency")
+    if not sc:
+        return []
+    lines = [""]
+    rv = sc.get("dream_revisit")
+    if rv:
+        t, w = rv["turn"], rv["walk"]
+        lines.append(f"Dream revisit ({rv['probes']}): back at a pose the dream invented, its view is "
+                     f"{_fmt(t['invented']['psnr_db'], 1)} dB from its own earlier one ({t['invented']['pairs']} pairs; "
+                     f"all turn pairs {_fmt(t['all']['psnr_db'], 1)}, the truth's own {_fmt(t['truth']['psnr_db'], 1)}); "
+                     f"the walk {_fmt(w['all']['psnr_db'], 1)} dB ({w['all']['pairs']} pairs, {w['all']['pairs_off_pose']} "
+                     f"off pose; the truth's {_fmt(w['truth']['psnr_db'], 1)}).")
+    ph = sc.get("physics")
+    if ph:
+        per = ph["per_scenario"]
+        parts = ", ".join(f"{k.replace('_', ' ')} {_fmt(100 * v['share'] if v['share'] is not None else None, 1)} %"
+                          for k, v in per.items() if not k.startswith("truth_"))
+        d = ph["dream"]
+        lines.append(f"Physics against the picture: the camera agrees with the shown depth on "
+                     f"{_fmt(100 * sc['physics_agreement'], 1)} % of {d['ticks']} judged moving ticks (the truth "
+                     f"{_fmt(100 * sc['physics_agreement_truth'], 1)} %): {d['through']} moved through shown geometry, "
+                     f"{d['blocked_by_nothing']} stopped with nothing shown ahead; per scenario {parts}.")
+    if sc.get("wall_stop_error_m_seen_walls") is not None:
+        lines.append(f"Walking into a wall the first view showed ({sc['walls_seen']} of the walls), the dream's camera "
+                     f"stops {_fmt(sc['wall_stop_error_m_seen_walls'])} m from where the player does.")
+    lp = sc.get("long_play")
+    if lp:
+        for name in ("explore", "scripted"):
+            r = lp.get(name)
+            if not r:
+                continue
+            text = (f"Long play, {name} ({lp['ticks']} ticks on a {r['level_size_m'][0]:.0f} m level): inside the level "
+                    f"{_fmt(100 * r['inside_share'], 1)} % of ticks (truth {_fmt(100 * r['inside_share_truth'], 1)} %), "
+                    f"walked {_fmt(r['path_m'], 1)} m (truth {_fmt(r['path_m_truth'], 1)} m), physics agreement "
+                    f"{_fmt(100 * r['physics_agreement'] if r.get('physics_agreement') is not None else None, 1)} %")
+            if r.get("pushes"):
+                text += ("; the 10 s pushes moved the dream " + " / ".join(_fmt(p["dream_m"], 1) for p in r["pushes"])
+                         + " m, the truth " + " / ".join(_fmt(p["truth_m"], 1) for p in r["pushes"]) + " m")
+            if r.get("realism_per_minute"):
+                text += ("; KID × 1000 per minute " + " / ".join(_kid(m["kid"]) for m in r["realism_per_minute"].values())
+                         + " (floor " + " / ".join(_kid(m["kid_floor"]) for m in r["realism_per_minute"].values()) + ")")
+            lines.append(text + ".")
+    return lines
+
+
 def summary_table(report: dict[str, Any]) -> str:
     """The README's short table: PSNR, ST-LPIPS and sharpness at a few horizons, the returns, standing still and the
     wall, for the dream as play.py runs it (with its scene memory when the report's open loop ran it that way)."""
@@ -212,14 +322,117 @@ def summary_table(report: dict[str, Any]) -> str:
         lines.append(f"Standing still {idle['ticks']} ticks, the dream's camera drifts {_fmt(i['pose_drift_m'])} m and "
                      f"{_fmt(i['pose_drift_deg'], 1)}° (the truth's: 0), and its frame ends {_fmt(i['frame_change_db'], 1)} dB "
                      "from its first.")
-    if "wall" in report:
+    rz = report.get("realism", {})
+    if "unseen_kid" in rz or "kid" in rz:
+        key = "unseen_kid" if "unseen_kid" in rz else "kid"
+        bands = list(rz[key]["model"])
+        lines += ["", f"Realism of the {'unseen cells' if key == 'unseen_kid' else 'whole frames'} against true "
+                  "frames of other walks on the same levels (KID × 1000, lower is more real, 95% interval):", "", "| ticks | " + " | ".join(bands) + " |", "|---|" + "---|" * len(bands)]
+        for method in ("model", "copy_last", "floor"):
+            if method in rz[key]:
+                lines.append(f"| {REALISM_NAMES[method]} | " + " | ".join(_kid(rz[key][method].get(b)) for b in bands) + " |")
+    sc = report.get("self_consistency", {})
+    if sc.get("wall_stop_error_m_seen_walls") is not None:
+        lines.append(f"Walking into a wall the first view showed, the dream's camera stops "
+                     f"{_fmt(sc['wall_stop_error_m_seen_walls'])} m from where the player does "
+                     f"({sc['walls_seen']} of {report['wall']['entries']} test walls).")
+    elif "wall" in report:
         wall = report["wall"]
         w = wall["memory_on"] if played else wall
         lines.append(f"Walking into a wall, the dream's camera stops {_fmt(w['stop_error_m'])} m from where the player does.")
+    if sc.get("physics_agreement") is not None:
+        lines.append(f"Physics against its own picture: the camera stops at shown walls and walks through shown open "
+                     f"space on {_fmt(100 * sc['physics_agreement'], 1)} % of moving ticks (the truth "
+                     f"{_fmt(100 * sc['physics_agreement_truth'], 1)} %).")
+    if sc.get("dream_revisit_db") is not None:
+        lines.append(f"Back at a place it invented, the dream shows it {_fmt(sc['dream_revisit_db'], 1)} dB from its "
+                     "own first view of it.")
+    lp = sc.get("long_play", {})
+    if lp.get("scripted", {}).get("pushes"):
+        r = lp["scripted"]
+        lines.append(f"A {lp['ticks'] // 20} s scripted play of 10 s pushes and returns: the camera is inside the level "
+                     f"{_fmt(100 * r['inside_share'], 1)} % of ticks, and each push moved it "
+                     + " / ".join(_fmt(p["dream_m"], 1) for p in r["pushes"]) + " m where the player moves "
+                     + " / ".join(_fmt(p["truth_m"], 1) for p in r["pushes"]) + " m.")
     return "\n".join(lines)
 
 
 TABLES = {"summary": summary_table, "full": quality_table}
+
+
+# The selection rule (docs/evaluation.md, "Choosing"): seen space and self-consistency must hold; among the candidates
+# that hold them, the realism of the unseen decides, and sharpness where realism cannot tell them apart.
+GATES: dict[str, tuple[str, float]] = {  # name -> (direction, threshold)
+    "return_360_db": (">=", 28.0),  # the 360° turn back at its start view, PSNR against the truth (memory on)
+    "idle_drift_m": ("<=", 0.05),  # standing still 200 ticks: the camera's drift
+    "dream_revisit_db": (">=", 26.0),  # back at a place it invented: its view against its own earlier one
+    "physics_agreement": (">=", 0.95),  # the camera stops where the picture shows a wall, walks where it shows none
+}
+DECIDING_FROM_TICK = 9  # realism decides on the bands from here on (the first 8 ticks are mostly seen)
+
+
+def selection_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the selection rule reads of a report: the gates' values (None where not measured), the realism of the
+    unseen (mean KID x 1000 of the unseen cells, or of whole frames without the split, over the bands from
+    DECIDING_FROM_TICK; with the last such band's interval), sharpness (mean |log sharpness| of the unseen cells at
+    horizons >= 8: 0 is the truth's) and, for history, ST-LPIPS at 8+ ticks."""
+    played = bool(report.get("setup", {}).get("memory"))
+    values: dict[str, float | None] = {g: None for g in GATES}
+    turn = report.get("returns", {}).get("turn_360")
+    if turn:
+        values["return_360_db"] = turn.get("model_memory_on" if played else "model")
+    idle = report.get("idle")
+    if idle:
+        values["idle_drift_m"] = (idle["memory_on"] if played else idle)["pose_drift_m"]
+    sc = report.get("self_consistency", {})
+    values["dream_revisit_db"] = sc.get("dream_revisit_db")
+    values["physics_agreement"] = sc.get("physics_agreement")
+    rz = report.get("realism", {})
+    key = "unseen_kid" if "unseen_kid" in rz else "kid"
+    kid_model = rz.get(key, {}).get("model", {})
+    deciding = [b for b, v in kid_model.items() if int(b.split("-")[0]) >= DECIDING_FROM_TICK and v.get("value") is not None]
+    part = report.get("unseen", report)
+    sharp = [v for h, v in part.get("sharpness", {}).get("model", {}).items() if int(h) >= 8 and v]
+    lp = {int(h): v for h, v in report.get("lpips", {}).get("model", {}).items() if v is not None}
+    return {"gates": values,
+            "realism": float(np.mean([kid_model[b]["value"] for b in deciding])) if deciding else None,
+            "realism_ci95": kid_model[deciding[-1]]["ci95"] if deciding else None,
+            "realism_on": f"{key} {', '.join(deciding)}" if deciding else None,
+            "sharpness_gap": float(np.mean(np.abs(np.log(sharp)))) if sharp else None,
+            "st_lpips_8plus": float(np.mean([v for h, v in lp.items() if h >= 8] or list(lp.values()) or [np.nan]))}
+
+
+def _held(value: float | None, gate: str) -> bool | None:
+    if value is None:
+        return None
+    direction, threshold = GATES[gate]
+    return value >= threshold if direction == ">=" else value <= threshold
+
+
+def select(summaries: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The candidate the rule picks from {name: selection_summary}, and why (one line). Candidates that hold every
+    measured gate come first (if none holds them all, those failing the fewest, and the line says so); among them
+    the lowest realism; a candidate whose realism interval overlaps the best's is a tie, which the sharpness gap
+    breaks. Without realism figures (recordings with one held-out episode), the lowest ST-LPIPS at 8+ ticks."""
+    if not summaries:
+        raise ValueError("select: no candidates")
+    failed = {n: [g for g, v in s["gates"].items() if _held(v, g) is False] for n, s in summaries.items()}
+    fewest = min(len(f) for f in failed.values())
+    pool = [n for n in summaries if len(failed[n]) == fewest]
+    gate_note = ("every measured gate held" if fewest == 0 else
+                 f"no candidate holds every gate; {', '.join(pool)} fail the fewest ({fewest})")
+    if any(summaries[n]["realism"] is None for n in pool):
+        best = min(pool, key=lambda n: summaries[n]["st_lpips_8plus"])
+        return best, f"{best}: {gate_note}; no realism figures, so the lowest ST-LPIPS at 8+ ticks"
+    best = min(pool, key=lambda n: summaries[n]["realism"])
+    lo = summaries[best]["realism_ci95"]
+    ties = [n for n in pool if (ci := summaries[n]["realism_ci95"]) and lo and ci[0] is not None and lo[1] is not None
+            and ci[0] <= lo[1]]
+    if len(ties) > 1 and all(summaries[n]["sharpness_gap"] is not None for n in ties):
+        best = min(ties, key=lambda n: summaries[n]["sharpness_gap"])
+        return best, (f"{best}: {gate_note}; realism ({summaries[best]['realism_on']}) ties {', '.join(ties)} within "
+                      "its interval, and it is the sharpest of them")
+    return best, f"{best}: {gate_note}; the most real unseen ({summaries[best]['realism_on']}: {summaries[best]['realism']:.2f})"
 
 
 def write_tables(path: Path, report: dict[str, Any]) -> list[str]:
@@ -275,8 +488,19 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="B - A with paired bootstrap 95%% intervals over trajectories")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
+    sel = sub.add_parser("select", help="the candidate the selection rule picks (docs/evaluation.md), and why")
+    sel.add_argument("reports", type=Path, nargs="+", metavar="REPORT.json")
     args = p.parse_args(argv)
     try:
+        if args.cmd == "select":
+            summaries = {str(r): selection_summary(json.loads(r.read_text())) for r in args.reports}
+            for name, sm in summaries.items():
+                gates = ", ".join(f"{g} {_fmt(v, 3)} ({'held' if _held(v, g) else 'not measured' if v is None else 'FAILED'})"
+                                  for g, v in sm["gates"].items())
+                print(f"{name}: {gates}; realism {_fmt(sm['realism'])} ({sm['realism_on']}), "
+                      f"sharpness gap {_fmt(sm['sharpness_gap'], 3)}")
+            print("chosen: " + select(summaries)[1])
+            return 0
         if args.cmd == "table":
             report = json.loads(args.report.read_text())
             if args.write:

@@ -29,21 +29,37 @@ class Trajectory:
 
 def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]) -> Trajectory:
     """Render a held-out entry with the arena at `render_size`, area-resized to the model's `size` (as the data)."""
-    from engine.arena import ArenaWorld
-    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE, entry_actions
+    from engine.arena.splits import entry_actions
 
-    actions = entry_actions(entry)
+    return render_actions(entry.level_seed, entry_actions(entry), size, render_size, f"{entry.kind}-{entry.level_seed}")
+
+
+def render_actions(level_seed: int, actions: list | None, size: tuple[int, int], render_size: tuple[int, int],
+                   name: str, policy=None, ticks: int = 0) -> Trajectory:
+    """The arena's test level `level_seed` played with `actions` (or, when None, `ticks` actions of `policy`, a
+    callable Observation -> Action), rendered at `render_size` and area-resized to the model's `size`."""
+    from engine.arena import ArenaWorld
+    from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
+
     world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
     try:
-        obs = [world.reset(entry.level_seed)] + [world.step(a) for a in actions]
+        obs = [world.reset(level_seed)]
+        if actions is None:
+            actions = []
+            for _ in range(ticks):
+                actions.append(policy(obs[-1]))
+                obs.append(world.step(actions[-1]))
+        else:
+            obs += [world.step(a) for a in actions]
     finally:
         world.close()
     rgb = area_resize(np.stack([o.rgb for o in obs]), size)
     depth = area_resize(np.stack([o.depth for o in obs])[..., None], size)[..., 0]
     acts = np.zeros((len(obs), 8), np.float32)
-    acts[1:] = np.stack([a.to_array() for a in actions])
-    return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts,
-                      f"{entry.kind}-{entry.level_seed}", fit_K(obs[0].K, render_size, size))
+    if actions:
+        acts[1:] = np.stack([a.to_array() for a in actions])
+    return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts, name,
+                      fit_K(obs[0].K, render_size, size))
 
 
 def render_at_poses(entry, c2w: np.ndarray, ticks: np.ndarray, size: tuple[int, int],

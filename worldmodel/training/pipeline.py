@@ -15,10 +15,11 @@ not finished (a stage killed half-way resumes from its own last checkpoint):
 4. camera: the camera rules (worldmodel.motion) fitted to the training recordings' poses and actions.
 5. choose: on the held-out recordings, with the open loop of worldmodel.evaluate (the dream as play.py runs it,
    memory on when there are poses and depth): first the camera (the fitted rules, or the learned ego-motion head
-   when it scores lower by more than CAMERA_MARGIN),
-   then the context noise from `context_noise_choices`. The score is the perceptual distance (ST-LPIPS) averaged
-   over the horizons of 8 ticks and more (all horizons when episodes are shorter): what a player sees, which a
-   blurred average does not win.
+   when its perceptual distance (ST-LPIPS averaged over the horizons of 8 ticks and more) is lower by more than
+   CAMERA_MARGIN), then the context noise from `context_noise_choices` by the selection rule
+   (worldmodel.evaluation.report.select, docs/evaluation.md): the gates the recordings can measure (physics agreement
+   with depth and poses) must hold, then the realism of the unseen decides (KID against the other held-out episodes),
+   sharpness breaking ties; with one held-out episode there is no realism figure, and ST-LPIPS at 8+ ticks decides.
 6. the chosen model is written to RUN (model.yaml + model.safetensors) with what chose it (info.*.chosen_by), so
    `python play.py --world dream --checkpoint RUN` dreams it with the memory on.
 """
@@ -181,17 +182,25 @@ class Pipeline:
         return path
 
     def _score(self, name: str, model_dir: Path, val: list[str], context_noise: float) -> float:
+        self._evaluate(name, model_dir, val, context_noise)
+        return self.state["scores"][name]["st_lpips"]
+
+    def _evaluate(self, name: str, model_dir: Path, val: list[str], context_noise: float) -> dict[str, Any]:
+        """The candidate's scores on the held-out recordings (evaluated once, kept in the run's state): ST-LPIPS at 8+
+        ticks, PSNR, and what the selection rule reads (evaluation.report.selection_summary)."""
         from worldmodel.evaluate import evaluate
+        from worldmodel.evaluation.report import selection_summary
 
         scores = self.state.setdefault("scores", {})
-        if name not in scores:
+        if name not in scores or "selection" not in scores[name]:
             self._say(f"stage choose: evaluating {name} on the held-out recordings")
             report = evaluate(model_dir, self.out / "choose" / name / "eval", data=val, context_noise=context_noise,
                               places=False, device=str(self.d.device))
             scores[name] = {"st_lpips": perceptual_score(report),
-                            "psnr": {h: round(v, 3) for h, v in report["psnr"]["model"].items()}}
+                            "psnr": {h: round(v, 3) for h, v in report["psnr"]["model"].items()},
+                            "selection": selection_summary(report)}
             self._save_state()
-        return scores[name]["st_lpips"]
+        return scores[name]
 
     def _choose(self, model_dir: Path, val: list[str], camera: bool,
                 motion: dict[str, Any] | None) -> dict[str, Any]:
@@ -207,8 +216,8 @@ class Pipeline:
                 base_info["dream"]["camera"] = "action"
             self._done("choose", **base_info)
             return base_info
-        how = (f"the lowest ST-LPIPS at 8+ ticks on the held-out recordings {val} (the camera rules unless the learned "
-               f"head is lower by more than {CAMERA_MARGIN})")
+        how = (f"camera: the lowest ST-LPIPS at 8+ ticks on the held-out recordings {val} (the camera rules unless the "
+               f"learned head is lower by more than {CAMERA_MARGIN})")
         cameras = {"model": dict(base_info)}
         if motion:
             cameras["action"] = {"dream": {**base_info["dream"], "camera": "action"}, "motion": motion}
@@ -225,12 +234,15 @@ class Pipeline:
             info["dream"] = {**info["dream"], "chosen_by": how}
         levels = sorted(set(float(c) for c in self.cfg.context_noise_choices) | {cn0})
         if len(levels) > 1:
-            scores = {cn: self._score(f"camera_{best_camera}" if cn == cn0 else f"context_noise_{cn}", paths[best_camera],
-                                      val, cn)
-                      for cn in levels}
-            best = min(scores, key=scores.get)
-            self._say(f"stage choose: context noise {best} (ST-LPIPS {scores})")
-            info["sampling"] = {"context_noise": best, "chosen_by": how}
+            from worldmodel.evaluation.report import select
+
+            runs = {cn: self._evaluate(f"camera_{best_camera}" if cn == cn0 else f"context_noise_{cn}", paths[best_camera],
+                                       val, cn) for cn in levels}
+            name, why = select({str(cn): r["selection"] for cn, r in runs.items()})
+            best = float(name)
+            self._say(f"stage choose: context noise {best} (the selection rule, docs/evaluation.md: {why})")
+            info["sampling"] = {"context_noise": best,
+                                "chosen_by": f"the selection rule on the held-out recordings {val}: context noise {why}"}
         self._done("choose", **info)
         return info
 
