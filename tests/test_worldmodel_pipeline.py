@@ -339,7 +339,8 @@ def test_evaluate_writes_the_report_and_plots(tiny_model, tmp_path):
     assert set(report["depth_plausibility"]["w1_m"]) == {"model", "copy_last", "floor"}
     sc = report["self_consistency"]
     assert sc["physics_agreement_truth"] >= 0.95  # the true world's camera agrees with its own picture
-    assert 0 <= sc["physics_agreement"] <= 1 and sc["dream_revisit"]["turn"]["all"]["pairs"] > 0
+    turn = sc["dream_revisit"]["turn"]["all"]  # the tiny model's learned camera drifts: pairs may be off pose
+    assert 0 <= sc["physics_agreement"] <= 1 and turn["pairs"] + turn["pairs_off_pose"] == 30
     assert {"explore", "scripted"} <= set(sc["long_play"]) and len(sc["long_play"]["scripted"]["pushes"]) == 5
     saved = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert saved["psnr"]["model"]["1"] == report["psnr"]["model"]["1"] and saved["setup"]["split"] == "test"
