@@ -59,8 +59,8 @@ from worldmodel.evaluation.metrics import (FrameScores, paired_bootstrap, psnr, 
 from worldmodel.evaluation.report import CI_METRICS, draw_plot, save_strip
 from worldmodel.evaluation.returns import AWAY_DEG, AWAY_M, NEAR_DEG, NEAR_M, find_returns, rotation_deg
 from worldmodel.evaluation.consistency import PhysicsAgreement, physics_agreement
-from worldmodel.evaluation.trajectories import (Trajectory, recorded_trajectories, recordings_setup, render_actions,
-                                                render_at_poses, render_trajectory)
+from worldmodel.evaluation.trajectories import (Trajectory, play, recorded_trajectories, recordings_setup,
+                                                render_actions, render_at_poses, render_trajectory)
 from worldmodel.evaluation.unseen import (BANDS, LONG_BAND, REFERENCE_FROM, REFERENCE_STRIDE, FrameSet, band_name,
                                           band_ticks, realism_scores, realism_setup, reference_set, seen_cells)
 from worldmodel.motion import MotionModel
@@ -575,17 +575,7 @@ def _dream(world, entry=None, level_seed: int | None = None, actions: list | Non
 
     if entry is not None:
         level_seed, actions = entry.level_seed, entry_actions(entry)
-    obs = [world.reset(level_seed)]
-    if actions is None:
-        actions = []
-        for _ in range(ticks):
-            actions.append(policy(obs[-1]))
-            obs.append(world.step(actions[-1]))
-    else:
-        obs += [world.step(a) for a in actions]
-    acts = np.zeros((len(obs), 8), np.float32)
-    if actions:
-        acts[1:] = np.stack([a.to_array() for a in actions])
+    obs, acts = play(world, level_seed, actions, policy, ticks)
     depth = np.stack([o.depth for o in obs]) if all(o.depth is not None for o in obs) else None
     return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs]), depth, acts
 
@@ -641,7 +631,7 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
             elif kind == "wall":
                 out["wall"] = _wall(runs)
             else:
-                out["long_walk"] = _long_walk(runs, model, split, max_entries, rs, mean_img)
+                out["long_walk"] = _long_walk(runs, model, rs, mean_img)
                 long_reference = out["long_walk"].pop("long_walk_reference", None)
             if kind in PHYSICS_KINDS and has_depth:
                 dream_pa, truth_pa = PhysicsAgreement(), PhysicsAgreement()
@@ -866,7 +856,7 @@ def _wall(runs: list) -> dict[str, Any]:
     return res
 
 
-def _long_walk(runs: list, model: LoadedModel, split: str, max_entries: int | None, render_size: tuple[int, int],
+def _long_walk(runs: list, model: LoadedModel, render_size: tuple[int, int],
                mean_img: np.ndarray | None) -> dict[str, Any]:
     """The 1,000-tick walks: PSNR and the rest at LONG_WALK_TICKS against the truth (history, not the rule), and the
     realism band LONG_BAND (`realism`: the memory-on dream, copy-last (the first real view), the mean frame, the

@@ -34,30 +34,38 @@ def render_trajectory(entry, size: tuple[int, int], render_size: tuple[int, int]
     return render_actions(entry.level_seed, entry_actions(entry), size, render_size, f"{entry.kind}-{entry.level_seed}")
 
 
+def play(world, level_seed: int, actions: list | None = None, policy=None, ticks: int = 0) -> tuple[list, np.ndarray]:
+    """Any World (the arena, a dream) from `level_seed`'s first view, stepped with `actions` (or, when None, `ticks`
+    actions of `policy`, a callable Observation -> Action fed the world's own observations): the observations
+    [T+1] and the actions as vectors [T+1, 8] (row i led into observation i; row 0 zeros)."""
+    obs = [world.reset(level_seed)]
+    if actions is None:
+        actions = []
+        for _ in range(ticks):
+            actions.append(policy(obs[-1]))
+            obs.append(world.step(actions[-1]))
+    else:
+        obs += [world.step(a) for a in actions]
+    acts = np.zeros((len(obs), 8), np.float32)
+    if actions:
+        acts[1:] = np.stack([a.to_array() for a in actions])
+    return obs, acts
+
+
 def render_actions(level_seed: int, actions: list | None, size: tuple[int, int], render_size: tuple[int, int],
                    name: str, policy=None, ticks: int = 0) -> Trajectory:
-    """The arena's test level `level_seed` played with `actions` (or, when None, `ticks` actions of `policy`, a
-    callable Observation -> Action), rendered at `render_size` and area-resized to the model's `size`."""
+    """The arena's test level `level_seed` played (`play`) with `actions` or `ticks` actions of `policy`, rendered at
+    `render_size` and area-resized to the model's `size`."""
     from engine.arena import ArenaWorld
     from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
 
     world = ArenaWorld(preset=TEST_PRESET, width=render_size[1], height=render_size[0], tick_rate=TEST_TICK_RATE)
     try:
-        obs = [world.reset(level_seed)]
-        if actions is None:
-            actions = []
-            for _ in range(ticks):
-                actions.append(policy(obs[-1]))
-                obs.append(world.step(actions[-1]))
-        else:
-            obs += [world.step(a) for a in actions]
+        obs, acts = play(world, level_seed, actions, policy, ticks)
     finally:
         world.close()
     rgb = area_resize(np.stack([o.rgb for o in obs]), size)
     depth = area_resize(np.stack([o.depth for o in obs])[..., None], size)[..., 0]
-    acts = np.zeros((len(obs), 8), np.float32)
-    if actions:
-        acts[1:] = np.stack([a.to_array() for a in actions])
     return Trajectory(rgb, depth.astype(np.float32), np.stack([o.cam_to_world for o in obs]), acts, name,
                       fit_K(obs[0].K, render_size, size))
 
