@@ -141,7 +141,7 @@ class SceneMemory:
     """A budgeted, tick-stamped Gaussian-splat memory of what was dreamed (see the module docstring).
 
     `SceneMemory(width=64, height=64, budget=20000, ...)` takes MemoryConfig's fields as keywords, or `config=`.
-    Implements worldmodel.dream.SceneMemoryLike: insert / render / reset.
+    Implements worldmodel.tick.SceneMemoryLike: insert / render / reset.
     """
 
     def __init__(self, config: MemoryConfig | None = None, **overrides: object) -> None:

@@ -72,7 +72,7 @@ def test_dream_records_its_device_and_runs_the_autocast_path_on_the_cpu(model_di
     for world in (plain, amp):
         obs = world.reset(5)
         obs = world.step(Action(forward=True, yaw=2.0))
-        assert world.state.kv.dtype == (torch.bfloat16 if world is amp else torch.float32)
+        assert world.dreams.state.kv.dtype == (torch.bfloat16 if world is amp else torch.float32)
         frames.append(obs.rgb.astype(np.int16))
         world.close()
     assert np.abs(frames[0] - frames[1]).mean() < 2.0  # bf16 rounding, not another frame

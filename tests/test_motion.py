@@ -1,4 +1,4 @@
-"""The action-driven camera (worldmodel.motion) and the memory-first frame (worldmodel.dream.memory_first_frame)."""
+"""The action-driven camera (worldmodel.motion) and the memory-first frame (worldmodel.tick.memory_first_frame)."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_dreamed_points_let_a_held_player_through():
 
 def test_memory_first_frame_takes_the_memory_where_it_covers():
     from worldmodel.autoencoder import DecodedFrame
-    from worldmodel.dream import memory_first_frame
+    from worldmodel.tick import memory_first_frame
     from splat.memory import MemoryRender
 
     H = W = 8
@@ -139,7 +139,7 @@ def test_memory_first_frame_takes_the_memory_where_it_covers():
     alpha[:, :4] = 1.0  # the left half covered
     render = MemoryRender(rgb=np.full((H, W, 3), 255, np.uint8), depth=np.full((H, W), 7.0, np.float32), alpha=alpha)
     cond = torch.cat([torch.ones(1, 2, 2, 2), torch.zeros(1, 1, 2, 2)], 1)
-    frame, z = memory_first_frame(model, latent, render, cond)
+    frame, z = memory_first_frame(model, latent, [render], cond)
     assert torch.all(frame.rgb[..., :4] == 1.0) and torch.all(frame.rgb[..., 4:] == -1.0)
     assert torch.all(frame.depth[..., :4] == 7.0) and torch.all(frame.depth[..., 4:] == 3.0)
     assert torch.all(z[..., :1] == 1.0) and torch.all(z[..., 1:] == 0.0)

@@ -415,7 +415,7 @@ def test_the_shown_judge_sees_the_memory_where_it_covers_and_the_network_elsewhe
     frame's below SHOWN_COVERAGE[0], the linear blend between; for the true and the generated frame alike, and neither
     where the batch dropped the memory image; the images before their training noise (batch.memory is that noise
     here). "frame" leaves both frames as they are."""
-    from worldmodel.dream import SHOWN_COVERAGE, shown_cells
+    from worldmodel.tick import SHOWN_COVERAGE, shown_cells
     from worldmodel.training.adversarial import shown_latents
     from worldmodel.training.dynamics import ClipBatch
 

@@ -14,42 +14,24 @@ real view, like every interactive world model.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from engine.action import Action
 from engine.world import Observation, World, check_world_name, make_world, world_factory
-from worldmodel.autoencoder import DecodedFrame
 from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings, load_model
-from worldmodel.data import area_resize, fit_K, frames_to_tensor, tensor_to_frames
-from worldmodel.device import autocast, default_amp, resolve_device
+from worldmodel.device import default_amp, resolve_device
 from worldmodel.flow import FlowSampler
-from worldmodel.motion import CameraMotion, MotionModel, obstacle_points
-from worldmodel.pose import apply_ego_motion
+from worldmodel.motion import MotionModel
+from worldmodel.tick import Dreams, SceneMemoryLike, StartView, TickOutput, prompt_view
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "assets" / "model"
 MEMORY_DIR = Path("memory")  # where F6 saves the scene memory (.ply), beside screenshots/ and recordings/
-
-
-class MemoryRender(Protocol):
-    rgb: np.ndarray  # [H, W, 3] uint8
-    depth: np.ndarray  # [H, W] float32 metres
-    alpha: np.ndarray  # [H, W] float32 coverage in [0, 1]
-
-
-class SceneMemoryLike(Protocol):
-    """What the dream needs from a scene memory (splat.SceneMemory implements it)."""
-
-    def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
-               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None: ...
-
-    def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int) -> MemoryRender: ...
-
-    def reset(self) -> None: ...
 
 
 def prompt_world_config(model: LoadedModel, prompt_name: str, prompt_world: str | None = None,
@@ -67,14 +49,6 @@ def prompt_world_config(model: LoadedModel, prompt_name: str, prompt_world: str 
     return {"width": render[1], "height": render[0]}
 
 
-def scaled_K(obs: Observation, H: int, W: int) -> np.ndarray:
-    """The prompt view's intrinsics at model size H x W (a default pinhole when the world gives none)."""
-    if obs.K is None:
-        f = 0.5 * W
-        return np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]], np.float64)
-    return fit_K(obs.K, obs.rgb.shape[:2], (H, W))
-
-
 def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: str | None = None) -> str:
     """The world a dream starts its episodes from: `prompt_world` when the caller names one, else the model's
     model.yaml `info.prompt_world` (a registered world only: a model someone shares must not run code), else
@@ -88,56 +62,60 @@ def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: 
                                               f"play.py --set prompt_world={name} (or prompt_world= in Python).")
 
 
-# Memory first: the memory's render is the frame where its coverage (alpha) reaches MEMORY_GATE[1], the model's
-# frame where it is below MEMORY_GATE[0], a linear blend between (chosen on validation: docs/model_card.md).
-MEMORY_GATE = (0.3, 0.7)
+@dataclass(frozen=True)
+class DreamChoices:
+    """How a model dreams, the caller's choice over the model's own (model.yaml info.dream, info.memory)."""
+
+    camera: str  # "action" (the fitted camera rules, with collisions against the memory) or "model" (its ego-motion head)
+    rules: MotionModel | None  # the fitted camera rules when camera == "action"
+    memory: bool  # dream with a scene memory
+    memory_first: bool  # the memory is the frame where it covers; the model paints the rest
+    memory_settings: dict[str, Any]  # the scene memory's settings (splat.MemoryConfig)
 
 
-# The mean coverage of a latent cell (a memory image's last channel) from which training takes the cell as the memory's
-# (`shown_cells`): a linear ramp over SHOWN_COVERAGE, fitted to the dream's own per-cell gate (memory_first_frame) over
-# 38,400 cells of a 150-tick shipped-model dream: mean absolute error 0.056 (a cell's mean alpha rarely passes 0.97).
-SHOWN_COVERAGE = (0.5, 0.9)
+def dream_choices(model: LoadedModel, checkpoint: str, camera: str | None = None, memory: bool | None = None,
+                  memory_first: bool | None = None, memory_settings: dict[str, Any] | None = None) -> DreamChoices:
+    """The dream's camera, memory and memory-first choice: each None takes the model's own (the shipped model: camera
+    from the actions, memory on, memory first). One clear error, before anything is built, for a bad choice."""
+    info = model.dream_settings
+    camera = camera or info.get("camera", "model")
+    if camera not in ("model", "action"):
+        raise ValueError(f"camera must be 'model' or 'action' (got {camera!r})")
+    rules = None
+    if camera == "action":
+        rules = MotionModel.from_info(model.info.get("motion"))
+        if rules is None:
+            raise ValueError(f"{checkpoint}: camera='action' needs the model's fitted motion (model.yaml info.motion); "
+                             "fit it with python -m worldmodel.motion --checkpoint ... or use camera='model'")
+    if memory_settings is None:  # the scene memory the model was tuned with (model.yaml), else the defaults
+        memory_settings = model.memory_settings
+    else:
+        memory_settings = check_memory_settings(memory_settings, "memory_settings")
+    return DreamChoices(camera, rules, bool(info.get("memory", False) if memory is None else memory),
+                        bool(info.get("memory_first", False) if memory_first is None else memory_first),
+                        dict(memory_settings))
 
 
-def shown_cells(coverage: torch.Tensor) -> torch.Tensor:
-    """The share of each latent cell a memory-first frame takes from the memory, estimated from the cell's mean
-    coverage (training has memory images, not their pixels' alpha): coverage [..., 1, h, w] in [0, 1] -> [..., 1, h, w]
-    in [0, 1] (see SHOWN_COVERAGE)."""
-    lo, hi = SHOWN_COVERAGE
-    return ((coverage - lo) / (hi - lo)).clamp(0.0, 1.0)
+def scene_memories(settings: dict[str, Any], n: int, device: torch.device, H: int, W: int) -> list:
+    """n empty scene memories (splat.SceneMemory) for dreams of H x W frames: gsplat on a CUDA dream once it is built,
+    the CPU renderer for a CPU dream even beside a GPU."""
+    from splat import SceneMemory
+
+    settings = dict(settings)
+    settings.setdefault("backend", "auto" if device.type == "cuda" else "cpu")
+    return [SceneMemory(width=W, height=H, **settings) for _ in range(n)]
 
 
-def memory_latent(model: LoadedModel, render: MemoryRender) -> torch.Tensor:
-    """A memory render -> conditioning [1, C+1, h, w] (latent of the render + coverage at latent size)."""
-    ae = model.autoencoder
-    C, h, w = model.config.latent_shape
-    dev = model.device
-    depth = torch.from_numpy(render.depth.astype(np.float32))[None, None].to(dev) if ae.config.use_depth else None
-    z = ae.encode(frames_to_tensor(render.rgb)[None].to(dev), depth).float()
-    alpha = torch.from_numpy(render.alpha.astype(np.float32))[None, None].to(dev)
-    alpha = torch.nn.functional.adaptive_avg_pool2d(alpha, (h, w))
-    return torch.cat([z, alpha], 1)
-
-
-def memory_first_frame(frame: DecodedFrame, latent: torch.Tensor, render: MemoryRender,
-                       memory: torch.Tensor) -> tuple[DecodedFrame, torch.Tensor]:
-    """The memory where it covers, the model's frame elsewhere (GEN3C's cache as the frame, the generator painting the
-    holes). frame: the decoded sample [1, 3, H, W] (+ depth); latent: the sample [1, C, h, w]; render: the memory at
-    this camera; memory: its conditioning latent [1, C+1, h, w] (memory_latent). Returns the shown frame (rgb and
-    depth) and the latent to commit as context: per latent cell the memory's where the whole cell is covered."""
-    lo, hi = MEMORY_GATE
-    dev = frame.rgb.device
-    alpha = torch.from_numpy(render.alpha.astype(np.float32)).to(dev)[None, None]
-    gate = ((alpha - lo) / (hi - lo)).clamp(0.0, 1.0)
-    rgb = gate * frames_to_tensor(render.rgb).to(dev)[None] + (1 - gate) * frame.rgb
-    depth = frame.depth
-    if depth is not None:
-        mem_depth = torch.from_numpy(render.depth.astype(np.float32)).to(dev)[None, None]
-        depth = gate * mem_depth + (1 - gate) * depth
-    h, w = latent.shape[-2:]
-    cell = -torch.nn.functional.adaptive_max_pool2d(-gate, (h, w))  # the least covered pixel of each latent cell
-    z = cell * memory[:, :-1].to(latent.dtype) + (1 - cell) * latent
-    return DecodedFrame(rgb=rgb, depth=depth), z
+def build_dreams(model: LoadedModel, checkpoint: str, batch: int, sampler: FlowSampler, amp: bool,
+                 camera: str | None = None, memory: bool | None = None, memory_first: bool | None = None,
+                 memory_settings: dict[str, Any] | None = None) -> tuple[Dreams, DreamChoices]:
+    """`batch` dreams of one model (worldmodel.tick) dreaming as the model chose (`dream_choices`), each with its
+    own scene memory when it dreams with one; the KV cache in bf16 under autocast (`amp`), else the dynamics' dtype."""
+    chosen = dream_choices(model, checkpoint, camera, memory, memory_first, memory_settings)
+    H, W = model.config.frame_size
+    memories = scene_memories(chosen.memory_settings, batch, model.device, H, W) if chosen.memory else None
+    dtype = torch.bfloat16 if amp else model.dynamics.dtype
+    return Dreams(model, batch, sampler, chosen.rules, memories, chosen.memory_first, amp, dtype), chosen
 
 
 class DreamWorld(World):
@@ -177,49 +155,20 @@ class DreamWorld(World):
         self.bf16 = bf16
         if bf16:
             self.model.dynamics.to(torch.bfloat16)
-        dream_info = self.model.dream_settings
-        # The camera: "action" (worldmodel.motion, the model's fitted info.motion) or "model" (the ego-motion head)
-        camera = camera or dream_info.get("camera", "model")
-        if camera not in ("model", "action"):
-            raise ValueError(f"camera must be 'model' or 'action' (got {camera!r})")
-        self.motion: CameraMotion | None = None
-        if camera == "action":
-            rules = MotionModel.from_info(self.model.info.get("motion"))
-            if rules is None:
-                raise ValueError(f"{self.checkpoint}: camera='action' needs the model's fitted motion (model.yaml info.motion); "
-                                 "fit it with python -m worldmodel.motion --checkpoint ... or use camera='model'")
-            self.motion = CameraMotion(rules)
-        # Memory first: where the memory covers a pixel it is the frame; the model paints the rest (see step)
-        self.memory_first = bool(dream_info.get("memory_first", False) if memory_first is None else memory_first)
-        if memory is None:  # the model says whether it dreams with its scene memory (model.yaml info.dream.memory)
-            memory = bool(dream_info.get("memory", False))
+        # the one dream tick (worldmodel.tick), for a batch of one
+        self.dreams, chosen = build_dreams(self.model, self.checkpoint, 1, self.sampler, self.amp, camera, memory,
+                                           memory_first, memory_settings)
+        camera, memory, memory_settings = chosen.camera, chosen.memory, chosen.memory_settings
+        self.memory_first = chosen.memory_first
         self.prompt_name = prompt_world_name(self.model, self.checkpoint, prompt_world)
         # The prompt renders at the data's resolution, then is area-resized like the training data.
         self.prompt_config = prompt_world_config(self.model, self.prompt_name, prompt_world, prompt_config)
-        if memory_settings is None:  # the scene memory the model was tuned with (model.yaml), else the defaults
-            memory_settings = self.model.memory_settings
-        else:
-            memory_settings = check_memory_settings(memory_settings, "memory_settings")
         # The device that ran is recorded (not "auto"): a recording replays exactly only where it was made.
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
                             prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads,
                             memory_settings=dict(memory_settings), device=str(self.device), amp=self.amp,
                             camera=camera, memory_first=self.memory_first)
         self.prompt: World | None = None
-        self.memory: SceneMemoryLike | None = None
-        self.memory_enabled = memory
-        if memory:
-            from splat import SceneMemory
-
-            settings = dict(memory_settings)
-            # gsplat on a CUDA dream once it is built; a CPU dream keeps the CPU renderer even beside a GPU
-            settings.setdefault("backend", "auto" if self.device.type == "cuda" else "cpu")
-            self.memory = SceneMemory(width=self.W, height=self.H, **settings)
-        self.state = None
-        self.c2w = np.eye(4)
-        self.K = np.eye(3)
-        self.tick = self.anchor_tick = 0  # anchor: the tick of the last real frame
-        self.generator = torch.Generator().manual_seed(0)
         self.committed: torch.Tensor | None = None  # [1, C, h, w] the last tick's context latent (see step)
         self.memory_image: torch.Tensor | None = None  # [1, C+1, h, w] the memory image it was conditioned on
         self.timings: dict[str, float] = {}
@@ -228,31 +177,43 @@ class DreamWorld(World):
     def config(self) -> dict[str, Any]:
         return dict(self._config)
 
-    def _cache_dtype(self) -> torch.dtype:
-        """The KV cache's precision: bf16 under autocast (what the attention's keys and values are), else the
-        dynamics' own."""
-        return torch.bfloat16 if self.amp else self.model.dynamics.dtype
-
     @property
     def model_hash(self) -> str:
         return self.model.hash
 
+    @property
+    def memory(self) -> SceneMemoryLike | None:
+        """The scene memory (rendered before, and fed after, each generated frame), None without one."""
+        return self.dreams.memories[0] if self.dreams.memories is not None else None
+
+    @property
+    def memory_enabled(self) -> bool:
+        return self.dreams.memory_enabled
+
+    @property
+    def tick(self) -> int:
+        return int(self.dreams.tick[0])
+
+    @property
+    def c2w(self) -> np.ndarray:
+        return self.dreams.c2w[0].copy()
+
+    @property
+    def K(self) -> np.ndarray:
+        return self.dreams.K[0].copy()
+
     def attach_memory(self, memory: SceneMemoryLike | None) -> None:
         """Give the dream a scene memory (rendered before, and fed after, each generated frame)."""
-        self.memory = memory
+        self.dreams.memories = [memory] if memory is not None else None
+        self.dreams.memory_enabled = memory is not None
 
     # -- World ---------------------------------------------------------------------------------------
 
     def reset(self, seed: int) -> Observation:
         if self.prompt is None:
             self.prompt = make_world(self.prompt_name, **self.prompt_config)
-        first = self.prompt.reset(seed)
-        rgb = area_resize(first.rgb[None], (self.H, self.W))
-        depth = None
-        if first.depth is not None:
-            depth = area_resize(first.depth[None, ..., None], (self.H, self.W))[..., 0]
-        c2w = first.cam_to_world.copy() if first.cam_to_world is not None else np.eye(4)
-        return self.start(rgb, depth, c2w[None], self._scaled_K(first), np.zeros((1, 8), np.float32), seed=seed)
+        view = prompt_view(self.prompt, seed, self.H, self.W)
+        return self.start(view.rgb, view.depth, view.cam_to_world, view.K, view.actions, seed=seed)
 
     @torch.no_grad()
     def start(self, rgb: np.ndarray, depth: np.ndarray | None, cam_to_world: np.ndarray, K: np.ndarray,
@@ -261,101 +222,31 @@ class DreamWorld(World):
         cam_to_world [N, 4, 4], K [3, 3] at the model's size, actions [N, 8] (row i led into frame i). Each frame
         becomes a context frame and, with a memory, a real view in it. `reset` starts from the prompt world's first
         view this way; the evaluation's open loop from the true frames before its start tick. Returns the last
-        frame as the model decodes it; the next `step` dreams the frame after it. The sampling noise is `seed`'s."""
-        n = len(rgb)
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self.state = self.model.dynamics.new_state(1, dtype=self._cache_dtype())
-        self.tick = self.anchor_tick = n - 1
-        self.c2w = np.asarray(cam_to_world[-1], np.float64).copy()
-        self.K = np.asarray(K, np.float64).copy()
-        if self.motion is not None:
-            self.motion.reset(self.c2w)
-        dev, dyn = self.device, self.model.dynamics
-        d = torch.from_numpy(np.asarray(depth, np.float32))[:, None].to(dev) if depth is not None else None
-        z = self.model.autoencoder.encode(frames_to_tensor(rgb).to(dev), d)
-        act = torch.as_tensor(np.asarray(actions, np.float32), device=dev)
-        with autocast(dev, self.amp):
-            for i in range(n):
-                dyn.commit_frame(self.state, z[i:i + 1].to(dyn.dtype), act[i:i + 1].to(dyn.dtype))
-        frame = self.model.autoencoder.decode(z[-1:])
-        if self.memory_first and self.memory is not None:  # the frame shown is the real view itself, not its decoding
-            frame = DecodedFrame(rgb=frames_to_tensor(rgb[-1:]).to(dev),
-                                 depth=d[-1:] if d is not None else frame.depth)
-        obs = self._observe(frame, z[-1:])
-        if self.memory is not None:
-            self.memory.reset()
-            for i in range(n):
-                if depth is not None:  # a real view, as the world rendered it (its true depth)
-                    self.memory.insert(rgb[i], np.asarray(depth[i], np.float32), cam_to_world[i], self.K, i)
-                elif i == n - 1 and obs.depth is not None:  # no depth: the model's decoded depth of the last view
-                    self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, i)
-        return obs
-
-    def _scaled_K(self, obs: Observation) -> np.ndarray:
-        return scaled_K(obs, self.H, self.W)
+        frame as the model decodes it (the real view itself when memory first); the next `step` dreams the frame
+        after it. The sampling noise is `seed`'s."""
+        out = self.dreams.start([StartView(rgb, depth, cam_to_world, K, actions)], [seed])
+        return self._observe(out)
 
     @torch.no_grad()
     def step(self, action: Action) -> Observation:
-        if self.state is None:
+        if not self.dreams.started:
             raise RuntimeError("DreamWorld.step() before reset(seed)")
-        t0 = time.perf_counter()
-        dyn, ae = self.model.dynamics, self.model.autoencoder
-        a = torch.from_numpy(action.to_array())[None].to(self.device, dyn.dtype)
-        use_memory = self.memory is not None and self.memory_enabled
-        with autocast(self.device, self.amp):
-            pose = dyn.predict_pose(self.state, a)  # runs with the rules too: the pose token's keys are context
-        if self.motion is None:
-            motion = pose.float().cpu().numpy()[0]  # the ego-motion head's camera moves on the host
-        else:  # the action-driven camera
-            real = dreamed = None
-            if use_memory and hasattr(self.memory, "gaussians"):
-                real, dreamed = obstacle_points(self.memory, float(np.sqrt(self.K[0, 0] * self.K[1, 1])))
-            motion = self.motion.step(self.c2w, action.to_array(), real, dreamed)
-        next_c2w = apply_ego_motion(self.c2w, motion)
-        t1 = time.perf_counter()
-        memory = render = None
-        if use_memory and (dyn.config.use_memory or self.memory_first):
-            render = self.memory.render(next_c2w, self.K, self.tick + 1)
-            memory = memory_latent(self.model, render).to(dyn.dtype)
-        t2 = time.perf_counter()
-        first = self.memory_first and render is not None
-        with autocast(self.device, self.amp):
-            sample = self.sampler.sample(dyn, self.state, a, memory=memory if dyn.config.use_memory else None,
-                                         generator=self.generator, commit=not first)
-        t3 = time.perf_counter()
-        frame = ae.decode(sample.latent.float())
-        latent = sample.latent
-        if first:  # the shown frame and the committed context: the memory where it covers, the model elsewhere
-            frame, latent = memory_first_frame(frame, sample.latent, render, memory)
-            with autocast(self.device, self.amp):
-                self.sampler.commit(dyn, self.state, latent.to(sample.latent.dtype), a,
-                                    memory if dyn.config.use_memory else None, generator=self.generator)
+        out = self.dreams.step(action.to_array()[None])
         # What this tick gave the model (the rollout training data reads them: worldmodel/training/rollouts.py):
         # the latent committed as context (before its context noise) and the memory image it was conditioned on
-        self.committed = latent.float()
-        self.memory_image = memory.float() if memory is not None and dyn.config.use_memory else None
-        t4 = time.perf_counter()
-        self.c2w = next_c2w
-        self.tick += 1
-        obs = self._observe(frame, sample.latent)
-        if self.memory is not None and obs.depth is not None:
-            # every frame after the real first view is dreamed: its content is `tick` ticks from a real one
-            self.memory.insert(obs.rgb, obs.depth, obs.cam_to_world, obs.K, self.tick,
-                               source_age=self.tick - self.anchor_tick)
-        t5 = time.perf_counter()
-        self.timings = {"pose_ms": (t1 - t0) * 1e3, "memory_render_ms": (t2 - t1) * 1e3, "sample_ms": (t3 - t2) * 1e3,
-                        "decode_ms": (t4 - t3) * 1e3, "memory_insert_ms": (t5 - t4) * 1e3, "total_ms": (t5 - t0) * 1e3}
-        return obs
+        self.committed = out.committed
+        self.memory_image = out.memory_image
+        self.timings = out.timings
+        return self._observe(out)
 
-    def _observe(self, frame, latent: torch.Tensor) -> Observation:
-        rgb = tensor_to_frames(frame.rgb)[0]
-        depth = frame.depth[0, 0].float().cpu().numpy().astype(np.float32) if frame.depth is not None else None
+    def _observe(self, out: TickOutput) -> Observation:
         # Timings stay out of the observation (world.timings has them): observations must be a function
         # of the seed and the actions alone.
         hud = f"DREAM  model {self.model.hash[:8]}  {self.sampler.steps}-step"
         if self.memory is not None:
             hud += "  memory " + (f"on: {len(self.memory)} Gaussians" if self.memory_enabled else "off")
-        return Observation(rgb=rgb, depth=depth, cam_to_world=self.c2w.copy(), K=self.K.copy(), tick=self.tick,
+        return Observation(rgb=out.rgb[0], depth=None if out.depth is None else out.depth[0],
+                           cam_to_world=out.cam_to_world[0].copy(), K=self.dreams.K[0].copy(), tick=self.tick,
                            info={"hud": hud, "dream": True})
 
     def hud_extra(self) -> str:
@@ -374,8 +265,10 @@ class DreamWorld(World):
         if self.memory is None:
             return None
         if name == "memory":
-            self.memory_enabled = not self.memory_enabled
-            return f"memory {'on' if self.memory_enabled else 'off'}"
+            self.dreams.memory_enabled = not self.dreams.memory_enabled
+            if self.memory_enabled:
+                return "memory on"
+            return "memory off: the dream neither reads nor feeds it, and nothing it holds blocks the camera"
         if name == "save_memory":
             if not hasattr(self.memory, "gaussians"):
                 return "this dream's memory has no Gaussians to save"

@@ -454,7 +454,8 @@ class DynamicsTransformer(nn.Module):
         return state.pending_pose
 
     def _image_pass(
-        self, state: DynamicsState, x: Tensor, t: Tensor | float, action: Tensor, memory: Tensor | None, commit: bool = False
+        self, state: DynamicsState, x: Tensor, t: Tensor | float, action: Tensor, memory: Tensor | None, commit: bool = False,
+        present: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The current frame's image tokens against the cache; returns (tokens [B, N, d], cond [B, d]).
         commit: only the keys/values matter, so the last block stops after writing them."""
@@ -464,7 +465,7 @@ class DynamicsTransformer(nn.Module):
         t = torch.as_tensor(t, dtype=torch.float32, device=x.device).expand(B)
         cond = self.action_embed(action) + self.noise_embed(t)
         start = (state.slot_frame.shape[1] - 1) * self.tokens_per_frame
-        tokens = self._image_tokens(x, memory, None)
+        tokens = self._image_tokens(x, memory, present)
         write = slice(start + 1, start + self.tokens_per_frame)
         return self._run_cached(state, tokens, cond, state.image_bias, write, kv_only_last=commit), cond
 
@@ -481,12 +482,13 @@ class DynamicsTransformer(nn.Module):
 
     @torch.no_grad()
     def commit_frame(
-        self, state: DynamicsState, x: Tensor, action: Tensor, memory: Tensor | None = None, t_ctx: float | Tensor = 0.0
+        self, state: DynamicsState, x: Tensor, action: Tensor, memory: Tensor | None = None, t_ctx: float | Tensor = 0.0,
+        present: Tensor | None = None,
     ) -> None:
         """Append a frame to the context: x [B, C, h, w] is the latent at noise level t_ctx (the clean
         x0 when t_ctx = 0; the sampler adds context noise itself). Its keys/values go into the slot
         of the sink or ring frame it replaces; the frame counter advances."""
-        self._image_pass(state, x, t_ctx, action, memory, commit=True)
+        self._image_pass(state, x, t_ctx, action, memory, commit=True, present=present)
         # Move the scratch slot (pose + image keys/values) into the frame's permanent slot. Done after
         # all layers because the slot being replaced (frame i - window) is still visible to frame i.
         L = self.tokens_per_frame

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
-from worldmodel.device import DEVICE_CHOICES, autocast
+from worldmodel.device import DEVICE_CHOICES
 from worldmodel.data import frames_to_tensor, tensor_to_frames
 from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, GroundTruthMemory, geometric, mean_frame, seen_views
 from worldmodel.evaluation.metrics import (FrameScores, paired_bootstrap, psnr, score_frames, score_regions, ssim,
@@ -65,7 +65,8 @@ from worldmodel.evaluation.unseen import (BANDS, LONG_BAND, REFERENCE_FROM, REFE
                                           band_ticks, realism_scores, realism_setup, reference_set, seen_cells)
 from worldmodel.motion import MotionModel
 from worldmodel.flow import FlowSampler
-from worldmodel.pose import apply_ego_motion, decompose, wrap_deg
+from worldmodel.pose import decompose, wrap_deg
+from worldmodel.tick import Dreams, StartView, prompt_view, scaled_K
 
 HORIZONS = (1, 4, 8, 16, 32, 64, 128)
 RETURN_KINDS = ("turn_360", "out_and_back", "look_up_down")
@@ -97,36 +98,36 @@ class RolloutResult:
     depth: np.ndarray | None = None  # [B, Hmax, H, W] the frames' depth (metres), None for a model without depth
 
 
-@torch.no_grad()
-def open_loop(model: LoadedModel, latents: torch.Tensor, actions: torch.Tensor, c2w0: np.ndarray, context: int,
-              horizon: int, steps: int, seed: int, context_noise: float = 0.0) -> RolloutResult:
-    """Batched rollouts. latents [B, context, C, h, w] and actions [B, context + horizon, 8] (row i leads into
-    frame i); c2w0 [B, 4, 4] the pose of the last context frame. Returns dreamed frames and poses. On CUDA the
-    dynamics runs under bf16 autocast; the noise comes from a CPU generator, so a seed draws the same anywhere."""
-    dyn, dev = model.dynamics, model.device
-    amp = dev.type == "cuda"
-    B = latents.shape[0]
-    state = dyn.new_state(B, dtype=torch.bfloat16) if amp else dyn.new_state(B)
-    latents, actions = latents.to(dev), actions.to(dev)
-    with autocast(dev):
-        for i in range(context):
-            dyn.commit_frame(state, latents[:, i].to(dyn.dtype), actions[:, i].to(dyn.dtype))
-    sampler = FlowSampler(steps=steps, context_noise=context_noise)
-    gen = torch.Generator().manual_seed(seed)
-    frames, poses, depths = [], [], []
-    c2w = c2w0.copy()
-    for h in range(horizon):
-        a = actions[:, context + h].to(dyn.dtype)
-        with autocast(dev):
-            motion = dyn.predict_pose(state, a).float().cpu().numpy()
-            out = sampler.sample(dyn, state, a, memory=None, generator=gen)
-        c2w = apply_ego_motion(c2w, motion)
-        decoded = model.autoencoder.decode(out.latent.float())
-        frames.append(tensor_to_frames(decoded.rgb))
-        if decoded.depth is not None:
-            depths.append(decoded.depth[:, 0].float().cpu().numpy())
-        poses.append(c2w.copy())
-    return RolloutResult(np.stack(frames, 1), np.stack(poses, 1), np.stack(depths, 1) if depths else None)
+def batch_dreams(model_dir: Path, model: LoadedModel, batch: int, steps: int = 1, context_noise: float | None = None,
+                 memory: bool | None = None, memory_settings: dict[str, Any] | None = None) -> Dreams:
+    """`batch` dreams (worldmodel.tick) with the camera, memory-first and scene-memory settings of the model's own
+    model.yaml, as play.py dreams (`memory`: None takes the model's choice); bf16 autocast on CUDA."""
+    from worldmodel.device import default_amp
+    from worldmodel.dream import build_dreams
+
+    cn = model.context_noise if context_noise is None else context_noise
+    return build_dreams(model, str(model_dir), batch, FlowSampler(steps=steps, context_noise=cn),
+                        default_amp(model.device), memory=memory, memory_settings=memory_settings)[0]
+
+
+def dream_batch(dreams: Dreams, views: list[StartView], seeds: list[int],
+                actions: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Every row started from its real frames (`views`, seed `seeds[b]`), then dreamed along its actions [T_b, 8]
+    together (rows that end early are stepped with no input and cut): per row the frames [T_b + 1, H, W, 3], cameras
+    [T_b + 1, 4, 4] and shown depth [T_b + 1, H, W] (None without depth), the start's last frame first."""
+    out = dreams.start(views, seeds)
+    rgb, c2w, depth = [out.rgb], [out.cam_to_world], [out.depth]
+    T = max(len(a) for a in actions)
+    for t in range(T):
+        a = np.stack([np.asarray(x[t], np.float32) if t < len(x) else np.zeros(8, np.float32) for x in actions])
+        out = dreams.step(a)
+        rgb.append(out.rgb)
+        c2w.append(out.cam_to_world)
+        depth.append(out.depth)
+    rgb, c2w = np.stack(rgb, 1), np.stack(c2w, 1)
+    depth = np.stack(depth, 1) if all(d is not None for d in depth) else None
+    return [(rgb[b, :len(actions[b]) + 1], c2w[b, :len(actions[b]) + 1],
+             None if depth is None else depth[b, :len(actions[b]) + 1]) for b in range(len(views))]
 
 
 def recorded_dream_world(model_dir: Path, memory: bool, steps: int = 1, context_noise: float | None = None,
@@ -155,35 +156,47 @@ def dream_from(world, tr: Trajectory, t0: int, context: int, horizon: int,
     return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs]), depth
 
 
-def dream_open_loop(model_dir: Path, trajs: list[Trajectory], starts: list[tuple[int, int]], context: int,
-                    horizon: int, steps: int, seed: int, context_noise: float, device: str = "auto") -> RolloutResult:
-    """The open loop as the model dreams in play.py when it dreams with its scene memory (model.yaml
-    info.dream.memory): one dream per rollout (`dream_from`) from the `context` true frames up to the start
-    tick. Same result as `open_loop`."""
-    world = recorded_dream_world(model_dir, True, steps, context_noise, device=device)
-    try:
-        runs = [dream_from(world, trajs[i], t0, context, horizon, seed + r) for r, (i, t0) in enumerate(starts)]
-    finally:
-        world.close()
-    depth = np.stack([d for _, _, d in runs]) if all(d is not None for _, _, d in runs) else None
-    return RolloutResult(np.stack([f for f, _, _ in runs]), np.stack([c for _, c, _ in runs]), depth)
+def dream_open_loop(model_dir: Path, model: LoadedModel, trajs: list[Trajectory], starts: list[tuple[int, int]],
+                    context: int, horizon: int, steps: int, seed: int, context_noise: float, memory: bool | None = None,
+                    batch: int = 24) -> RolloutResult:
+    """The open loop as play.py dreams (the one tick, worldmodel.tick: camera, memory first and scene memory as the
+    model's model.yaml says, `memory` to override), `batch` rollouts at a time: rollout r starts from the `context`
+    true frames of its walk up to its start tick (as context and, with a memory, as real views in it) with seed
+    seed + r, then dreams `horizon` ticks along the true actions. Frames, cameras and depth at t0 + 1 .. t0 + horizon."""
+    runs = []
+    for lo in range(0, len(starts), batch):
+        part = starts[lo:lo + batch]
+        dreams = batch_dreams(model_dir, model, len(part), steps, context_noise, memory)
+        views, acts = [], []
+        for i, t0 in part:
+            tr, ctx = trajs[i], slice(t0 - context + 1, t0 + 1)
+            views.append(StartView(tr.rgb[ctx], tr.depth[ctx],
+                                   tr.c2w[ctx], tr.K if tr.K is not None else _default_K(model), tr.actions[ctx]))
+            acts.append(tr.actions[t0 + 1:t0 + horizon + 1])
+        runs += dream_batch(dreams, views, [seed + lo + r for r in range(len(part))], acts)
+    depth = np.stack([d[1:] for _, _, d in runs]) if all(d is not None for _, _, d in runs) else None
+    return RolloutResult(np.stack([f[1:] for f, _, _ in runs]), np.stack([c[1:] for _, c, _ in runs]), depth)
 
 
-def measure_ticks_per_s(model: LoadedModel, steps: int, ticks: int = 100) -> float:
-    """Batch-1 dream ticks (pose + sampling + commit + decode to host frames) per second, after a warm-up."""
-    dyn, dev = model.dynamics, model.device
-    state = dyn.new_state(1, dtype=torch.bfloat16) if dev.type == "cuda" else dyn.new_state(1)
-    sampler = FlowSampler(steps=steps)
-    gen = torch.Generator().manual_seed(0)
-    a = torch.zeros(1, 8, dtype=dyn.dtype, device=dev)
+def _default_K(model: LoadedModel) -> np.ndarray:
+    H, W = model.config.frame_size
+    return scaled_K(None, (H, W), H, W)
+
+
+def measure_ticks_per_s(model_dir: Path, model: LoadedModel, steps: int, ticks: int = 100) -> float:
+    """Batch-1 dream ticks per second (the one tick, worldmodel.tick, without a scene memory: pose, camera, sampling,
+    decode to host frames, commit) walking forward from a grey frame, after a warm-up."""
+    dreams = batch_dreams(model_dir, model, 1, steps, memory=False)
+    H, W = model.config.frame_size
+    depth = np.full((1, H, W), 3.0, np.float32) if model.autoencoder.config.use_depth else None
+    dreams.start([StartView(np.full((1, H, W, 3), 128, np.uint8), depth, np.eye(4)[None], _default_K(model),
+                            np.zeros((1, 8), np.float32))], [0])
+    a = np.zeros((1, 8), np.float32)
     a[0, 0] = 1.0
-    with torch.no_grad(), autocast(dev):
-        for i in range(ticks + 20):
-            if i == 20:
-                t0 = time.perf_counter()
-            dyn.predict_pose(state, a).cpu()
-            z = sampler.sample(dyn, state, a, generator=gen).latent
-            decode(model, z)
+    for i in range(ticks + 20):
+        if i == 20:
+            t0 = time.perf_counter()
+        dreams.step(a)
     return ticks / (time.perf_counter() - t0)
 
 
@@ -314,23 +327,17 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     hmax = max(horizons)
 
     # Start ticks spread over each trajectory, leaving room for the context and the longest horizon.
-    lat_b, act_b, c2w_b, starts = [], [], [], []
+    starts = []
     for i, tr in enumerate(trajs):
         T = len(tr.rgb) - 1
-        latents = encode(model, tr.rgb, tr.depth)
         for t0 in np.linspace(context, T - hmax, starts_per_traj).astype(int):
-            lat_b.append(latents[t0 - context + 1:t0 + 1])
-            act_b.append(torch.from_numpy(tr.actions[t0 - context + 1:t0 + hmax + 1]))
-            c2w_b.append(tr.c2w[t0])
             starts.append((i, int(t0)))
     groups = np.array([i for i, _ in starts])
     t_start = time.perf_counter()
     with_memory = bool(model.dream_settings.get("memory")) and all(tr.K is not None for tr in trajs)
-    if with_memory:  # the dream as play.py runs it: with its scene memory, one rollout at a time
-        result = dream_open_loop(model_dir, trajs, starts, context, hmax, steps, seed, context_noise, device)
-    else:
-        result = open_loop(model, torch.stack(lat_b), torch.stack(act_b), np.stack(c2w_b), context, hmax, steps, seed,
-                           context_noise=context_noise)
+    # the dream as play.py runs it (with its scene memory when the model dreams with one), all rollouts together
+    result = dream_open_loop(model_dir, model, trajs, starts, context, hmax, steps, seed, context_noise,
+                             memory=with_memory)
     rollout_s = time.perf_counter() - t_start
 
     timings = {"open_loop_dream_s": round(rollout_s, 1)}
@@ -432,16 +439,16 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
                             for i in range(0, len(all_rgb), 256)])
     report["ae_psnr"] = float(psnr(recon, all_rgb).mean())
     report["ae_sharpness"] = summarize(score_frames(recon[::10], all_rgb[::10], perceptual=False))["sharpness"]
-    report["ticks_per_s"] = measure_ticks_per_s(model, steps)
+    report["ticks_per_s"] = measure_ticks_per_s(model_dir, model, steps)
     report["setup"] = {"checkpoint": str(model_dir), "model_hash": model.hash, "trajectories": len(trajs),
-                       "rollouts": len(lat_b), "context": context, "sampling_steps": steps, "context_noise": context_noise,
+                       "rollouts": len(starts), "context": context, "sampling_steps": steps, "context_noise": context_noise,
                        "frame_size": [H, W], **_world_setup(data, H, W, render_scale),
                        "batched_rollout_s": round(rollout_s, 2), "memory": with_memory, "seed": seed, "model_info": model.info,
                        "split": "recordings" if data else split, "geometric_memory": GEOMETRIC_MEMORY,
                        "device": str(model.device),
                        "test_set": data or f"arena held-out {split} walks (moving)", "horizons": list(horizons)}
     strip_rows = []
-    pick = list(range(0, len(lat_b), max(1, len(lat_b) // 4)))[:4]
+    pick = list(range(0, len(starts), max(1, len(starts) // 4)))[:4]
     for r in pick:
         i, t0 = starts[r]
         strip_rows.append((f"{trajs[i].name} from tick {t0}, horizons {', '.join(map(str, horizons))}",
@@ -472,7 +479,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     write_report(out / "report.json", report)
     draw_plot(out / "psnr.png", {name: [report["psnr"][name][str(h)] for h in horizons]
                                  for name in ("model", "copy_last", "mean_frame", "geometric") if name in report["psnr"]},
-              horizons, f"PSNR on held-out {'recordings' if data else split + ' walks'} ({len(lat_b)} rollouts)")
+              horizons, f"PSNR on held-out {'recordings' if data else split + ' walks'} ({len(starts)} rollouts)")
     save_strip(out / "strip.png", strip_rows)
     return report
 
@@ -580,6 +587,21 @@ def _dream(world, entry=None, level_seed: int | None = None, actions: list | Non
     return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs]), depth, acts
 
 
+def _dream_walks(model_dir: Path, model: LoadedModel, arena, level_seeds: list[int], actions: list[np.ndarray], steps: int,
+                 context_noise: float | None, memory: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                                                       np.ndarray]]:
+    """What `_dream` gives for each level's walk, all dreamed together (`dream_batch`): from each level's first real
+    view (`arena`, the test prompt world), seeded by its level seed as DreamWorld.reset seeds it, along its actions
+    [T, 8]."""
+    H, W = model.config.frame_size
+    dreams = batch_dreams(model_dir, model, len(level_seeds), steps, context_noise, memory)
+    views = [prompt_view(arena, s, H, W) for s in level_seeds]
+    arrays = [np.asarray(a, np.float32).reshape(-1, 8) for a in actions]
+    runs = dream_batch(dreams, views, [int(s) for s in level_seeds], arrays)
+    return [(rgb, c2w, depth, np.concatenate([np.zeros((1, 8), np.float32), a]).astype(np.float32))
+            for (rgb, c2w, depth), a in zip(runs, arrays)]
+
+
 PHYSICS_KINDS = ("out_and_back", "wall", "long_walk")  # the place walks whose moves are judged against the picture
 REVISIT_PROBES = 4  # levels (the turn_360 entries') the dream-revisit probes run on
 LONG_PLAY_TICKS = 1200  # one minute at the test tick rate, per long-play scenario
@@ -594,16 +616,19 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
     physics agreement on the PHYSICS_KINDS walks, the dream-revisit probes and the long play (the "dream_revisit" and
     "long_play" kinds)."""
     from engine.arena.splits import TEST_PRESET, TEST_TICK_RATE
+    from engine.world import make_world
     from worldmodel.dream import DreamWorld
 
-    model = load_model(model_dir)
+    model = load_model(model_dir, device=device)
     H, W = model.config.frame_size
     rs = _render_size(H, W, render_scale)
     prompt = {"preset": TEST_PRESET, "width": rs[1], "height": rs[0], "tick_rate": TEST_TICK_RATE}
-    worlds = {v: DreamWorld(str(model_dir), steps=steps, memory=v == "memory_on", prompt_config=prompt,
-                            context_noise=context_noise, device=device) for v in ("model", "memory_on")}
     played = bool(model.dream_settings.get("memory"))
     shown = "memory_on" if played else "model"  # the dream as play.py runs it
+    # the policy-driven and probe walks: the dream as play.py runs it, one at a time
+    world = DreamWorld(str(model_dir), steps=steps, memory=played, prompt_config=prompt, context_noise=context_noise,
+                       device=device)
+    arena = make_world("arena", **prompt)  # the first real view of every batched walk
     rules = MotionModel.from_info(model.info.get("motion")) or MotionModel()
     has_depth = model.autoencoder.config.use_depth
     out: dict[str, Any] = {}
@@ -614,11 +639,12 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
         for kind in [k for k in kinds if k not in ("dream_revisit", "long_play")]:
             t_kind = time.perf_counter()
             entries = _entries(split, kind, max_entries)
-            runs = []
-            for e in entries:
-                tr = render_trajectory(e, (H, W), rs)
-                dreams = {v: _dream(w, e) for v, w in worlds.items()}
-                runs.append((e, tr, dreams))
+            trs = [render_trajectory(e, (H, W), rs) for e in entries]
+            # every entry of the kind dreamed together (the one tick, batched) along its actions, memory off and on
+            walks = {v: _dream_walks(model_dir, model, arena, [e.level_seed for e in entries],
+                                     [tr.actions[1:] for tr in trs], steps,
+                                     context_noise, memory=v == "memory_on") for v in ("model", "memory_on")}
+            runs = [(e, tr, {v: walks[v][j] for v in walks}) for j, (e, tr) in enumerate(zip(entries, trs))]
             if kind in RETURN_KINDS:
                 out.setdefault("returns", {})[kind] = _returns(kind, runs)
                 if strip_rows is not None and kind in ("turn_360", "out_and_back"):
@@ -644,41 +670,44 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
             timings[f"{kind}_s"] = round(time.perf_counter() - t_kind, 1)
         if "dream_revisit" in kinds:
             t_kind = time.perf_counter()
-            consistency["dream_revisit"], walk_pa = _dream_revisit(worlds[shown], split, max_entries, (H, W), rs,
-                                                                   rules, has_depth)
+            walk_all = lambda seeds, acts: _dream_walks(model_dir, model, arena, seeds, acts, steps,  # noqa: E731
+                                                        context_noise, memory=played)
+            consistency["dream_revisit"], walk_pa = _dream_revisit(walk_all, split, max_entries, (H, W), rs, rules,
+                                                                   has_depth)
             if walk_pa is not None:
                 consistency.setdefault("physics_agreement", {}).update(walk_pa)
             timings["dream_revisit_s"] = round(time.perf_counter() - t_kind, 1)
         if "long_play" in kinds:
             t_kind = time.perf_counter()
-            consistency["long_play"], play_pa = _long_play(worlds[shown], split, max_entries, (H, W), rs, rules,
+            consistency["long_play"], play_pa = _long_play(world, split, max_entries, (H, W), rs, rules,
                                                            has_depth, long_reference)
             consistency.setdefault("physics_agreement", {}).update(play_pa)
             timings["long_play_s"] = round(time.perf_counter() - t_kind, 1)
     finally:
-        for w in worlds.values():
-            w.close()
+        world.close()
+        arena.close()
     out["self_consistency"] = consistency
     out["timings"] = timings
     return out
 
 
-def _dream_revisit(world, split: str, max_entries: int | None, size: tuple[int, int], render_size: tuple[int, int],
+def _dream_revisit(walk_all, split: str, max_entries: int | None, size: tuple[int, int], render_size: tuple[int, int],
                    rules: MotionModel, has_depth: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The dream-revisit probes (consistency.revisit_probe_actions) from the first real view of REVISIT_PROBES
     turn_360 levels: the dream's view back at a pose against its own earlier view there, for all pairs and for those
     whose first view the real view did not show ("invented": the real first view covers < half of it at the true
-    camera), beside the truth's own (its movers move); and physics agreement on the walk probe."""
+    camera), beside the truth's own (its movers move); and physics agreement on the walk probe. `walk_all(level_seeds,
+    actions)`: the dream as play.py runs it along those walks, all together (`_dream_walks`)."""
     from worldmodel.evaluation.consistency import dream_revisit, revisit_probe_actions
 
     turn, turn_pairs, walk, walk_pairs = revisit_probe_actions()
     entries = _entries(split, "turn_360", max_entries)[:REVISIT_PROBES]
     per: dict[str, list] = {"turn": [], "walk": []}
     dream_pa, truth_pa = PhysicsAgreement(), PhysicsAgreement()
-    for e in entries:
-        for name, actions, pairs in (("turn", turn, turn_pairs), ("walk", walk, walk_pairs)):
+    for name, actions, pairs in (("turn", turn, turn_pairs), ("walk", walk, walk_pairs)):
+        dreamed = walk_all([e.level_seed for e in entries], [np.stack([a.to_array() for a in actions])] * len(entries))
+        for e, (rgb, c2w, depth, acts) in zip(entries, dreamed):
             tr = render_actions(e.level_seed, actions, size, render_size, f"{name}-probe-{e.level_seed}")
-            rgb, c2w, depth, acts = _dream(world, level_seed=e.level_seed, actions=actions)
             first = [t1 for t1, _ in pairs]
             cover = seen_views(tr, 0, 1, first, tr.rgb[0])[1].mean(axis=(1, 2))  # the real first view, at the true camera
             invented = [pr for pr, c in zip(pairs, cover) if c < 0.5]

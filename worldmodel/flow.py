@@ -208,10 +208,12 @@ class FlowSampler:
         level: float | Tensor | None = None,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
+        present: Tensor | None = None,
     ) -> None:
         """Append the clean frame x [B, C, h, w] to the context at noise level `level` (default
         `context_noise`; a [B] tensor gives each row its own), noised with `noise` (drawn from `generator`
-        when not given; nothing is drawn when every level is 0)."""
+        when not given; nothing is drawn when every level is 0). `present` [B] bool: the rows whose `memory`
+        image counts (the others commit as with no memory)."""
         level = self.context_noise if level is None else level
         # decided on the host when it can be (a number, or a CPU tensor): no device sync per tick
         noisy = level > 0 if isinstance(level, (int, float)) else bool((level > 0).any())
@@ -221,4 +223,4 @@ class FlowSampler:
                 noise = _draw(torch.randn, x.shape, generator, x.device)
             w = w[:, None, None, None] if w.dim() else w
             x = (1 - w) * x + w * noise.to(x.device, x.dtype)
-        model.commit_frame(state, x, action, memory, t_ctx=level)
+        model.commit_frame(state, x, action, memory, t_ctx=level, present=present)

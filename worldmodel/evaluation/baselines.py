@@ -12,7 +12,7 @@
 - seen: only what the open-loop dream is given, its real context frames, lifted the same way and rendered at the true
   camera of each later tick, blended over the mean frame by the render's coverage (alpha). With a right camera and a
   painter that knows nothing past the average view, this is about what showing the memory first scores (the dream
-  gates by coverage a little differently: worldmodel.dream.MEMORY_GATE); its coverage (how much of each frame the
+  gates by coverage a little differently: worldmodel.tick.MEMORY_GATE); its coverage (how much of each frame the
   context saw) is how much of the frame any dream must invent.
 
 `GroundTruthMemory` is the revisit benchmark's oracle: the dream's own memory fed the truth instead.

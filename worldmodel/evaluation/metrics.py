@@ -34,23 +34,33 @@ def _check_pair(a: np.ndarray, b: np.ndarray, what: str) -> None:
                          f"{a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
 
 
-def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """SSIM per image (Wang et al. 2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, population
-    covariances, on each RGB channel; the map averaged where the window lies inside the image, as
-    scikit-image's structural_similarity with gaussian_weights=True does) for uint8 [N, H, W, 3] of >= 11x11."""
+def ssim_map(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+    """The SSIM map of `ssim` (float64 [N, 3, H - 10, W - 10], one value per window inside the image and channel). The
+    11x11 Gaussian window is separable: the five local moments are blurred together, rows then columns."""
     _check_pair(a, b, "ssim")
+    if min(a.shape[-3:-1]) < 11:
+        raise ValueError(f"ssim: images must be at least 11x11 (its window), got {a.shape[-3]}x{a.shape[-2]}")
     x = torch.from_numpy(a.reshape(-1, *a.shape[-3:])).double().permute(0, 3, 1, 2) / 255.0
     y = torch.from_numpy(b.reshape(-1, *b.shape[-3:])).double().permute(0, 3, 1, 2) / 255.0
     g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5.0) ** 2) / (2 * 1.5**2))
     g = g / g.sum()
-    win = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
-    if min(a.shape[-3:-1]) < 11:
-        raise ValueError(f"ssim: images must be at least 11x11 (its window), got {a.shape[-3]}x{a.shape[-2]}")
-    blur = lambda t: F.conv2d(t, win, groups=3)  # noqa: E731
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    moments = torch.cat([x, y, x * x, y * y, x * y], 1)  # [N, 15, H, W]
+    c = moments.shape[1]
+    blurred = F.conv2d(F.conv2d(moments, g.view(1, 1, 1, 11).expand(c, 1, 1, 11).contiguous(), groups=c),
+                       g.view(1, 1, 11, 1).expand(c, 1, 11, 1).contiguous(), groups=c)
+    mx, my, xx, yy, xy = blurred.split(3, dim=1)
+    sxx, syy, sxy = xx - mx**2, yy - my**2, xy - mx * my
     c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, s: torch.Tensor | None = None) -> np.ndarray:
+    """SSIM per image (Wang et al. 2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, population
+    covariances, on each RGB channel; the map averaged where the window lies inside the image, as
+    scikit-image's structural_similarity with gaussian_weights=True does) for uint8 [N, H, W, 3] of >= 11x11.
+    `s`: the pair's `ssim_map`, when it is already computed (one map serves every region of a pair)."""
+    if s is None:
+        s = ssim_map(a, b)
     if mask is None:
         return s.mean(dim=(1, 2, 3)).numpy().reshape(a.shape[:-3])
     # a region: the map's windows whose centre lies in the mask (NaN for an image with none)
@@ -137,12 +147,14 @@ def _masked_luma(y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def score_frames(pred: np.ndarray, truth: np.ndarray, perceptual: bool = True,
-                 mask: np.ndarray | None = None, lpips: np.ndarray | None = None) -> FrameScores:
+                 mask: np.ndarray | None = None, lpips: np.ndarray | None = None,
+                 s_map: torch.Tensor | None = None) -> FrameScores:
     """Every per-image measurement of uint8 [N, H, W, 3] dreamed frames against the truth.
     `perceptual=False` skips the ST-LPIPS network (its column is then NaN); `lpips` [N] gives that column ready.
     `mask` bool [N, H, W]: every measurement over that region of each image only (PSNR on its pixels, SSIM on the
     windows centred in it, ST-LPIPS on its share of each layer's map, sharpness on the differences inside it; the
-    fine-texture spectrum has no region and is NaN); an image whose region is empty scores NaN (`summarize` skips)."""
+    fine-texture spectrum has no region and is NaN); an image whose region is empty scores NaN (`summarize` skips).
+    `s_map`: the pair's ssim_map when it is already computed."""
     _check_pair(pred, truth, "score_frames")
     if mask is not None:
         mask = np.asarray(mask, bool)
@@ -158,7 +170,7 @@ def score_frames(pred: np.ndarray, truth: np.ndarray, perceptual: bool = True,
         lp = np.full(len(pred), np.nan)
     lp_, lt = luma(pred), luma(truth)
     if mask is None:
-        return FrameScores(psnr=psnr(pred, truth), ssim=ssim(pred, truth), lpips=lp,
+        return FrameScores(psnr=psnr(pred, truth), ssim=ssim(pred, truth, s=s_map), lpips=lp,
                            grad=gradient_sum(pred), grad_truth=gradient_sum(truth),
                            hf=highfreq_energy(pred), hf_truth=highfreq_energy(truth),
                            luma_mean=lp_.mean(axis=(-2, -1)), luma_mean_truth=lt.mean(axis=(-2, -1)),
@@ -167,7 +179,7 @@ def score_frames(pred: np.ndarray, truth: np.ndarray, perceptual: bool = True,
     (pm, ps), (tm, ts) = _masked_luma(lp_, mask), _masked_luma(lt, mask)
     nan = np.full(len(pred), np.nan)
     grad, grad_t = gradient_sum(pred, mask), gradient_sum(truth, mask)
-    return FrameScores(psnr=masked_psnr(pred, truth, mask), ssim=ssim(pred, truth, mask), lpips=lp,
+    return FrameScores(psnr=masked_psnr(pred, truth, mask), ssim=ssim(pred, truth, mask, s_map), lpips=lp,
                        grad=np.where(empty, np.nan, grad), grad_truth=np.where(empty, np.nan, grad_t),
                        hf=nan, hf_truth=nan.copy(), luma_mean=pm, luma_mean_truth=tm, luma_std=ps, luma_std_truth=ts)
 
@@ -181,7 +193,8 @@ def score_regions(pred: np.ndarray, truth: np.ndarray, seen: np.ndarray) -> dict
     seen = np.asarray(seen, bool)
     regions = {"all": None, "seen": seen, "unseen": ~seen}
     lp = perceptual_distance(pred, truth, masks=regions)
-    return {name: score_frames(pred, truth, mask=m, lpips=lp[name]) for name, m in regions.items()}
+    s_map = ssim_map(pred, truth)
+    return {name: score_frames(pred, truth, mask=m, lpips=lp[name], s_map=s_map) for name, m in regions.items()}
 
 
 def _mean(x: np.ndarray) -> float:

@@ -22,7 +22,7 @@ scaled to this CPU:
   stay trained.
 
 - What is judged (train.adv_judge): "frame", the network's whole frame; or "shown", the frame a memory-first dream shows
-  the player: per latent cell the memory image where it covers (worldmodel.dream.shown_cells), the network's frame
+  the player: per latent cell the memory image where it covers (worldmodel.tick.shown_cells), the network's frame
   elsewhere, for the generated frame and its true frame alike. The dream throws away what the network paints where the
   memory covers, so there a judge of whole frames spends its signal on pixels nobody sees; judging the shown frame,
   the two frames of a pair differ only where the network paints, next to what the memory shows there.
@@ -44,7 +44,7 @@ from torch import nn
 if TYPE_CHECKING:
     from worldmodel.training.dynamics import ClipBatch
 
-from worldmodel.dream import shown_cells
+from worldmodel.tick import shown_cells
 from worldmodel.flow import FlowMatching
 from worldmodel.training.autoencoder import batch_sharpness
 from worldmodel.training.common import _hook, apply_gradients, lr_at

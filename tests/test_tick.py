@@ -1,0 +1,122 @@
+"""One dream tick (worldmodel.tick) for every consumer: the player's DreamWorld, agents' DreamVectorEnv and the
+evaluation's batched walks dream the same world, with the scene memory, its collisions and memory first on."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.action import Action
+from engine.image import psnr
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "assets" / "model"
+PROMPT = {"width": 128, "height": 128}
+
+
+def _actions(n: int, rows: int, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([np.concatenate([rng.random((rows, 6)) > 0.6, rng.uniform(-5, 5, (rows, 2))], 1)
+                     for _ in range(n)]).astype(np.float32)  # [n, rows, 8]
+
+
+def _single(seed: int, acts: np.ndarray, **kw) -> tuple[list, "object"]:
+    from worldmodel.dream import DreamWorld
+
+    world = DreamWorld(str(SHIPPED), prompt_config=PROMPT, device="cpu", **kw)
+    obs = [world.reset(seed)] + [world.step(Action.from_array(a)) for a in acts]
+    return obs, world
+
+
+def test_the_vector_env_the_dream_and_the_evaluation_dream_the_same_frames_with_the_memory_on():
+    from worldmodel.checkpoint import load_model
+    from worldmodel.evaluate import batch_dreams, dream_batch
+    from worldmodel.tick import prompt_view
+    from worldmodel.vector import DreamVectorEnv
+
+    acts = _actions(40, 2)
+    envs = DreamVectorEnv(2, str(SHIPPED), prompt_config=PROMPT, device="cpu", max_steps=10**6)
+    assert envs.choices.memory and envs.choices.memory_first and envs.choices.camera == "action"  # as the player
+    frames, poses = [envs.reset(seed=[11, 12])[0]], [envs.c2w.copy()]
+    for a in acts:
+        frames.append(envs.step(a)[0])
+        poses.append(envs.c2w.copy())
+    assert all(len(m) > 0 for m in envs.memories)  # each env fed its own memory
+    single, world = _single(11, acts[:, 0])
+    model = load_model(SHIPPED, device="cpu")
+    dreams = batch_dreams(SHIPPED, model, 2)
+    views = [prompt_view(envs.prompt, s, *model.config.frame_size) for s in (11, 12)]
+    walked = dream_batch(dreams, views, [11, 12], [acts[:, 0], acts[:, 1]])
+    try:
+        for t, (got, obs) in enumerate(zip(frames, single)):
+            assert psnr(got[0], obs.rgb) >= 40, t  # row 0 is the lone dream with the same seed
+            assert psnr(walked[0][0][t], obs.rgb) >= 40, t  # and so is the evaluation's batched walk
+            np.testing.assert_allclose(poses[t][0], obs.cam_to_world, atol=1e-6)
+        assert psnr(frames[-1][1], frames[-1][0]) < 40  # row 1 dreams its own level
+    finally:
+        envs.close()
+        world.close()
+
+
+def test_a_row_that_restarts_mid_run_dreams_like_a_fresh_dream_with_its_memory():
+    from worldmodel.vector import DreamVectorEnv
+
+    acts = _actions(12, 2, seed=5)
+    envs = DreamVectorEnv(2, str(SHIPPED), prompt_config=PROMPT, device="cpu", max_steps=4)
+    envs.reset(seed=[3, 4])
+    for a in acts[:4]:
+        envs.step(a)  # every env is truncated at step 4 and restarts on the next step from a seed the env draws
+    next_seeds = [int(s) for s in copy.deepcopy(envs.np_random).integers(0, 2**31 - 1, 2)]
+    first = envs.step(acts[4])[0]
+    assert len(envs.memories[0]) > 0
+    got = [first] + [envs.step(a)[0] for a in acts[5:8]]
+    single, world = _single(next_seeds[0], acts[5:8, 0])
+    try:
+        for t, (g, obs) in enumerate(zip(got, single)):
+            assert psnr(g[0], obs.rgb) >= 40, t
+    finally:
+        envs.close()
+        world.close()
+
+
+def test_memory_off_neither_reads_nor_feeds_the_memory():
+    obs, world = _single(2, _actions(6, 1)[:, 0])
+    try:
+        n = len(world.memory)
+        assert n > 0
+        message = world.command("memory")
+        assert "memory off" in message and "blocks" in message
+        for a in _actions(5, 1, seed=9)[:, 0]:
+            world.step(Action.from_array(a))
+        assert len(world.memory) == n  # nothing was inserted while the memory was off
+        assert world.timings["memory_render_ms"] < 1.0 or world.memory_image is None
+        world.command("memory")
+        world.step(Action())
+        assert len(world.memory) != n or world.memory_enabled
+    finally:
+        world.close()
+
+
+def test_the_tick_refuses_bad_batches():
+    from worldmodel.checkpoint import load_model
+    from worldmodel.flow import FlowSampler
+    from worldmodel.tick import Dreams, StartView
+
+    model = load_model(SHIPPED, device="cpu")
+    with pytest.raises(ValueError, match="at least one row"):
+        Dreams(model, 0, FlowSampler())
+    with pytest.raises(ValueError, match="one scene memory per row"):
+        Dreams(model, 2, FlowSampler(), memories=[object()])
+    dreams = Dreams(model, 2, FlowSampler())
+    with pytest.raises(RuntimeError, match="before start"):
+        dreams.step(np.zeros((2, 8), np.float32))
+    with pytest.raises(ValueError, match="N >= 1 frames"):
+        StartView(np.zeros((2, 64, 64, 3), np.uint8), None, np.eye(4)[None], np.eye(3), np.zeros((2, 8)))
+    view = StartView(np.zeros((1, 64, 64, 3), np.uint8), np.ones((1, 64, 64), np.float32), np.eye(4)[None], np.eye(3),
+                     np.zeros((1, 8)))
+    dreams.start([view, view], [0, 1])
+    with pytest.raises(ValueError, match=r"actions must be \[2, 8\]"):
+        dreams.step(np.zeros((3, 8), np.float32))
