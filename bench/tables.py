@@ -146,6 +146,16 @@ def vector(d: dict) -> list[str]:
         if ceil in d:
             out.append(f"The ceiling, {name} (FLOPs per environment-tick over this run's GEMM peak):")
             out.append(table(["what", "figure"], _ceiling(d[ceil])))
+    m = d.get("memory_on")
+    if m:  # the dream as the player dreams it: memory, collisions, memory first
+        b, q = m["batched_ms_per_env_tick"], m["sequential_ms_per_env_tick"]
+        out.append(f"With the scene memory on (as play.py dreams), {m['B']} environments in one DreamVectorEnv give "
+                   f"{fmt(m['batched_frames_per_s'])} frames/s against {fmt(m['sequential_frames_per_s'])} for {m['B']} "
+                   f"DreamWorlds stepped one after another: {fmt(m['speedup'])}× (memories of "
+                   f"~{m['gaussians_per_memory']:,} Gaussians after {m['ticks']} ticks). Where an environment-tick goes, ms:")
+        out.append(table(["part", "batched", "sequential"], [[k.replace("_ms", ""), b[k], q[k]] for k in b if k in q]))
+    if "gemm_gflops" in d:
+        out.append(f"This run's fp32 GEMM speed: {fmt(d['gemm_gflops'])} GFLOP/s.")
     return out
 
 

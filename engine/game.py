@@ -19,8 +19,9 @@ import numpy as np
 
 from engine.action import Action
 from engine.clock import FixedStep
+from engine.files import io_reason, save_png
 from engine.input import WORLD_COMMAND_HELP, InputAccumulator
-from engine.recording import RecordingMeta, RecordingWriter
+from engine.recording import RecordingError, RecordingMeta, RecordingWriter
 from engine.script import ActionSource
 from engine.world import Observation, World, validate_observation
 
@@ -142,15 +143,6 @@ class HeadlessFrontend:
 
     def close(self) -> None:
         pass
-
-
-def save_png(rgb: np.ndarray, path: Path) -> None:
-    """Write [H, W, 3] uint8 as PNG (through pygame, already a dependency)."""
-    import pygame
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    surface = pygame.image.frombuffer(np.ascontiguousarray(rgb).tobytes(), (rgb.shape[1], rgb.shape[0]), "RGB")
-    pygame.image.save(surface, str(path))
 
 
 class Game:
@@ -376,17 +368,29 @@ class Game:
             self.show_help = not self.show_help
         elif name == "screenshot":
             stem = f"{file_safe(self.world_name)}-seed{self.episode_seed}-tick{self.obs.tick:06d}"
-            files = self.frontend.screenshot(self.config.screenshots_root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.png")
+            try:
+                files = self.frontend.screenshot(self.config.screenshots_root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.png")
+            except OSError as e:  # a full disk or an unwritable folder: said on the HUD, the session goes on
+                self.say(f"screenshot not saved: {io_reason(e)}", seconds=6.0)
+                return
             self.say(f"saved {', '.join(map(short_path, files))}" if files else "nothing to save yet")
         elif name == "record":
             if self.recorder is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
-                self.start_recording(self.config.recordings_root / f"{self.world_name}-{stamp}")
+                # the world's name as a file name (a replayed recording's meta.yaml names it: never a path)
+                try:
+                    self.start_recording(self.config.recordings_root / f"{file_safe(self.world_name)}-{stamp}")
+                except (OSError, RecordingError) as e:
+                    self.recorder = None
+                    self.say(f"recording not started: {io_reason(e)}", seconds=6.0)
             else:
                 self.stop_recording()
         elif name in WORLD_COMMAND_HELP or name in (getattr(self.world, "commands", None) or {}):
             handler = getattr(self.world, "command", None)
-            reply = handler(name) if callable(handler) else None
+            try:
+                reply = handler(name) if callable(handler) else None
+            except OSError as e:  # e.g. F6's memory save on a full disk: said on the HUD, the session goes on
+                reply = f"{name.replace('_', ' ')} failed: {io_reason(e)}"
             if name in (getattr(self.world, "commands", None) or {}):
                 self._tick_commands.append(name)  # recorded with the next tick, replayed before its step
             self.say(reply or self._cannot(name))
@@ -468,4 +472,4 @@ def run_stats_dict(stats: LoopStats) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Game", "LoopConfig", "LoopStats", "Hud", "Frontend", "HeadlessFrontend", "save_png"]
+__all__ = ["Game", "LoopConfig", "LoopStats", "Hud", "Frontend", "HeadlessFrontend"]

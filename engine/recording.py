@@ -25,7 +25,6 @@ the player gave world commands (M, Tab, ...) since the step before, `commands: [
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -42,6 +41,7 @@ import numpy as np
 import yaml
 
 from engine.action import ACTION_NAMES, Action
+from engine.files import atomic_write_text, io_reason
 from engine.world import Observation
 
 FORMAT_VERSION = 1
@@ -77,23 +77,8 @@ def check_record_target(path: str | Path, what: str = "--record") -> Path:
 
 def _io_failure(path: Path, error: BaseException) -> str:
     """One line for a failed recording write (disk full, ...): what failed and what was kept."""
-    why = "the disk is full" if isinstance(error, OSError) and error.errno == errno.ENOSPC else str(error)
-    return (f"recording {path} stopped: writing it failed ({why}); what was saved before is readable, "
+    return (f"recording {path} stopped: writing it failed ({io_reason(error)}); what was saved before is readable, "
             f"marked status: failed")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write `path` whole or not at all: a failed write (disk full) leaves the old file and no `.tmp`."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # GL renderers that drew frames in this process ("arena", "memory" -> "GL_RENDERER; GL_VERSION"), noted by
@@ -289,7 +274,7 @@ class RecordingWriter:
             with open(self.path / (PREFIX_FILE + ".tmp"), "wb") as f:
                 np.save(f, arr, allow_pickle=False)
             os.replace(self.path / (PREFIX_FILE + ".tmp"), self.path / PREFIX_FILE)
-        _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+        atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
 
     # -- foreground ------------------------------------------------------------------------------
 
@@ -310,7 +295,7 @@ class RecordingWriter:
             self.meta.resolution = [int(obs.rgb.shape[0]), int(obs.rgb.shape[1])]
             self.meta.has_depth = obs.depth is not None
             self.meta.has_dynamic_mask = obs.dynamic_mask is not None
-            self._io(_atomic_write_text, self.path / META_FILE, self.meta.to_yaml())
+            self._io(atomic_write_text, self.path / META_FILE, self.meta.to_yaml())
         elif list(obs.rgb.shape[:2]) != self.meta.resolution:
             raise RecordingError(f"frame size {obs.rgb.shape[:2]} differs from the recording's {self.meta.resolution}")
         row = {
@@ -382,7 +367,7 @@ class RecordingWriter:
                 self.meta.extra["error"] = str(self._error)
             self.meta.steps = self._index
             try:
-                _atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
+                atomic_write_text(self.path / META_FILE, self.meta.to_yaml())
             except OSError as e:  # the last meta.yaml on disk stays (status "recording": an unfinished recording)
                 self._error = self._error or e
         if self._error is not None:

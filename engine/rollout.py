@@ -19,7 +19,6 @@ refused; the lock of a process that died is taken over. The worker processes die
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import multiprocessing as mp
@@ -34,6 +33,7 @@ from typing import Any, Callable
 
 from engine.action import Action
 from engine.cli import check_positive, parse_set
+from engine.files import FolderBusyError, folder_lock
 from engine.recording import (FRAMES_DIR, META_FILE, PREFIX_FILE, TICKS_FILE, VIDEO_FILE, Recording, RecordingError,
                               RecordingMeta, RecordingWriter)
 from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
@@ -47,47 +47,14 @@ DoneFn = Callable[[Observation], bool]
 LOCK_FILE = ".rollout.lock"
 
 
-class RolloutBusyError(RuntimeError):
-    """Another running rollout holds the lock on this --out."""
-
-
 class RolloutMismatchError(ValueError):
     """An --out holding episodes of another command, or files a rollout did not write."""
 
 
-@contextlib.contextmanager
 def out_lock(out: Path):
-    """Hold `out/.rollout.lock` while a rollout writes into `out`: RolloutBusyError when a live process holds it.
-
-    The lock is an flock on the file (the kernel drops it when its process dies, however it dies), so a lock
-    left by a killed rollout is taken over; the file holds the owner's pid for the message."""
-    import fcntl
-
-    path = out / LOCK_FILE
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RolloutBusyError(f"{out} is in use by another rollout (pid {owner}, lock {path}); wait for it to "
-                                   f"finish or stop it, or choose another --out") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the holder removed the file between our open and our lock: take the new one
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        os.close(fd)
+    """Hold `out/.rollout.lock` while a rollout writes into `out` (engine.files.folder_lock): FolderBusyError when a
+    live process holds it."""
+    return folder_lock(out, LOCK_FILE, "rollout")
 
 
 def _die_with_parent(parent: int) -> None:
@@ -400,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = rollout(args.world, args.out, args.episodes, args.ticks, args.policy, args.script, args.workers,
                           args.split, args.seed_start, args.offset, config, args.tick_rate, args.video,
                           args.reward, args.done)
-    except (ValueError, TypeError, WorldNotFoundError, PolicyError, ScriptError, RecordingError, RolloutBusyError) as e:
+    except (ValueError, TypeError, WorldNotFoundError, PolicyError, ScriptError, RecordingError, FolderBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the disk filled up, a file could not be written: what was written stays readable

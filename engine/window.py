@@ -16,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine.game import Hud, save_png
+from engine.files import save_png
+from engine.game import Hud
 from engine.input import InputAccumulator, Keymap
 from engine.world import Observation
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.files import atomic_path
 from splat.gaussians import Gaussians
 
 SH_C0 = 0.28209479177387814  # the degree-0 spherical-harmonic basis constant, 1 / (2 sqrt(pi))
@@ -50,9 +51,10 @@ def write_ply(path: str | Path, gaussians: Gaussians) -> int:
         data[p] = cols[p]
     header = "ply\nformat binary_little_endian 1.0\ncomment written by dreamwalk splat.ply\n"
     header += f"element vertex {n}\n" + "".join(f"property float {p}\n" for p in PROPERTIES) + "end_header\n"
-    with open(path, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(data.tobytes())
+    with atomic_path(path) as tmp:  # whole or not at all: a full disk or a kill leaves the old file as it was
+        with open(tmp, "wb") as f:
+            f.write(header.encode("ascii"))
+            f.write(data.tobytes())
     return n
 
 

@@ -112,6 +112,32 @@ def test_a_resumed_run_logs_each_step_once(arena_data, straight, tmp_path, point
     assert rows(out) == rows(straight)
 
 
+def test_a_second_training_on_a_busy_out_is_refused_and_the_first_keeps_its_log(arena_data, tmp_path):
+    """The case that lost data: `train --resume` beside a running training on the same --out was accepted."""
+    from worldmodel.train import TRAIN_LOCK
+
+    out = tmp_path / "run"
+    p = train("--config", TINY, "--data", arena_data, "--out", out, *FAST, kill_at=("dyn.step", 3))
+    assert p.returncode == -signal.SIGKILL
+    log = (out / "log.jsonl").read_text()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from engine.files import folder_lock\n"
+                               f"with folder_lock(Path({str(out)!r}), {TRAIN_LOCK!r}, 'training run'):\n"
+                               "    print('locked', flush=True); time.sleep(60)"], cwd=ROOT, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        p = train("--out", out, "--resume", "--no-progress")
+        assert p.returncode == 2 and f"in use by another training run (pid {holder.pid}" in p.stderr, p.stderr[-2000:]
+        assert len(p.stderr.strip().splitlines()) == 1
+        assert (out / "log.jsonl").read_text() == log  # nothing of the first run's was touched
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train("--out", out, "--resume", "--no-progress").returncode == 0  # free again: it resumes
+    assert not (out / TRAIN_LOCK).exists()
+
+
 def test_a_kill_before_the_latent_normalisation_is_not_skipped_on_resume(arena_data, tmp_path):
     import torch
 

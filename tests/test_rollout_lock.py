@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from engine import Action
-from engine.rollout import LOCK_FILE, RolloutBusyError, out_lock, rollout
+from engine.files import FolderBusyError
+from engine.rollout import LOCK_FILE, out_lock, rollout
 from tests.conftest import ROOT
 
 PID_DIR = "DREAMWALK_TEST_PID_DIR"
@@ -53,14 +54,14 @@ def test_a_second_rollout_on_the_same_out_is_refused_while_the_first_runs(tmp_pa
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RolloutBusyError, match=f"pid {holder.pid}"):
+        with pytest.raises(FolderBusyError, match=f"pid {holder.pid}"):
             small(out)
         p = subprocess.run([sys.executable, "-m", "engine.rollout", "--world", "plane", "--policy", "idle", "--episodes",
                             "1", "--ticks", "3", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
         assert f"in use by another rollout (pid {holder.pid}" in p.stderr
         assert not list(out.glob("ep_*")), "the refused rollout wrote episodes"
-        with pytest.raises(RolloutBusyError):  # the same process twice is refused too
+        with pytest.raises(FolderBusyError):  # the same process twice is refused too
             with out_lock(tmp_path):
                 with out_lock(tmp_path):
                     pass

@@ -120,3 +120,27 @@ def test_the_tick_refuses_bad_batches():
     dreams.start([view, view], [0, 1])
     with pytest.raises(ValueError, match=r"actions must be \[2, 8\]"):
         dreams.step(np.zeros((3, 8), np.float32))
+
+
+def test_the_oracle_memory_stops_the_camera_at_the_true_walls():
+    """The ground-truth memory (the revisit benchmark's oracle) has Gaussians the camera collides with: walked into a
+    wall, the dream's camera stops where the player does (before, it had none and walked through)."""
+    from engine.arena.splits import entry_actions
+    from splat import SceneMemory
+    from worldmodel.evaluate import _entries
+    from worldmodel.evaluation.baselines import GroundTruthMemory
+    from worldmodel.evaluation.trajectories import render_trajectory
+
+    e = _entries("validation", "wall", None)[1]
+    _, world = _single(e.level_seed, np.zeros((0, 8), np.float32))
+    try:
+        tr = render_trajectory(e, (world.H, world.W), (128, 128))
+        world.attach_memory(GroundTruthMemory(SceneMemory(width=world.W, height=world.H, **world.model.memory_settings),
+                                              tr))
+        obs = [world.reset(e.level_seed)] + [world.step(a) for a in entry_actions(e)]
+        end, truth = obs[-1].cam_to_world[:3, 3], tr.c2w[-1][:3, 3]
+        walked = np.linalg.norm(tr.c2w[e.contact_tick][:3, 3] - tr.c2w[0][:3, 3])
+        assert walked > 1.0  # the walk reaches the wall ...
+        assert np.linalg.norm(end - truth) < 0.3  # ... and the dream's camera stops there, as the player's does
+    finally:
+        world.close()

@@ -97,12 +97,6 @@ def _publish(tmp: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def file_hash(path: Path) -> str:
     """The first 16 hex digits of the file's sha256 (what model.yaml `weights_hash` and recordings cite)."""
     h = hashlib.sha256()

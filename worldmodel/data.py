@@ -172,12 +172,15 @@ class FrameStore:
             rgb.append(area_resize(r, size))
             if "depth" in chunks[0] and has_depth:
                 d = np.concatenate([c["depth"] for c in chunks])[:n]
+                _refuse_non_finite(d.reshape(n, -1), path, rec, "depth")
                 depth.append(area_resize(d[..., None], size)[..., 0].astype(np.float16))
             else:
                 has_depth = False
             poses = [row["cam_to_world"] for row in rec.rows[:n]]
             ks = [row["K"] for row in rec.rows[:n]]
             if has_pose and all(p is not None for p in poses) and all(k is not None for k in ks):
+                _refuse_non_finite(np.asarray(poses, np.float64).reshape(n, -1), path, rec, "cam_to_world")
+                _refuse_non_finite(np.asarray(ks, np.float64).reshape(n, -1), path, rec, "K")
                 c2w.append(np.asarray(poses, np.float32))
                 K.append(fit_K(np.asarray(ks, np.float64), (H, W), size).astype(np.float32))
             else:
@@ -358,3 +361,13 @@ def check_actions(actions: np.ndarray) -> None:
         raise DataError(f"{len(bad)} training action(s) contain NaN/inf, first at row {bad[0]}")
     if actions.shape[1] != ACTION_DIM:
         raise DataError(f"actions have {actions.shape[1]} values, expected {ACTION_DIM}")
+
+
+def _refuse_non_finite(values: np.ndarray, path: Path, rec: Recording, what: str) -> None:
+    """Refuse a training recording whose `what` [n, ...] holds NaN or inf, naming the recording and the first tick:
+    trained on, one such value turns every weight to NaN."""
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        tick = rec.rows[int(bad[0])].get("tick", int(bad[0]))
+        raise DataError(f"training recording {path}: {what} is NaN or infinite at tick {tick} ({len(bad)} tick(s)); "
+                        "re-record it or leave it out of --data")

@@ -20,7 +20,8 @@ camera), `report` writes the plots, the strip and the README table.
    the per-frame scores (for `report compare`). Also the pose after 32 ticks, the autoencoder's
    reconstruction PSNR and the dream's ticks/s.
 2. Places (`returns`, `idle`, `wall`, `long_walk`): the dream as `play.py` runs it (from the real first view,
-   with the scene memory off as shipped, and on) along the held-out kinds of engine.arena.splits: a 360° turn in
+   with the scene memory off, and on as shipped; every walk of a kind dreamed together through the one tick,
+   worldmodel.tick) along the held-out kinds of engine.arena.splits: a 360° turn in
    place, out and back, looking up and down (each back at the start view at its return tick: scored against
    the truth there and against the frame the dream left), standing still 200 ticks (frame change and camera
    drift), walking into a wall (how far from where the player stopped the dream's camera ends) and a
@@ -40,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.files import atomic_write_text
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.device import DEVICE_CHOICES
 from worldmodel.data import frames_to_tensor, tensor_to_frames
@@ -564,13 +565,7 @@ def _json_ready(x: Any) -> Any:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """report.json, strict JSON (no NaN), written whole or not at all (a temporary file renamed over it)."""
-    text = json.dumps(_json_ready(report), indent=2, allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(_json_ready(report), indent=2, allow_nan=False))
 
 
 def _dream(world, entry=None, level_seed: int | None = None, actions: list | None = None, policy=None,

@@ -19,7 +19,7 @@ path). This module does that for a first-person game, with the numbers read from
   moves `unstick_ticks` in a row let it through (a dream's depth can wall a player in where the world has none).
 
 `fit_motion` reads the look, walk, jump and eye numbers from (actions, camera poses) of recorded episodes, on the
-ticks where the camera moved freely; the collision numbers are chosen on validation walls. `MotionModel.check` measures how
+ticks where the camera moved freely; the collision numbers are chosen on validation walls. `held_out_error` measures how
 well the model explains held-out episodes, so a game whose camera does not work this way is told so and keeps
 the learned head.
 """

@@ -41,6 +41,7 @@ autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py (the memory-im
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import asdict
@@ -50,6 +51,7 @@ from typing import Any
 import torch.distributed as dist
 
 from engine.cli import SetError, parse_set
+from engine.files import FolderBusyError, folder_lock
 from engine.recording import RecordingError
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.config import ConfigError, ModelConfig, _build, _plain
@@ -58,12 +60,14 @@ from worldmodel.device import DEVICE_CHOICES, DeviceError
 from worldmodel.evaluation.trajectories import recordings_setup
 from worldmodel.training.adversarial import AdversarialStage
 from worldmodel.training.autoencoder import AutoencoderStage
-from worldmodel.training.common import (HOOKS, RUN_CONFIG, TrainConfig, TrainerBase, apply_gradients, bf16_is_faster,
-                                        init_distributed, load_presets)
+from worldmodel.training.common import (HOOKS, RUN_CONFIG, TrainConfig, TrainerBase, TrainingDiverged, apply_gradients,
+                                        bf16_is_faster, init_distributed, load_presets)
 from worldmodel.training.data import TrainingData
 from worldmodel.training.decoder import DecoderStage
 from worldmodel.training.dynamics import DynamicsStage
 from worldmodel.training.memory_images import MemoryImages, memory_batch
+
+TRAIN_LOCK = ".train.lock"  # held in --out while a training run writes there
 
 # What tests and scripts import from here (the fault hooks, main, the config, ...); most now live in training/.
 __all__ = ["HOOKS", "TrainConfig", "Trainer", "apply_gradients", "bf16_is_faster", "load_presets", "main",
@@ -214,13 +218,17 @@ def main(argv: list[str] | None = None) -> int:
         say = print if d.main else (lambda _: None)
         mcfg, tcfg = resolve_config(args.config, args.out, args.overrides, args.data, args.resume, args.override_config,
                                     say=say, preset=args.preset)
-        if tcfg.staged:
-            from worldmodel.training.pipeline import Pipeline
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        # one training run per --out at a time (a second --resume would race the first on its state and log)
+        with folder_lock(Path(args.out), TRAIN_LOCK, "training run") if d.main else contextlib.nullcontext():
+            if tcfg.staged:
+                from worldmodel.training.pipeline import Pipeline
 
-            Pipeline(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
-        else:
-            Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
-    except (ConfigError, DataError, CheckpointError, FileExistsError, SetError, RecordingError) as e:
+                Pipeline(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
+            else:
+                Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
+    except (ConfigError, DataError, CheckpointError, FileExistsError, SetError, RecordingError, TrainingDiverged,
+            FolderBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

@@ -124,6 +124,15 @@ class GroundTruthMemory:
     def __len__(self) -> int:
         return len(self.memory)
 
+    @property
+    def gaussians(self):
+        """The true memory's Gaussians: what the dream's camera collides with (every one from a real view)."""
+        return self.memory.gaussians
+
+    @property
+    def config(self):
+        return self.memory.config
+
     def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int):
         # render_at_truth=False: the dream's own (drifted) camera, so the oracle's loss is the pose drift alone
         return self.memory.render(self.tr.c2w[tick] if self.render_at_truth else cam_to_world, K, tick)

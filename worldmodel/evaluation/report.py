@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.files import atomic_path, save_png
+
 from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap
 
 # kind -> (begin marker, end marker); the tables themselves come from TABLES below.
@@ -66,7 +68,9 @@ def draw_plot(path: Path, series: dict[str, list[float]], horizons: tuple[int, .
         surf.blit(font.render(name, True, colors[k % 4]), (W - m - 190, m + 18 * k))
     surf.blit(font.render(title, True, (0, 0, 0)), (m, 16))
     surf.blit(font.render("horizon (ticks)", True, (0, 0, 0)), (W // 2 - 40, H - 22))
-    pygame.image.save(surf, str(path))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            pygame.image.save(surf, f, "png")
 
 
 def save_strip(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], scale: int = 3) -> None:
@@ -86,8 +90,7 @@ def save_strip(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], scale
         pair = pair.repeat(scale, 0).repeat(scale, 1)
         pad = np.full((pair.shape[0], width - pair.shape[1], 3), 255, np.uint8)
         blocks += [head, np.concatenate([pair, pad], 1), np.full((6, width, 3), 255, np.uint8)]
-    img = np.ascontiguousarray(np.concatenate(blocks, 0))
-    pygame.image.save(pygame.image.frombuffer(img.tobytes(), (img.shape[1], img.shape[0]), "RGB"), str(path))
+    save_png(np.concatenate(blocks, 0), path)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:

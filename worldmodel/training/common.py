@@ -294,14 +294,24 @@ def average_gradients(module: torch.nn.Module, d: Dist) -> None:
             p.grad.div_(d.world)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or its gradients became NaN or infinite: the step is not taken and nothing is saved over the last
+    checkpoint."""
+
+
 def apply_gradients(module: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
                     d: Dist | None = None) -> torch.Tensor:
-    """One optimizer step on `loss` (gradients averaged over ranks, clipped); returns the gradient norm."""
+    """One optimizer step on `loss` (gradients averaged over ranks, clipped); returns the gradient norm. A non-finite
+    loss or gradient raises TrainingDiverged before the weights change."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if d is not None:
         average_gradients(module, d)
     gnorm = torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    if not bool(torch.isfinite(loss.detach()).all() and torch.isfinite(gnorm)):
+        raise TrainingDiverged(f"the training loss became {float(loss.detach().float().mean()):g} (gradient norm "
+                               f"{float(gnorm):g}): the step was not taken and the last checkpoint is kept; lower the "
+                               "learning rate (--set train.lr=...) or check the data, then --resume")
     opt.step()
     return gnorm
 
