@@ -177,6 +177,7 @@ class Game:
         self.recorder: RecordingWriter | None = None
         self.episode_seed = config.seed
         self.episode_actions: list[Action] = []  # since the last reset: lets a mid-episode recording be verified
+        self.episode_commands: dict[int, list[str]] = {}  # world commands given before episode step k
         self._step_ms, self._present_ms, self._latency = _Ema(), _Ema(), _Ema()
         self._pending_input: float | None = None  # earliest input not yet shown on screen
         self._latency_at = -1e9  # when an input was last shown on screen (the HUD's latency is "-" once stale)
@@ -266,6 +267,8 @@ class Game:
         self.obs = obs
         self.episode_actions.append(action)
         commands, self._tick_commands = self._tick_commands, []
+        if commands:  # given before this step: a recording started later replays them in its prefix
+            self.episode_commands[len(self.episode_actions) - 1] = commands
         if self.recorder is not None:
             self.recorder.write(obs, action, commands=commands)
         if first_input is not None and self._pending_input is None:
@@ -420,6 +423,7 @@ class Game:
     def _reset(self, seed: int) -> Observation:
         self.episode_seed = seed
         self.episode_actions = []
+        self.episode_commands = {}
         if self.source is not None:
             self.source.reset(seed)
         obs = validate_observation(self.world.reset(seed), self.world_name, 0)
@@ -439,7 +443,8 @@ class Game:
         )
         at_reset = not self.episode_actions
         prefix = None if at_reset else (self.episode_seed, list(self.episode_actions))
-        self.recorder = RecordingWriter(path, meta, video=self.config.video, prefix=prefix)
+        self.recorder = RecordingWriter(path, meta, video=self.config.video, prefix=prefix,
+                                        prefix_commands=None if at_reset else dict(self.episode_commands))
         self.recorder.write(self.obs, None, reset=at_reset, seed=self.episode_seed if at_reset else None)
         self.say(f"recording to {path}")
 

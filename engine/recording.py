@@ -221,9 +221,11 @@ class RecordingWriter:
     """
 
     def __init__(self, path: str | Path, meta: RecordingMeta, video: bool = True, video_min_size: int = 256,
-                 prefix: tuple[int, list[Action]] | None = None) -> None:
+                 prefix: tuple[int, list[Action]] | None = None,
+                 prefix_commands: dict[int, list[str]] | None = None) -> None:
         """`prefix`: (reset seed, actions since that reset) when recording starts mid-episode, so that
-        `replay --verify` can rebuild the world's state at the first row."""
+        `replay --verify` can rebuild the world's state at the first row; `prefix_commands` {k: world commands
+        given before the prefix's step k} (the memory toggled off, a view changed) so that it rebuilds it exactly."""
         self.path = Path(path)
         rate = meta.tick_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
@@ -268,6 +270,9 @@ class RecordingWriter:
         if prefix is not None:
             self.meta.extra["prefix_seed"] = int(prefix[0])
             self.meta.extra["prefix_steps"] = len(prefix[1])
+            if prefix_commands:
+                self.meta.extra["prefix_commands"] = [[int(k), [str(c) for c in v]]
+                                                      for k, v in sorted(prefix_commands.items()) if v]
             # float64, not the float32 training encoding: replay must feed back the exact look deltas.
             arr = np.array([[float(getattr(a, n)) for n in ACTION_NAMES] for a in prefix[1]], np.float64)
             arr = arr.reshape(-1, len(ACTION_NAMES))
@@ -581,6 +586,19 @@ class Recording:
         except Exception as e:
             raise RecordingError(f"{self.path / PREFIX_FILE} is missing or unreadable ({e})") from e
         return int(self.meta.extra["prefix_seed"]), [Action.from_array(a) for a in arr]
+
+    @property
+    def prefix_commands(self) -> dict[int, list[str]]:
+        """{k: world commands given before the prefix's step k} (empty when none were)."""
+        raw = self.meta.extra.get("prefix_commands", [])
+        try:
+            out = {int(k): [str(c) for c in v] for k, v in raw if isinstance(v, list) and all(isinstance(c, str) for c in v)}
+            if len(out) != len(raw):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise RecordingError(f"{self.path / META_FILE}: prefix_commands must be a list of [step, [command, ...]] "
+                                 "pairs; the recording is damaged") from None
+        return out
 
     def actions_array(self) -> np.ndarray:
         """float32 [N, ACTION_DIM]; reset rows are zeros (see `resets_array`)."""

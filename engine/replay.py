@@ -186,7 +186,9 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
                 if prefix is None:
                     raise RecordingError(f"{recording.path}: the first row is not a reset and no prefix was saved")
                 obs = world.reset(prefix[0])
-                for a in prefix[1]:
+                toggled = recording.prefix_commands
+                for k, a in enumerate(prefix[1]):
+                    apply_commands(world, toggled.get(k, []))  # what the player toggled before recording began
                     obs = world.step(a)
             else:
                 apply_commands(world, rec.commands)  # what the player toggled (memory, view) before this step

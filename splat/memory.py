@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -137,11 +138,16 @@ class InsertStats:
     evicted: int = 0
 
 
+# A dreamed view's depth is trusted for collisions only when it was lifted from nearer than this (metres): the dream's
+# depth of far surfaces is off by up to ~0.8 m in height (validation walls); a real view's depth is trusted at any range.
+DREAMED_OBSTACLE_RANGE_M = 2.0
+
+
 class SceneMemory:
     """A budgeted, tick-stamped Gaussian-splat memory of what was dreamed (see the module docstring).
 
     `SceneMemory(width=64, height=64, budget=20000, ...)` takes MemoryConfig's fields as keywords, or `config=`.
-    Implements worldmodel.tick.SceneMemoryLike: insert / render / reset.
+    Implements worldmodel.tick.SceneMemoryLike: insert / render / obstacles / reset (and save_ply).
     """
 
     def __init__(self, config: MemoryConfig | None = None, **overrides: object) -> None:
@@ -169,6 +175,22 @@ class SceneMemory:
         self.gaussians.clear()
         self._version += 1
         self._cache = None
+
+    def obstacles(self, focal: float) -> tuple[np.ndarray, np.ndarray]:
+        """The Gaussian centres that block a player (worldmodel.motion): (from real views (trust 1) [N, 3], dreamed
+        ones lifted from within DREAMED_OBSTACLE_RANGE_M [M, 3]: a Gaussian's sigma says from how far it was lifted,
+        sigma = scale_factor * subsample * depth / focal). `focal`: the focal length in pixels of the frames inserted."""
+        g, cfg = self.gaussians, self.config
+        lifted_from = g.live("scales")[:, 0] * focal / (cfg.scale_factor * cfg.subsample)
+        real = g.live("trust") >= 1.0
+        means = g.live("means")
+        return means[real], means[~real & (lifted_from < DREAMED_OBSTACLE_RANGE_M)]
+
+    def save_ply(self, path: str | Path) -> int:
+        """Write the live Gaussians as a 3DGS .ply (whole or not at all); returns how many."""
+        from splat.ply import write_ply
+
+        return write_ply(path, self.gaussians)
 
     # -- render -------------------------------------------------------------------------------------------------
 

@@ -722,7 +722,7 @@ def test_a_meta_write_that_fails_leaves_the_old_file_and_no_tmp(tmp_path, monkey
     import errno
     import os as os_module
 
-    from engine import recording
+    from engine.files import atomic_write_text
 
     target = tmp_path / "meta.yaml"
     target.write_text("old")
@@ -732,7 +732,7 @@ def test_a_meta_write_that_fails_leaves_the_old_file_and_no_tmp(tmp_path, monkey
 
     monkeypatch.setattr(os_module, "fsync", full)
     with pytest.raises(OSError):
-        recording._atomic_write_text(target, "new")
+        atomic_write_text(target, "new")
     assert target.read_text() == "old" and not list(tmp_path.glob("*.tmp"))
 
 

@@ -175,3 +175,47 @@ def test_a_world_returning_bad_observations_is_named_with_the_tick():
 
     with pytest.raises(ObservationError, match=r"world 'counting' at tick 1: rgb must be a uint8 array"):
         game.run()
+
+
+class ToggleWorld(World):
+    """A world whose frame depends on a toggle the player can flip (as the dream's memory does)."""
+
+    name = "toggle"
+    deterministic = True
+    commands = {"memory": ("m", "toggle")}
+
+    def __init__(self) -> None:
+        self.on, self.t = True, 0
+
+    @property
+    def config(self):
+        return {}
+
+    def reset(self, seed):
+        self.on, self.t = True, 0
+        return self._obs()
+
+    def step(self, action):
+        self.t += 1 if self.on else 7
+        return self._obs()
+
+    def command(self, name):
+        self.on = not self.on
+        return f"toggle {'on' if self.on else 'off'}"
+
+    def _obs(self):
+        return Observation(rgb=np.full((4, 4, 3), self.t % 256, np.uint8), tick=self.t)
+
+
+def test_a_recording_started_after_a_world_command_replays_it_in_its_prefix(tmp_path):
+    """M before F5 changed what the prefix dreamed; the prefix did not carry it, so such a recording never verified."""
+    clock = FakeClock()
+    events = [(0.2, lambda inp, now: "memory"), (0.5, lambda inp, now: "memory"), (0.8, lambda inp, now: "record")]
+    game = make_game(ToggleWorld(), ScriptedFrontend(events), clock, tick_rate=20, max_ticks=30, seed=1)
+    game.config.recordings_root = tmp_path
+    game.run()
+    (path,) = list(tmp_path.iterdir())
+    rec = Recording(path)
+    assert not rec[0].reset and sorted(rec.prefix_commands) == [4, 10]  # off before step 4, on again before 10
+    result = verify(rec, world=ToggleWorld())
+    assert result.matched and result.identical_rgb == len(rec)

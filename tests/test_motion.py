@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from engine.action import Action
-from worldmodel.motion import CameraMotion, MotionModel, fit_motion, held_out_error, obstacle_points
+from worldmodel.motion import CameraMotion, MotionModel, fit_motion, held_out_error
 from worldmodel.pose import apply_ego_motion, compose, decompose
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_only_trusted_memory_points_block():
     mem.insert(rgb, np.full((16, 16), 10.0, np.float32), side, K, 5, source_age=5)  # dreamed, from 10 m: does not
     near = compose(np.zeros(3), 180.0, 0.0)
     mem.insert(rgb, np.full((16, 16), 1.0, np.float32), near, K, 6, source_age=6)  # dreamed, from 1 m: blocks
-    real, dreamed = obstacle_points(mem, focal=8.0)
+    real, dreamed = mem.obstacles(focal=8.0)
     assert len(real) == n_real and np.all(real[:, 2] < -5)  # the real wall ahead (-z)
     assert len(dreamed) == 256 and np.all(dreamed[:, 2] > 0.5)  # the near dreamed one behind (+z), not the far one
 

@@ -144,3 +144,32 @@ def test_the_oracle_memory_stops_the_camera_at_the_true_walls():
         assert np.linalg.norm(end - truth) < 0.3  # ... and the dream's camera stops there, as the player's does
     finally:
         world.close()
+
+
+def test_building_a_dream_leaves_the_process_thread_count_alone():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        obs, world = _single(1, np.zeros((0, 8), np.float32))
+        assert torch.get_num_threads() == 1 and world.config["threads"] == 1  # recorded as it ran
+        world.close()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_split_view_takes_the_dreams_own_settings():
+    from engine.world import make_world
+
+    world = make_world("split", checkpoint=str(SHIPPED), memory_first=False, camera="model", context_noise=0.0,
+                       device="cpu")
+    try:
+        cfg = world.config
+        assert cfg["memory_first"] is False and cfg["camera"] == "model" and cfg["context_noise"] == 0.0
+        assert world.dream.config["memory_first"] is False
+        again = make_world("split", **cfg)  # what a recording of it stores rebuilds it
+        assert again.config == cfg
+        again.close()
+    finally:
+        world.close()

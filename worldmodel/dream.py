@@ -139,11 +139,13 @@ class DreamWorld(World):
 
     def __init__(self, checkpoint: str | None = None, steps: int = 1, context_noise: float | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
-                 memory: bool | None = None, bf16: bool = False, threads: int = 2,
+                 memory: bool | None = None, bf16: bool = False, threads: int | None = None,
                  memory_settings: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None,
                  camera: str | None = None, memory_first: bool | None = None) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
-        torch.set_num_threads(threads)
+        if threads is not None:  # only when asked: torch's thread count is the whole process's
+            torch.set_num_threads(int(threads))
+        threads = torch.get_num_threads()
         self.device = resolve_device(device)
         self.amp = default_amp(self.device) if amp is None else bool(amp)
         self.model: LoadedModel = load_model(self.checkpoint, device=self.device)
@@ -270,13 +272,10 @@ class DreamWorld(World):
                 return "memory on"
             return "memory off: the dream neither reads nor feeds it, and nothing it holds blocks the camera"
         if name == "save_memory":
-            if not hasattr(self.memory, "gaussians"):
+            if not hasattr(self.memory, "save_ply"):
                 return "this dream's memory has no Gaussians to save"
-            from splat import write_ply
-
             path = MEMORY_DIR / f"dream-tick{self.tick:06d}-{time.strftime('%Y%m%d-%H%M%S')}.ply"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            n = write_ply(path, self.memory.gaussians)
+            n = self.memory.save_ply(path)
             return f"saved {n} Gaussians to {path} (3DGS .ply)"
         return None
 

@@ -99,6 +99,11 @@ class RolloutResult:
     depth: np.ndarray | None = None  # [B, Hmax, H, W] the frames' depth (metres), None for a model without depth
 
 
+def _say(text: str) -> None:
+    """A progress line on stderr (the report goes to stdout and report.json)."""
+    print(f"evaluate: {text}", file=sys.stderr, flush=True)
+
+
 def batch_dreams(model_dir: Path, model: LoadedModel, batch: int, steps: int = 1, context_noise: float | None = None,
                  memory: bool | None = None, memory_settings: dict[str, Any] | None = None) -> Dreams:
     """`batch` dreams (worldmodel.tick) with the camera, memory-first and scene-memory settings of the model's own
@@ -342,6 +347,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     rollout_s = time.perf_counter() - t_start
 
     timings = {"open_loop_dream_s": round(rollout_s, 1)}
+    _say(f"open loop: {len(starts)} rollouts of {hmax} ticks dreamed in {rollout_s:.0f} s; scoring")
     t_phase = time.perf_counter()
     coverage: dict[str, float] = {}
     regions: dict[str, Any] = {}
@@ -411,6 +417,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
         if has_depth:
             report["depth_plausibility"] = _depth_block(realism_bands)
     timings["realism_s"] = round(time.perf_counter() - t_phase, 1)
+    _say(f"open loop scored; realism in {timings['realism_s']:.0f} s" + ("; now the place walks" if places and not data else ""))
     consistency: dict[str, Any] = {}
     if has_depth and all(tr.K is not None for tr in trajs):
         rules = MotionModel.from_info(model.info.get("motion")) or MotionModel()
@@ -663,6 +670,7 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
                 consistency.setdefault("physics_agreement", {})[kind] = dream_pa.to_json()
                 consistency["physics_agreement"][f"truth_{kind}"] = truth_pa.to_json()
             timings[f"{kind}_s"] = round(time.perf_counter() - t_kind, 1)
+            _say(f"places: {kind} ({len(entries)} walks) in {timings[f'{kind}_s']:.0f} s")
         if "dream_revisit" in kinds:
             t_kind = time.perf_counter()
             walk_all = lambda seeds, acts: _dream_walks(model_dir, model, arena, seeds, acts, steps,  # noqa: E731
@@ -672,12 +680,14 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
             if walk_pa is not None:
                 consistency.setdefault("physics_agreement", {}).update(walk_pa)
             timings["dream_revisit_s"] = round(time.perf_counter() - t_kind, 1)
+            _say(f"places: dream revisit in {timings['dream_revisit_s']:.0f} s")
         if "long_play" in kinds:
             t_kind = time.perf_counter()
             consistency["long_play"], play_pa = _long_play(world, split, max_entries, (H, W), rs, rules,
                                                            has_depth, long_reference)
             consistency.setdefault("physics_agreement", {}).update(play_pa)
             timings["long_play_s"] = round(time.perf_counter() - t_kind, 1)
+            _say(f"places: long play in {timings['long_play_s']:.0f} s")
     finally:
         world.close()
         arena.close()
@@ -1165,10 +1175,13 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             report = {}
         else:
+            t_eval = time.perf_counter()
             report = evaluate(args.checkpoint, args.out, args.context, args.steps, args.starts,
                               max_entries=args.max_entries, data=args.data, context_noise=args.context_noise,
                               split=args.split, places=not args.no_places, device=args.device)
+            report["setup"]["timings_s"]["evaluate_s"] = round(time.perf_counter() - t_eval, 1)
         if not args.no_revisit:
+            t_revisit = time.perf_counter()
             if args.data:
                 part = recorded_revisit(args.checkpoint, args.data, args.context, args.steps,
                                         max_entries=args.max_entries, context_noise=args.context_noise,
@@ -1179,6 +1192,9 @@ def main(argv: list[str] | None = None) -> int:
                                memory_settings=memory_settings, device=args.device)
             report.setdefault("skipped", {}).update(part.pop("skipped", {}))
             report.update(part)
+            if "setup" in report:
+                report["setup"]["timings_s"]["revisit_s"] = round(time.perf_counter() - t_revisit, 1)
+            _say(f"revisits done in {time.perf_counter() - t_revisit:.0f} s")
             if not report["skipped"]:
                 del report["skipped"]
             write_report(args.out / "report.json", report)

@@ -14,7 +14,7 @@ path). This module does that for a first-person game, with the numbers read from
 - collisions: the player is a box of half-width `radius` from the floor (`eye_height` below the eye) to
   `head` above the eye; a move along world x, then z (as the arena's physics does it) stops where that box
   would reach something upright in the scene memory: Gaussian centres above the `knee` that span `wall_span` of
-  height within 0.3 m (`obstacle_points`: all from real views, dreamed ones lifted from near). A wall the dream has
+  height within 0.3 m (the scene memory's `obstacles()`: all from real views, dreamed ones lifted from near). A wall the dream has
   seen or dreamed stops the camera; one it has never seen does not; dreamed points that have held the player's
   moves `unstick_ticks` in a row let it through (a dream's depth can wall a player in where the world has none).
 
@@ -179,22 +179,6 @@ def _first_wall(gap: np.ndarray, height: np.ndarray, span: float, depth: float =
         if window.max() - window.min() >= span:
             return float(g[i])
     return np.inf
-
-
-# A dreamed depth is trusted for collisions only when it was lifted from nearer than this (metres): the dream's depth
-# of far surfaces is off by up to ~0.8 m in height (validation walls); a real view's depth is trusted at any range.
-DREAMED_COLLISION_RANGE_M = 2.0
-
-
-def obstacle_points(memory: Any, focal: float) -> tuple[np.ndarray, np.ndarray]:
-    """The scene memory's Gaussian centres that block the player: (from real views (trust 1) [N, 3], dreamed ones
-    lifted from within DREAMED_COLLISION_RANGE_M [M, 3] (their sigma says from how far: splat.memory)).
-    `focal`: the focal length in pixels of the frames inserted."""
-    g, cfg = memory.gaussians, memory.config
-    lifted_from = g.live("scales")[:, 0] * focal / (cfg.scale_factor * cfg.subsample)  # sigma = k * depth / focal
-    real = g.live("trust") >= 1.0
-    means = g.live("means")
-    return means[real], means[~real & (lifted_from < DREAMED_COLLISION_RANGE_M)]
 
 
 def fit_motion(episodes: Iterable[tuple[np.ndarray, np.ndarray]]) -> MotionModel:

@@ -28,14 +28,20 @@ class SplitWorld(World):
     commands = {"view": ("tab", "cycle views: split, dream, truth"), **DreamWorld.commands}
 
     def __init__(self, checkpoint: str | None = None, steps: int = 1, memory: bool | None = None, view: str = "split",
-                 device: str = "auto", prompt_world: str | None = None) -> None:
+                 device: str = "auto", prompt_world: str | None = None, camera: str | None = None,
+                 memory_first: bool | None = None, context_noise: float | None = None) -> None:
+        """The dream's own settings (`memory`, `camera`, `memory_first`, `context_noise`: None takes the model's) as
+        `--world dream` takes them."""
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-        self.dream = DreamWorld(checkpoint=checkpoint, steps=steps, memory=memory, device=device, prompt_world=prompt_world)
+        self.dream = DreamWorld(checkpoint=checkpoint, steps=steps, memory=memory, device=device, prompt_world=prompt_world,
+                                camera=camera, memory_first=memory_first, context_noise=context_noise)
         self.truth = make_world(self.dream.prompt_name, **self.dream.prompt_config)
         self.view = view
-        self._config = dict(checkpoint=self.dream.checkpoint, steps=steps, memory=self.dream.config["memory"], view=view,
-                            device=self.dream.config["device"], prompt_world=self.dream.prompt_name)
+        dc = self.dream.config
+        self._config = dict(checkpoint=self.dream.checkpoint, steps=steps, memory=dc["memory"], view=view,
+                            device=dc["device"], prompt_world=self.dream.prompt_name, camera=dc["camera"],
+                            memory_first=dc["memory_first"], context_noise=dc["context_noise"])
 
     @property
     def config(self) -> dict[str, Any]:

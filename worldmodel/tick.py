@@ -36,7 +36,7 @@ from worldmodel.checkpoint import LoadedModel
 from worldmodel.data import area_resize, fit_K, frames_to_tensor, tensor_to_frames
 from worldmodel.device import autocast
 from worldmodel.flow import FlowSampler
-from worldmodel.motion import CameraMotion, MotionModel, obstacle_points
+from worldmodel.motion import CameraMotion, MotionModel
 from worldmodel.pose import apply_ego_motion
 
 
@@ -54,7 +54,13 @@ class SceneMemoryLike(Protocol):
 
     def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int) -> MemoryRender: ...
 
+    def obstacles(self, focal: float) -> tuple[np.ndarray, np.ndarray]:
+        """(points that block the camera [N, 3], points that block until they have held it a while [M, 3])."""
+        ...
+
     def reset(self) -> None: ...
+
+    def __len__(self) -> int: ...
 
 
 # Memory first: the memory's render is the frame where its coverage (alpha) reaches MEMORY_GATE[1], the model's
@@ -304,8 +310,8 @@ class Dreams:
             for r in moving:
                 real = dreamed = None
                 mem = self.memories[r] if use_memory else None
-                if mem is not None and hasattr(mem, "gaussians"):
-                    real, dreamed = obstacle_points(mem, float(np.sqrt(self.K[r][0, 0] * self.K[r][1, 1])))
+                if mem is not None:
+                    real, dreamed = mem.obstacles(float(np.sqrt(self.K[r][0, 0] * self.K[r][1, 1])))
                 motion[r] = self.cameras[r].step(self.c2w[r], actions[r], real, dreamed)
         next_c2w = self.c2w.copy()
         if moving:

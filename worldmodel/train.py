@@ -218,15 +218,24 @@ def main(argv: list[str] | None = None) -> int:
         say = print if d.main else (lambda _: None)
         mcfg, tcfg = resolve_config(args.config, args.out, args.overrides, args.data, args.resume, args.override_config,
                                     say=say, preset=args.preset)
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        # one training run per --out at a time (a second --resume would race the first on its state and log)
-        with folder_lock(Path(args.out), TRAIN_LOCK, "training run") if d.main else contextlib.nullcontext():
-            if tcfg.staged:
-                from worldmodel.training.pipeline import Pipeline
+        out = Path(args.out)
+        created = d.main and not out.exists()
+        if d.main:
+            out.mkdir(parents=True, exist_ok=True)
+        try:  # one training run per --out at a time (a second --resume would race the first on its state and log)
+            with folder_lock(out, TRAIN_LOCK, "training run") if d.main else contextlib.nullcontext():
+                if tcfg.staged:
+                    from worldmodel.training.pipeline import Pipeline
 
-                Pipeline(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
-            else:
-                Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress, workers=args.workers).run()
+                    Pipeline(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress,
+                             workers=args.workers).run()
+                else:
+                    Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress,
+                            workers=args.workers).run()
+        finally:
+            if created:  # a run refused before it wrote anything leaves no folder behind
+                with contextlib.suppress(OSError):
+                    out.rmdir()
     except (ConfigError, DataError, CheckpointError, FileExistsError, SetError, RecordingError, TrainingDiverged,
             FolderBusyError) as e:
         print(f"error: {e}", file=sys.stderr)

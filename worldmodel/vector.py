@@ -55,7 +55,7 @@ class DreamVectorEnv(VectorEnv):
     def __init__(self, num_envs: int, checkpoint: str | None = None, steps: int = 1, max_steps: int = 500,
                  reward_fn: RewardFn | None = None, terminate_fn: TerminateFn | None = None,
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
-                 render_mode: str | None = None, threads: int = 2, observation: str = "rgb",
+                 render_mode: str | None = None, threads: int | None = None, observation: str = "rgb",
                  context_noise: float | None = None, device: str = "auto", amp: bool | None = None,
                  memory: bool | None = None, camera: str | None = None, memory_first: bool | None = None,
                  memory_settings: dict[str, Any] | None = None) -> None:
@@ -63,7 +63,9 @@ class DreamVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if observation not in ("rgb", "latent"):
             raise ValueError(f"observation must be 'rgb' or 'latent', got {observation!r}")
-        torch.set_num_threads(threads)
+        if threads is not None:  # only when asked: torch's thread count is the whole process's
+            torch.set_num_threads(int(threads))
+        threads = torch.get_num_threads()
         checkpoint = str(checkpoint or SHIPPED_MODEL)
         self.device = resolve_device(device)
         self.amp = default_amp(self.device) if amp is None else bool(amp)

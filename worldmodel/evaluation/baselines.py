@@ -124,14 +124,12 @@ class GroundTruthMemory:
     def __len__(self) -> int:
         return len(self.memory)
 
-    @property
-    def gaussians(self):
-        """The true memory's Gaussians: what the dream's camera collides with (every one from a real view)."""
-        return self.memory.gaussians
+    def obstacles(self, focal: float) -> tuple[np.ndarray, np.ndarray]:
+        """The true memory's obstacles: the dream's camera stops at the true walls (every one from a real view)."""
+        return self.memory.obstacles(focal)
 
-    @property
-    def config(self):
-        return self.memory.config
+    def save_ply(self, path) -> int:
+        return self.memory.save_ply(path)
 
     def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int):
         # render_at_truth=False: the dream's own (drifted) camera, so the oracle's loss is the pose drift alone

@@ -125,21 +125,20 @@ class MemoryImages:
 
     @torch.no_grad()
     def own_rollouts(self, lat: torch.Tensor) -> Rollouts:
-        """memory_mode "rollout": init_from dreams every episode as play.py dreams it (training/rollouts.py), with
-        this run's memory settings; its context latents and memory images per frame."""
-        from worldmodel.evaluate import recorded_dream_world
+        """memory_mode "rollout": init_from dreams every episode as play.py dreams it (training/rollouts.py, through
+        the one batched tick), with this run's memory settings; its context latents and memory images per frame."""
+        from worldmodel.checkpoint import load_model
+        from worldmodel.dream import dream_choices
+        from worldmodel.evaluate import batch_dreams
 
-        world = recorded_dream_world(self.cfg.init_from, memory=True, memory_settings=self.memory_settings or None,
-                                     device=str(self.device))
-        try:
-            if not world.memory_first:
-                self._say(f"note: {self.cfg.init_from} does not dream memory first (model.yaml info.dream): its own "
-                          "rollouts are dreamed as it dreams")
-            return dream_rollouts(world, self.store, lat, self.cfg.rollout_ticks,
-                                  rollout_context(self.mcfg.dynamics.window), self.cfg.seed + 13,
-                                  progress=self.progress)
-        finally:
-            world.close()
+        source = load_model(self.cfg.init_from, device=self.device)
+        settings = self.memory_settings or None
+        if not dream_choices(source, str(self.cfg.init_from), memory=True, memory_settings=settings).memory_first:
+            self._say(f"note: {self.cfg.init_from} does not dream memory first (model.yaml info.dream): its own "
+                      "rollouts are dreamed as it dreams")
+        make = lambda B: batch_dreams(self.cfg.init_from, source, B, memory=True, memory_settings=settings)  # noqa: E731
+        return dream_rollouts(make, self.store, lat, self.cfg.rollout_ticks, rollout_context(self.mcfg.dynamics.window),
+                              self.cfg.seed + 13, progress=self.progress)
 
     def _reprojected_memory(self, rng: np.random.Generator):
         """(row, render) for every frame that has earlier frames: a few of them reprojected into its camera.

@@ -73,30 +73,44 @@ def clip_starts_within(seg: np.ndarray, starts: np.ndarray, length: int) -> np.n
 
 
 @torch.no_grad()
-def dream_rollouts(world, store: FrameStore, latents: torch.Tensor, ticks: int, context: int, seed: int,
-                   progress: bool = False) -> Rollouts:
-    """Dream every segment (rollout_segments) with `world` (a DreamWorld with its memory on) along the recordings'
-    actions; `latents` [N, C, h, w] are the true frames' (the real context frames keep them)."""
+def dream_rollouts(make_dreams, store: FrameStore, latents: torch.Tensor, ticks: int, context: int, seed: int,
+                   progress: bool = False, batch: int = 16) -> Rollouts:
+    """Dream every segment (rollout_segments) along the recordings' actions, `batch` segments at a time through the
+    one tick (`make_dreams(B)`: B dreams of the starting model with its memory on, worldmodel.tick.Dreams); segment i
+    from its real frames with seed seed + i, as a lone DreamWorld started there dreams it. `latents` [N, C, h, w] are
+    the true frames' (the real context frames keep them)."""
     from tqdm import tqdm
 
-    from engine.action import Action
+    from worldmodel.tick import StartView
 
     N = store.frames
     C, h, w = latents.shape[1:]
     ctx = latents.clone().float()
     mem = torch.zeros((N, C + 1, h, w))
-    segments = rollout_segments(store, ticks, context)
-    bar = tqdm(total=sum(end - first for _, first, end in segments), desc="own rollouts", disable=not progress,
+    segments = list(enumerate(rollout_segments(store, ticks, context)))
+    bar = tqdm(total=sum(end - first for _, (_, first, end) in segments), desc="own rollouts", disable=not progress,
                mininterval=5)
-    for i, (real, first, end) in enumerate(segments):
-        rows = slice(real, first)
-        world.start(store.rgb[rows], store.depth[rows].astype(np.float32), store.c2w[rows].astype(np.float64),
-                    store.K[first - 1].astype(np.float64), store.actions[rows], seed=seed + i)
-        for row in range(first, end):
-            world.step(Action.from_array(store.actions[row]))
-            ctx[row] = world.committed[0].cpu()
-            if world.memory_image is not None:
-                mem[row] = world.memory_image[0].cpu()
-        bar.update(end - first)
+    # a batch starts its rows together from the same number of real frames (an episode's first segment may have fewer)
+    by_start: dict[int, list] = {}
+    for i, seg in segments:
+        by_start.setdefault(seg[1] - seg[0], []).append((i, seg))
+    for group in by_start.values():
+        for lo in range(0, len(group), batch):
+            part = group[lo:lo + batch]
+            dreams = make_dreams(len(part))
+            views = [StartView(store.rgb[real:first], store.depth[real:first].astype(np.float32),
+                               store.c2w[real:first].astype(np.float64), store.K[first - 1].astype(np.float64),
+                               store.actions[real:first]) for _, (real, first, _) in part]
+            dreams.start(views, [seed + i for i, _ in part])
+            for t in range(max(end - first for _, (_, first, end) in part)):
+                acts = np.stack([store.actions[first + t] if first + t < end else np.zeros(8, np.float32)
+                                 for _, (_, first, end) in part]).astype(np.float32)
+                out = dreams.step(acts, pixels=False)
+                for b, (_, (_, first, end)) in enumerate(part):
+                    if first + t < end:
+                        ctx[first + t] = out.committed[b].cpu()
+                        if out.memory_image is not None:
+                            mem[first + t] = out.memory_image[b].cpu()
+                bar.update(sum(1 for _, (_, first, end) in part if first + t < end))
     bar.close()
     return Rollouts(context=ctx, memory=mem)
