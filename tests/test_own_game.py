@@ -35,7 +35,7 @@ def test_own_game_record_train_evaluate_play(tmp_path):
         "--context", "4", "--starts", "2")
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert set(report["psnr"]["model"]) == {"1", "4", "8", "16", "32"}  # 64 and 128 do not fit in 60-tick episodes
-    assert set(report["psnr"]) == {"model", "copy_last", "mean_frame", "gain_over_copy_last"}  # no camera: no geometric
+    assert set(report["psnr"]) == {"model", "copy_last", "mean_frame", "gain_over_best_baseline"}  # no camera: no geometric
     assert np.isfinite(report["ae_psnr"])
     # no poses, no depth, one held-out episode: each part that needs them says so in one line
     assert {"seen_unseen", "depth_plausibility", "realism"} <= set(report["skipped"])

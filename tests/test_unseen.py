@@ -216,3 +216,20 @@ def test_the_selection_rule_gates_first_then_realism_then_sharpness():
     assert name == "b" and "no candidate holds every gate" in why and "ST-LPIPS" in why
     # an unmeasured gate does not fail
     assert select({"a": cand(None, 0.5, [0.4, 0.6], 0.1)})[0] == "a"
+
+
+def test_the_headline_warns_when_the_dream_is_a_blur_or_no_better_than_the_mean_frame():
+    from worldmodel.evaluate import quality_warnings
+
+    def report(sharp, model_psnr, model_lpips):
+        return {"sharpness": {"model": {"8": sharp[0], "32": sharp[1]}},
+                "psnr": {"model": {"8": model_psnr[0], "32": model_psnr[1]}, "mean_frame": {"8": 15.0, "32": 15.0}},
+                "lpips": {"model": {"8": model_lpips[0], "32": model_lpips[1]}, "mean_frame": {"8": 0.8, "32": 0.8}}}
+
+    assert quality_warnings(report((0.9, 0.7), (20.0, 16.0), (0.2, 0.4)), (8, 32)) == []
+    (w,) = quality_warnings(report((0.9, 0.3), (20.0, 16.0), (0.2, 0.4)), (8, 32))
+    assert "blurred at tick(s) 32" in w and "0.30" in w
+    (w,) = quality_warnings(report((0.9, 0.7), (20.0, 14.0), (0.2, 0.85)), (8, 32))
+    assert "no better than the mean frame at tick(s) 32" in w
+    # better PSNR but worse ST-LPIPS than the mean frame is not "no better": one of the two says the dream has content
+    assert quality_warnings(report((0.9, 0.7), (20.0, 16.0), (0.2, 0.85)), (8, 32)) == []

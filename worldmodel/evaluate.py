@@ -99,6 +99,26 @@ class RolloutResult:
     depth: np.ndarray | None = None  # [B, Hmax, H, W] the frames' depth (metres), None for a model without depth
 
 
+SHARPNESS_WARNING = 0.5  # below this share of the truth's detail, a frame reads as a blur
+
+
+def quality_warnings(report: dict[str, Any], horizons) -> list[str]:
+    """One line per thing a player would notice first: frames blurred below SHARPNESS_WARNING of the truth's detail,
+    and horizons where the dream is no better than the mean frame (PSNR and ST-LPIPS both)."""
+    out = []
+    sharp = report.get("sharpness", {}).get("model", {})
+    blurred = [h for h in map(str, horizons) if sharp.get(h) is not None and sharp[h] < SHARPNESS_WARNING]
+    if blurred:
+        out.append(f"the dream is blurred at tick(s) {', '.join(blurred)}: sharpness "
+                   f"{', '.join(f'{sharp[h]:.2f}' for h in blurred)}, below {SHARPNESS_WARNING} of the truth's")
+    p, lp = report["psnr"], report["lpips"]
+    mean_wins = [h for h in map(str, horizons) if p["model"][h] <= p["mean_frame"][h]
+                 and lp["mean_frame"][h] is not None and lp["model"][h] >= lp["mean_frame"][h]]
+    if mean_wins:
+        out.append(f"the dream is no better than the mean frame at tick(s) {', '.join(mean_wins)} (PSNR and ST-LPIPS)")
+    return out
+
+
 def _say(text: str) -> None:
     """A progress line on stderr (the report goes to stdout and report.json)."""
     print(f"evaluate: {text}", file=sys.stderr, flush=True)
@@ -364,8 +384,15 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
         for h, s in per_h.items():
             for metric, value in summarize(s).items():
                 report.setdefault(metric, {}).setdefault(name, {})[h] = value
-    report["psnr"]["gain_over_copy_last"] = {str(h): report["psnr"]["model"][str(h)] - report["psnr"]["copy_last"][str(h)]
-                                             for h in horizons}
+    # the headline: against the better of copy-last and the mean frame at each horizon (either alone flatters a blur
+    # or a stale frame), with warnings where the dream is blurred or no better than the mean frame
+    report["psnr"]["gain_over_best_baseline"], report["lpips"]["gain_over_best_baseline"] = {}, {}
+    for h in map(str, horizons):
+        report["psnr"]["gain_over_best_baseline"][h] = report["psnr"]["model"][h] - max(
+            report["psnr"]["copy_last"][h], report["psnr"]["mean_frame"][h])
+        report["lpips"]["gain_over_best_baseline"][h] = min(
+            report["lpips"]["copy_last"][h], report["lpips"]["mean_frame"][h]) - report["lpips"]["model"][h]
+    report["warnings"] = quality_warnings(report, horizons)
     report["ci95"] = {m: {b: {} for b in scores if b != "model" and scores[b]} for m in CI_METRICS}
     for b in report["ci95"]["psnr"]:
         for h in scores["model"]:
@@ -1210,6 +1237,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(brief, indent=2))
     for part, why in report.get("skipped", {}).items():
         print(f"skipped {part}: {why}")
+    for text in report.get("warnings", []):
+        print(f"warning: {text}", file=sys.stderr)
     if args.revisit_only:
         print(f"report: {args.out / 'report.json'}")
     else:

@@ -305,8 +305,8 @@ def summary_table(report: dict[str, Any]) -> str:
     played = bool(report["setup"].get("memory"))
     how = (" as `play.py` dreams (camera from the actions, scene memory first)" if played else "")
     lines = [f"Model `{report['setup']['model_hash'][:8]}` on the held-out {report['setup'].get('split', 'test')} set{how}, "
-             f"dream ticks after {report['setup']['context']} real frames; the geometric baseline is a memory of the "
-             "true frames seen from the true camera (a ceiling).", "",
+             f"dream ticks after {report['setup']['context']} real frames; geometric: a memory of the true frames seen "
+             "from the true camera (a ceiling).", "",
              "| at tick | " + " | ".join(hs) + " |", "|---|" + "---|" * len(hs)]
     for metric, digits, note in (("psnr", 1, "PSNR dB ↑"), ("lpips", 2, "ST-LPIPS ↓"), ("sharpness", 2, "sharpness (truth 1)")):
         for method in ("model", "copy_last", "geometric"):
@@ -314,6 +314,8 @@ def summary_table(report: dict[str, Any]) -> str:
             if vals is not None:
                 lines.append(f"| {note}, {METHOD_NAMES[method].split(' (')[0]} | "
                              + " | ".join(_fmt(vals.get(h), digits) for h in hs) + " |")
+    for text in report.get("warnings", []):
+        lines.append(f"\nWarning: {text}.")
     rets = report.get("returns", {})
     dream = "model_memory_on" if played else "model"
     if rets:
@@ -335,6 +337,8 @@ def summary_table(report: dict[str, Any]) -> str:
             if method in rz[key]:
                 lines.append(f"| {REALISM_NAMES[method]} | " + " | ".join(_kid(rz[key][method].get(b)) for b in bands) + " |")
     sc = report.get("self_consistency", {})
+    if sc and lines[-1].startswith("|"):
+        lines.append("")
     if sc.get("wall_stop_error_m_seen_walls") is not None:
         lines.append(f"Walking into a wall the first view showed, the dream's camera stops "
                      f"{_fmt(sc['wall_stop_error_m_seen_walls'])} m from where the player does "
