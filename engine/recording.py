@@ -476,6 +476,84 @@ class RecordingWriter:
             self._video.send(np.ascontiguousarray(img))
 
 
+def _matrix_problem(value: Any, n: int) -> str | None:
+    if value is None:
+        return None
+    try:
+        a = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        return f"must be a {n}x{n} list of numbers or null"
+    if a.shape != (n, n):
+        return f"must be {n}x{n}, got shape {list(a.shape)}"
+    if not np.all(np.isfinite(a)):
+        return "holds NaN or infinity"
+    return None
+
+
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with one ticks.jsonl row as the writer writes it, or None."""
+    if not isinstance(row, dict):
+        return f"a row must be a JSON object, got {type(row).__name__}"
+    for key in ("tick", "episode"):
+        v = row.get(key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"'{key}' must be an integer, got {v!r:.40}"
+    if not isinstance(row.get("reset"), bool):
+        return f"'reset' must be true or false, got {row.get('reset')!r:.40}"
+    t = row.get("time")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        return f"'time' must be a finite number, got {t!r:.40}"
+    seed = row.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        return f"'seed' must be an integer or null, got {seed!r:.40}"
+    if "action" not in row or "cam_to_world" not in row or "K" not in row:
+        return "a row needs 'action', 'cam_to_world' and 'K' (null where there is none)"
+    if row["action"] is not None:
+        try:
+            Action.from_json(row["action"])
+        except (ValueError, TypeError) as e:
+            return f"'action': {e}"
+    for key, n in (("cam_to_world", 4), ("K", 3)):
+        problem = _matrix_problem(row[key], n)
+        if problem:
+            return f"'{key}' {problem}"
+    cmds = row.get("commands", [])
+    if not isinstance(cmds, list) or not all(isinstance(c, str) for c in cmds):
+        return "'commands' must be a list of command names"
+    if row.get("info") is not None and not isinstance(row["info"], dict):
+        return "'info' must be an object"
+    return None
+
+
+# What a frame chunk may hold: name -> (dtype, trailing shape given the recording's (H, W))
+_CHUNK_ARRAYS = {"rgb": (np.uint8, lambda h, w: (h, w, 3)), "depth": (np.float32, lambda h, w: (h, w)),
+                 "dynamic_mask": (np.bool_, lambda h, w: (h, w))}
+
+
+def _check_chunk_headers(path: Path, rows: int, resolution: list[int] | None) -> None:
+    """Read each array's .npy header in a chunk and check its name, dtype and shape (`rows` frames at `resolution`)
+    before any data is read: a small damaged file cannot ask for gigabytes."""
+    with zipfile.ZipFile(path) as z:
+        names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+        if "rgb" not in names:
+            raise ValueError("it has no 'rgb' array")
+        for name in names:
+            if name not in _CHUNK_ARRAYS:
+                raise ValueError(f"unknown array {name!r}")
+            with z.open(name + ".npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            want_dtype, trailing = _CHUNK_ARRAYS[name]
+            if dtype != np.dtype(want_dtype):
+                raise ValueError(f"{name!r} is {dtype}, not {np.dtype(want_dtype)}")
+            h, w = (resolution or shape[1:3])[:2] if len(shape) >= 3 else (0, 0)
+            if len(shape) < 1 or tuple(shape[1:]) != trailing(int(h), int(w)):
+                raise ValueError(f"{name!r} has shape {list(shape)}, not [frames, {', '.join(map(str, trailing(h, w)))}]")
+            if shape[0] < rows:
+                raise ValueError(f"{name!r} holds {shape[0]} frames for {rows} logged steps")
+
+
 class Recording:
     """Read access to a recording directory, complete or cut short by a crash.
 
@@ -509,15 +587,22 @@ class Recording:
         path = self.path / TICKS_FILE
         if not path.exists():
             raise RecordingError(f"{self.path} has no {TICKS_FILE}: not a recording, or it was deleted")
+        if not path.is_file():
+            raise RecordingError(f"{path} is not a regular file: the recording is damaged")
         rows = []
-        with open(path) as f:
-            for n, line in enumerate(f):
-                if not line.endswith("\n"):
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f):
+                if not raw.endswith(b"\n"):
                     break  # the last line was cut by a crash: drop it, keep the rest
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise RecordingError(f"{path}:{n + 1} is not valid JSON ({e})") from e
+                    row = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise RecordingError(f"{path}:{n + 1} is not valid UTF-8 JSON ({e}); the recording is damaged "
+                                         "there") from None
+                problem = _row_problem(row)
+                if problem:
+                    raise RecordingError(f"{path}:{n + 1}: {problem}; the recording is damaged there (re-record it)")
+                rows.append(row)
         return rows
 
     def _saved_chunks(self) -> set[int]:
@@ -535,11 +620,15 @@ class Recording:
     def _chunk(self, c: int) -> dict[str, np.ndarray]:
         if self._chunk_cache is None or self._chunk_cache[0] != c:
             path = self.path / FRAMES_DIR / f"{c:06d}.npz"
+            rows = min(self.meta.chunk_ticks, len(self.rows) - c * self.meta.chunk_ticks)
             try:
+                if not path.is_file():
+                    raise ValueError("not a regular file")
+                _check_chunk_headers(path, rows, self.meta.resolution)  # shapes and types, before reading a byte more
                 with np.load(path, allow_pickle=False) as z:
                     data = {k: z[k] for k in z.files}
             except Exception as e:
-                raise RecordingError(f"frame chunk {path} is unreadable ({e}); the recording is damaged there") from e
+                raise RecordingError(f"frame chunk {path} is unreadable ({e}); the recording is damaged there") from None
             self._chunk_cache = (c, data)
         return self._chunk_cache[1]
 

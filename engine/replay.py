@@ -275,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         except _build_errors() as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        result = verify(rec, args.min_psnr, world)
+        try:
+            result = verify(rec, args.min_psnr, world)
+        except RecordingError as e:  # a damaged row or frame chunk found on the way
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(json.dumps(result.to_json(), indent=2))
         if result.deterministic and result.versions_differ:
             where = ", ".join(f"{k} {a} there, {b} here" for k, (a, b) in result.versions_differ.items())

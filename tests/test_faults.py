@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,24 @@ def test_a_second_training_on_a_busy_out_is_refused_and_the_first_keeps_its_log(
         holder.wait()
     assert train("--out", out, "--resume", "--no-progress").returncode == 0  # free again: it resumes
     assert not (out / TRAIN_LOCK).exists()
+
+
+def test_training_never_writes_over_a_model_or_into_its_data(arena_data, tmp_path):
+    """The cases that lost data: --out at an exported model folder overwrote it (--out assets/model would replace the
+    shipped model); --out equal to --data wrote the run into the recordings."""
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "assets" / "model", model)
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    p = train("--config", TINY, "--data", arena_data, "--out", model, *FAST)
+    assert p.returncode == 2 and "holds a model that no training run there made" in p.stderr, p.stderr[-2000:]
+    assert {q.name: q.read_bytes() for q in model.iterdir()} == before
+    data = tmp_path / "data"
+    shutil.copytree(arena_data, data)
+    listing = sorted(str(q.relative_to(data)) for q in data.rglob("*"))
+    for out in (data, data / "run"):
+        p = train("--config", TINY, "--data", data, "--out", out, *FAST)
+        assert p.returncode == 2 and "is inside the training data" in p.stderr, p.stderr[-2000:]
+    assert sorted(str(q.relative_to(data)) for q in data.rglob("*")) == listing
 
 
 def test_a_kill_before_the_latent_normalisation_is_not_skipped_on_resume(arena_data, tmp_path):

@@ -137,7 +137,8 @@ def test_training_refuses_a_recording_with_one_nan_and_names_it(tmp_path, what):
             arrays = {k: z[k] for k in z.files}
         arrays["depth"][7, 3, 3] = np.nan
         np.savez(chunk, **arrays)
-    with pytest.raises(DataError, match=rf"{what} is NaN or infinite at tick {5 if what == 'cam_to_world' else 7}"):
+    says = r"ticks.jsonl:6: 'cam_to_world' holds NaN" if what == "cam_to_world" else "depth is NaN or infinite at tick 7"
+    with pytest.raises(DataError, match=says):  # the recording and the tick (its ticks.jsonl line) are named
         FrameStore.load([str(out)], (32, 32))
 
 

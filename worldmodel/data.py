@@ -172,7 +172,7 @@ class FrameStore:
             rgb.append(area_resize(r, size))
             if "depth" in chunks[0] and has_depth:
                 d = np.concatenate([c["depth"] for c in chunks])[:n]
-                _refuse_non_finite(d.reshape(n, -1), path, rec, "depth")
+                _refuse_non_finite(np.where(np.isposinf(d), 0.0, d).reshape(n, -1), path, rec, "depth")  # +inf: sky
                 depth.append(area_resize(d[..., None], size)[..., 0].astype(np.float16))
             else:
                 has_depth = False
@@ -365,7 +365,8 @@ def check_actions(actions: np.ndarray) -> None:
 
 def _refuse_non_finite(values: np.ndarray, path: Path, rec: Recording, what: str) -> None:
     """Refuse a training recording whose `what` [n, ...] holds NaN or inf, naming the recording and the first tick:
-    trained on, one such value turns every weight to NaN."""
+    trained on, one such value turns every weight to NaN. (A depth of +inf, the sky, is clamped and allowed: the
+    caller passes it as 0.)"""
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(bad):
         tick = rec.rows[int(bad[0])].get("tick", int(bad[0]))

@@ -420,6 +420,13 @@ class TrainerBase:
         if d.main:
             if out.exists() and ((out / "state").exists() or (out / "pipeline.json").exists()) and not resume:
                 raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --out")
+            if out.exists() and not resume and any((out / f).exists() for f in ("model.yaml", "model.safetensors")):
+                raise FileExistsError(f"{out} holds a model that no training run there made (model.yaml, no training "
+                                      "state): training would overwrite it; choose a new --out")
+            for source in cfg.data:
+                if out.resolve() == Path(source).resolve() or Path(source).resolve() in out.resolve().parents:
+                    raise FileExistsError(f"--out {out} is inside the training data {source}: the run would write into "
+                                          "the recordings; choose an --out outside them")
             out.mkdir(parents=True, exist_ok=True)
             write_run_config(out, model_cfg, cfg)
         self.resume = resume
