@@ -967,48 +967,60 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     `split="validation"`: revisits planned the same way on validation seeds, for choosing settings;
     `memory_settings`: splat.MemoryConfig fields instead of the model's own (model.yaml info.memory)."""
     from engine.arena.splits import entry_actions
+    from engine.world import make_world
     from splat import SceneMemory
     from worldmodel.checkpoint import check_memory_settings
-    from worldmodel.dream import DreamWorld
 
-    model = load_model(model_dir)
+    model = load_model(model_dir, device=device)
     H, W = model.config.frame_size
     if memory_settings is None:
         memory_settings = model.memory_settings
     memory_settings = check_memory_settings(memory_settings, "memory settings")
     entries = _entries(split, "revisit", max_entries)
-    rows, trs = [], []
-    prompt = {"width": W * render_scale, "height": H * render_scale}
-    worlds = {kind: DreamWorld(str(model_dir), steps=steps, memory=kind != "off", prompt_config=prompt,
-                               context_noise=context_noise, memory_settings=memory_settings, device=device)
-              for kind in ("off", "on", "oracle", "oracle_dream_pose")}
-    for e in entries:
-        tr = render_trajectory(e, (H, W), (H * render_scale, W * render_scale))
-        actions = entry_actions(e)
+    rs = (H * render_scale, W * render_scale)
+    trs = [render_trajectory(e, (H, W), rs) for e in entries]
+    actions = [np.stack([a.to_array() for a in entry_actions(e)]) for e in entries]
+    seeds = [int(e.level_seed) for e in entries]
+    from worldmodel.dream import prompt_world_name
+    from worldmodel.tick import Dreams
+
+    prompt = make_world(prompt_world_name(model, str(model_dir)), width=rs[1], height=rs[0])
+    try:
+        views = [prompt_view(prompt, s, H, W) for s in seeds]
+    finally:
+        prompt.close()
+    # every revisit walk dreamed together (the one tick, batched), for each memory: off, on, and the two oracles
+    dreamed = {}
+    for kind in ("off", "on", "oracle", "oracle_dream_pose"):
+        if kind.startswith("oracle"):
+            base = batch_dreams(model_dir, model, len(entries), steps, context_noise, memory=False)
+            memories = [GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr,
+                                          render_at_truth=kind == "oracle") for tr in trs]
+            dreams = Dreams(model, len(entries), base.sampler, base.cameras[0].model if base.cameras else None,
+                            memories, base.memory_first, base.amp, base.cache_dtype)
+        else:
+            dreams = batch_dreams(model_dir, model, len(entries), steps, context_noise, memory=kind != "off",
+                                  memory_settings=memory_settings)
+        dreamed[kind] = dream_batch(dreams, views, seeds, actions)
+    K = dreams.K[0].copy()
+    rows = []
+    for j, (e, tr) in enumerate(zip(entries, trs)):
         scores = {}
-        for kind, world in worlds.items():
-            if kind.startswith("oracle"):
-                world.attach_memory(GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr,
-                                                      render_at_truth=kind == "oracle"))
-            obs = [world.reset(e.level_seed)] + [world.step(a) for a in actions]
-            pred = np.stack([o.rgb for o in obs[e.return_tick:]])
-            gt = tr.rgb[e.return_tick:len(obs)]
+        for kind, runs in dreamed.items():
+            rgb, c2w, _ = runs[j]
+            pred = rgb[e.return_tick:]
+            gt = tr.rgb[e.return_tick:len(rgb)]
             scores[kind] = (float(psnr(pred, gt).mean()), float(ssim(pred, gt).mean()))
             if kind in ("on", "off"):  # the truth from the dream's own (drifted) cameras
-                ticks = np.arange(e.return_tick, len(obs))
-                gt_there = render_at_poses(e, np.stack([o.cam_to_world for o in obs[e.return_tick:]]), ticks,
-                                           (H, W), (H * render_scale, W * render_scale))
+                ticks = np.arange(e.return_tick, len(rgb))
+                gt_there = render_at_poses(e, c2w[e.return_tick:], ticks, (H, W), rs)
                 scores[f"{kind}_at_dream_pose"] = (float(psnr(pred, gt_there).mean()),
                                                    float(ssim(pred, gt_there).mean()))
             if kind == "on":  # how far the dream's camera is from the truth on its return
-                drift = _pose_drift(obs[e.return_tick].cam_to_world, tr.c2w[e.return_tick])
+                drift = _pose_drift(c2w[e.return_tick], tr.c2w[e.return_tick])
         rows.append({"level_seed": e.level_seed, "gap_ticks": e.return_tick, "pose_drift_at_return": drift,
                      **{f"psnr_memory_{k}": v[0] for k, v in scores.items()},
                      **{f"ssim_memory_{k}": v[1] for k, v in scores.items()}})
-        trs.append(tr)
-    K = worlds["on"].K
-    for w in worlds.values():
-        w.close()
     return {"revisit": {**_revisit_summary(rows),
                         # Scored against the truth rendered at the dream's own cameras instead: the scene's
                         # consistency with the pose drift taken out (models whose camera is an input, not a

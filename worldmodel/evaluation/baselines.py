@@ -133,8 +133,12 @@ class GroundTruthMemory:
 
     def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int):
         # render_at_truth=False: the dream's own (drifted) camera, so the oracle's loss is the pose drift alone
-        return self.memory.render(self.tr.c2w[tick] if self.render_at_truth else cam_to_world, K, tick)
+        # (past the trajectory's end, where a batch steps on a walk that has ended: its last pose)
+        at = self.tr.c2w[min(tick, len(self.tr.c2w) - 1)]
+        return self.memory.render(at if self.render_at_truth else cam_to_world, K, tick)
 
     def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
                dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None:
+        if tick >= len(self.tr.rgb):  # past the trajectory's end (a batch stepping on): nothing true to insert
+            return
         self.memory.insert(self.tr.rgb[tick], self.tr.depth[tick], self.tr.c2w[tick], K, tick)  # real: age 0
