@@ -12,7 +12,7 @@ import yaml
 
 from engine.action import Action
 from worldmodel.motion import CameraMotion, MotionModel, fit_motion, held_out_error
-from worldmodel.pose import apply_ego_motion, compose, decompose
+from worldmodel.pose import apply_ego_motion, compose
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,6 @@ import errno
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -602,15 +602,12 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(_json_ready(report), indent=2, allow_nan=False))
 
 
-def _dream(world, entry=None, level_seed: int | None = None, actions: list | None = None, policy=None,
+def _dream(world, level_seed: int, actions: list | None = None, policy=None,
            ticks: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """The dream from a level's first real view along an entry's actions (or `actions`, or `ticks` actions of
-    `policy`, a callable Observation -> Action, fed the dream's own observations): rgb [T+1, H, W, 3], c2w [T+1, 4, 4],
-    the shown depth [T+1, H, W] (None without depth) and the actions [T+1, 8] (row 0 zeros)."""
-    from engine.arena.splits import entry_actions
-
-    if entry is not None:
-        level_seed, actions = entry.level_seed, entry_actions(entry)
+    """One dream (a DreamWorld) from a level's first real view along `actions` (or `ticks` actions of `policy`, a
+    callable Observation -> Action, fed the dream's own observations): rgb [T+1, H, W, 3], c2w [T+1, 4, 4], the shown
+    depth [T+1, H, W] (None without depth) and the actions [T+1, 8] (row 0 zeros). Walks known in advance go in
+    batches instead (`_dream_walks`)."""
     obs, acts = play(world, level_seed, actions, policy, ticks)
     depth = np.stack([o.depth for o in obs]) if all(o.depth is not None for o in obs) else None
     return np.stack([o.rgb for o in obs]), np.stack([o.cam_to_world for o in obs]), depth, acts

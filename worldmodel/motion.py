@@ -32,7 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from engine.action import ACTION_NAMES
-from worldmodel.pose import decompose, ego_motion, wrap_deg
+from worldmodel.pose import decompose, ego_motion
 
 _I = {name: i for i, name in enumerate(ACTION_NAMES)}
 
