@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finished = False
     try:
         say = print if d.main else (lambda _: None)
         mcfg, tcfg = resolve_config(args.config, args.out, args.overrides, args.data, args.resume, args.override_config,
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     Trainer(mcfg, tcfg, args.out, args.resume, d, progress=not args.no_progress,
                             workers=args.workers).run()
+                finished = True
         finally:
             if created:  # a run refused before it wrote anything leaves no folder behind
                 with contextlib.suppress(OSError):
@@ -242,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if d.world > 1 and dist.is_initialized():
+            if finished:  # leave together: a rank that tears gloo down while rank 0 still writes the model can abort
+                dist.barrier()
             dist.destroy_process_group()
     return 0
 
