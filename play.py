@@ -67,17 +67,18 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python play.py", description=__doc__.split("\n\n")[0],
+    p = cli.Parser(prog="python play.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--world", default=None, help="world name (see --list-worlds) or module:Class")
     p.add_argument("--checkpoint", type=Path, default=None, help="model directory for the dream world")
     p.add_argument("--set", dest="world_set", action="append", default=[], metavar="KEY=VALUE",
                    help="world config, e.g. --set width=256 --set preset=small")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.integer(0, 2**31 - 1), default=0)
     p.add_argument("--headless", action="store_true", help="no window; as fast as possible unless --realtime")
     p.add_argument("--ticks", type=int, default=None, help="stop after N ticks")
     p.add_argument("--realtime", action="store_true", help="headless: pace at the tick rate")
-    p.add_argument("--tick-rate", type=float, default=20.0, help="ticks per second (default 20)")
+    p.add_argument("--tick-rate", type=cli.number(0, cli.MAX_TICK_RATE, lo_open=True), default=20.0,
+                   help=f"ticks per second (default 20, at most {cli.MAX_TICK_RATE:g})")
     p.add_argument("--max-catchup", type=int, default=4, help="ticks run per frame at most before dropping")
     p.add_argument("--script", type=Path, default=None, help="a YAML action script (see assets/scripts/)")
     p.add_argument("--policy", default=None, help="a policy name or module:callable (observation -> action)")
@@ -137,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):  # also NaN and inf
             return fail(f"--{name.replace('_', '-')} must be positive (a finite number > 0), got {value}")
-    if args.seed < 0:
-        return fail(f"--seed must be a non-negative integer (a level or episode seed), got {args.seed}")
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         return fail(f"--size takes WxH like 800x600, got {args.size!r}")
+    if not (64 <= w <= 16384 and 64 <= h <= 16384):
+        return fail(f"--size takes a window of 64x64 to 16384x16384 pixels, got {args.size!r}")
 
     from engine.window import display_available
 

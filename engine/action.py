@@ -18,6 +18,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from engine.files import brief
+
 # Order is the encoding: never reorder, only append (recordings store the names beside the vectors).
 KEYS: tuple[str, ...] = ("forward", "back", "left", "right", "jump", "sprint")
 LOOK: tuple[str, ...] = ("yaw", "pitch")
@@ -84,7 +86,7 @@ class Action:
         keys = list(keys)
         unknown = [k for k in keys if k not in KEYS]
         if unknown:
-            raise ActionError(f"unknown action key(s) {unknown}; valid keys are {list(KEYS)}")
+            raise ActionError(f"unknown action key(s) {brief(unknown)}; valid keys are {list(KEYS)}")
         return cls(**{k: True for k in keys}, yaw=yaw, pitch=pitch)
 
     # -- the one tensor encoding ----------------------------------------------------------------
@@ -118,7 +120,7 @@ class Action:
             raise ActionError(f"an action in JSON is an object like {{'keys': [], 'yaw': 0, 'pitch': 0}}, got {data!r}")
         extra = set(data) - {"keys", "yaw", "pitch"}
         if extra:
-            raise ActionError(f"unknown action field(s) {sorted(extra)}; expected keys, yaw, pitch")
+            raise ActionError(f"unknown action field(s) {brief(sorted(extra, key=str))}; expected keys, yaw, pitch")
         return cls.from_keys(data.get("keys", []), yaw=data.get("yaw", 0.0), pitch=data.get("pitch", 0.0))
 
 

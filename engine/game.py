@@ -440,6 +440,8 @@ class Game:
             tick_rate=self.config.tick_rate,
             deterministic=bool(getattr(self.world, "deterministic", False)),
             model_hash=self.config.model_hash,
+            # how a model world dreams (its model.yaml settings), which the weights' hash does not cover
+            extra={k: v for k in ("model_settings_hash",) if (v := getattr(self.world, k, None))},
         )
         at_reset = not self.episode_actions
         prefix = None if at_reset else (self.episode_seed, list(self.episode_actions))

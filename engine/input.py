@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from engine.action import KEYS, Action
+from engine.files import SharedFileError, brief, load_yaml
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_KEYMAP = ASSETS / "keymap.yaml"
@@ -84,7 +84,7 @@ class Keymap:
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "Keymap":
         unknown = set(data) - set(SECTIONS)
         if unknown:
-            raise KeymapError(f"{source}: unknown section(s) {sorted(unknown)}; expected {list(SECTIONS)}")
+            raise KeymapError(f"{source}: unknown section(s) {brief(sorted(unknown, key=str))}; expected {list(SECTIONS)}")
         km = cls(source=source)
         valid = {"actions": KEYS, "look_keys": LOOK_KEYS, "commands": ENGINE_COMMANDS + WORLD_COMMANDS}
         for section, allowed in valid.items():
@@ -187,11 +187,11 @@ class Keymap:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
     except FileNotFoundError:
         raise KeymapError(f"keymap file {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise KeymapError(f"keymap file {path} is not valid YAML: {e}") from None
+    except SharedFileError as e:
+        raise KeymapError(f"keymap file {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) or v is None for v in data.values()):

@@ -32,6 +32,7 @@ import platform
 import queue
 import threading
 import time
+import typing
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ import numpy as np
 import yaml
 
 from engine.action import ACTION_NAMES, Action
-from engine.files import atomic_write_text, io_reason
+from engine.cli import type_problem
+from engine.files import SharedFileError, atomic_write_text, brief, io_reason, load_yaml
 from engine.world import Observation
 
 FORMAT_VERSION = 1
@@ -164,26 +166,35 @@ class RecordingMeta:
     @classmethod
     def load(cls, path: Path) -> "RecordingMeta":
         try:
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path, limit=1 << 20, within=path.parent)
         except FileNotFoundError as e:
             raise RecordingError(f"{path.parent} is not a recording: it has no {META_FILE}") from e
-        except yaml.YAMLError as e:
-            raise RecordingError(f"{path} is not valid YAML ({e}); the recording's frames may still be readable") from e
+        except SharedFileError as e:
+            raise RecordingError(f"{e}; the recording's frames may still be readable") from None
         if not isinstance(data, dict):
             raise RecordingError(f"{path} should hold a mapping, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
-            raise RecordingError(f"{path}: unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+            raise RecordingError(f"{path}: unknown key(s) {brief(sorted(unknown, key=str))}; known keys: {sorted(known)}")
         missing = {"world", "world_config", "seed", "tick_rate"} - set(data)
         if missing:
             raise RecordingError(f"{path}: missing key(s) {sorted(missing)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():
+            problem = type_problem(value, hints[key])
+            if problem:
+                raise RecordingError(f"{path}: {key} {problem}")
         meta = cls(**data)
         rate, chunk = meta.tick_rate, meta.chunk_ticks
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
             raise RecordingError(f"{path}: tick_rate must be a finite number > 0, got {rate!r}")
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-            raise RecordingError(f"{path}: chunk_ticks must be an integer >= 1, got {chunk!r}")
+            raise RecordingError(f"{path}: chunk_ticks must be an integer >= 1, got {brief(chunk)}")
+        version = meta.format_version
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise RecordingError(f"{path}: format_version {brief(version)} is not one this dreamwalk reads (1 to "
+                                 f"{FORMAT_VERSION}); a newer dreamwalk made it, update to read it")
         return meta
 
     def to_yaml(self) -> str:
@@ -530,9 +541,10 @@ _CHUNK_ARRAYS = {"rgb": (np.uint8, lambda h, w: (h, w, 3)), "depth": (np.float32
                  "dynamic_mask": (np.bool_, lambda h, w: (h, w))}
 
 
-def _check_chunk_headers(path: Path, rows: int, resolution: list[int] | None) -> None:
+def _check_chunk_headers(path: Path, rows: int, resolution: list[int] | None) -> int:
     """Read each array's .npy header in a chunk and check its name, dtype and shape (`rows` frames at `resolution`)
-    before any data is read: a small damaged file cannot ask for gigabytes."""
+    before any data is read: a small damaged file cannot ask for gigabytes. Returns the chunk's frame count."""
+    frames = 0
     with zipfile.ZipFile(path) as z:
         names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
         if "rgb" not in names:
@@ -552,6 +564,8 @@ def _check_chunk_headers(path: Path, rows: int, resolution: list[int] | None) ->
                 raise ValueError(f"{name!r} has shape {list(shape)}, not [frames, {', '.join(map(str, trailing(h, w)))}]")
             if shape[0] < rows:
                 raise ValueError(f"{name!r} holds {shape[0]} frames for {rows} logged steps")
+            frames = max(frames, int(shape[0]))
+    return frames
 
 
 class Recording:
@@ -569,6 +583,7 @@ class Recording:
         self.rows = self._read_rows()
         self._chunk_cache: tuple[int, dict[str, np.ndarray]] | None = None
         chunks = self._saved_chunks()
+        self._check_chunking(chunks)
         # Only rows whose chunk is on disk are readable.
         n_frames = 0
         for c in range(len(chunks) + 1):
@@ -582,6 +597,29 @@ class Recording:
                 f"{self.path}: {len(self.rows)} steps were logged but no frame chunk was saved "
                 "(the session ended before its first second was written)"
             )
+
+    def _check_chunking(self, chunks: set[int]) -> None:
+        """meta.yaml's chunk_ticks against the chunks on disk (names, and the first chunk's frame count from its header):
+        a chunk_ticks that disagrees would pair frames with the wrong rows, and --verify would compare too few."""
+        per = self.meta.chunk_ticks
+        expected = -(-len(self.rows) // per)
+        beyond = sorted(c for c in chunks if c >= expected)
+        problem = None
+        if beyond:
+            problem = f"there are frame chunks up to {max(chunks):06d}.npz, but {len(self.rows)} rows make {expected}"
+        elif 0 in chunks and (self.path / FRAMES_DIR / "000000.npz").is_file():  # else reading it says what it is
+            want = min(per, len(self.rows))
+            try:
+                n = _check_chunk_headers(self.path / FRAMES_DIR / "000000.npz", want, self.meta.resolution)
+            except Exception as e:  # noqa: BLE001 (any header problem is the same one-line damage)
+                n, problem = 0, f"frames/000000.npz does not hold its {want} frames ({e})"
+            # a full chunk holds exactly chunk_ticks frames; a recording's only chunk may hold one more frame than
+            # rows (a crash cut the last line of ticks.jsonl)
+            if not problem and n != want and not (len(self.rows) < per and n == len(self.rows) + 1):
+                problem = f"frames/000000.npz holds {n} frames, where chunk_ticks and {len(self.rows)} rows make {want}"
+        if problem:
+            raise RecordingError(f"{self.path}: meta.yaml's chunk_ticks ({per}) disagrees with its frames: {problem}; "
+                                 "the recording is damaged (re-record it)")
 
     def _read_rows(self) -> list[dict[str, Any]]:
         path = self.path / TICKS_FILE

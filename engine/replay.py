@@ -17,8 +17,8 @@ registered worlds: one made in your own `module:Class` world is verified with `-
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from engine.action import Action
+from engine.cli import Parser, number
 from engine.image import PSNR_CAP_DB, psnr
-from engine.recording import META_FILE, Recording, RecordingError
+from engine.recording import META_FILE, Recording, RecordingError, RecordingMeta
 from engine.world import Observation, World, WorldNotFoundError, make_world, make_world_from_file
 
 
@@ -130,6 +131,17 @@ def recorded_world(recording: Recording, world_name: str | None = None) -> World
     hint = (f"If you trust this recording, name its world on the command line: "
             f"python -m engine.replay {recording.path} --verify --world {meta.world}")
     return make_world_from_file(meta.world, meta.world_config, source, hint)
+
+
+def model_differences(meta: RecordingMeta, world: World) -> list[str]:
+    """Why a model world may dream otherwise than when it was recorded: other weights, or other model.yaml settings."""
+    out = []
+    for what, recorded, here in (("weights", meta.model_hash, getattr(world, "model_hash", None)),
+                                 ("model.yaml settings", meta.extra.get("model_settings_hash"),
+                                  getattr(world, "model_settings_hash", None))):
+        if recorded and here and recorded != here:
+            out.append(f"recorded with {what} {str(recorded)[:16]}, replayed with {here}: frames may differ")
+    return out
 
 
 # World commands that only write files (they change no frame): not repeated when re-simulating.
@@ -247,17 +259,17 @@ def _build_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.replay", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m engine.replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("recording", type=Path, help="a recording directory")
     parser.add_argument("--headless", action="store_true", help="no window: print a summary")
     parser.add_argument("--verify", action="store_true", help="re-simulate the actions and compare the frames")
-    parser.add_argument("--min-psnr", type=float, default=30.0,
+    parser.add_argument("--min-psnr", type=number(0, math.inf), default=30.0,
                         help="--verify: the PSNR (dB) every frame must reach where frames are not compared bit for "
                              "bit: worlds that are not deterministic, and recordings made with other library or "
                              "renderer versions than this machine's (default: 30)")
     parser.add_argument("--realtime", action="store_true", help="headless: pace as in the window (default: flat out)")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="playback speed relative to the pace it was recorded at (default 1; 2 = twice as fast)")
+    parser.add_argument("--speed", type=number(0.01, 100), default=1.0,
+                        help="playback speed relative to the pace it was recorded at (default 1; 2 = twice as fast; 0.01-100)")
     parser.add_argument("--world", default=None, metavar="NAME",
                         help="--verify: rebuild this world (a name or module:Class you trust) instead of meta.yaml's")
     args = parser.parse_args(argv)
@@ -275,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         except _build_errors() as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        for note in model_differences(rec.meta, world):
+            print(f"note: {note}")
         try:
             result = verify(rec, args.min_psnr, world)
         except RecordingError as e:  # a damaged row or frame chunk found on the way
@@ -285,14 +299,14 @@ def main(argv: list[str] | None = None) -> int:
             where = ", ".join(f"{k} {a} there, {b} here" for k, (a, b) in result.versions_differ.items())
             print(f"note: recorded with other versions ({where}): compared by PSNR >= {args.min_psnr:g} dB per frame "
                   f"(--min-psnr), not bit for bit")
-        verdict = "MATCH" if result.matched else f"MISMATCH (first at step {result.first_mismatch})"
-        print(f"{verdict}: {result.identical_rgb}/{result.steps} frames identical, min PSNR {result.min_psnr:.2f} dB")
+        lost = len(rec.rows) - result.steps  # logged steps without saved frames (a session cut short)
+        verdict = ("PARTIAL MATCH" if lost else "MATCH") if result.matched else \
+            f"MISMATCH (first at step {result.first_mismatch})"
+        print(f"{verdict}: {result.identical_rgb}/{result.steps} frames identical, min PSNR {result.min_psnr:.2f} dB"
+              + (f"; {lost} logged step(s) at the end have no saved frames and were not compared" if lost else ""))
         return 0 if result.matched else 1
     from engine.app import run_world  # the same runner as play.py, with the recording as the world
 
-    if not args.speed > 0:
-        print(f"error: --speed must be positive, got {args.speed}", file=sys.stderr)
-        return 2
     pace = recorded_pace(rec)
     rate = pace * args.speed
     print(f"replaying {len(rec)} frames of {rec.meta.world} at {rate:.3g} ticks/s "

@@ -18,7 +18,6 @@ refused; the lock of a process that died is taken over. The worker processes die
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import multiprocessing as mp
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.action import Action
-from engine.cli import check_positive, parse_set
+from engine.cli import MAX_TICK_RATE, Parser, check_positive, integer, number, parse_set
 from engine.files import FolderBusyError, folder_lock
 from engine.recording import (FRAMES_DIR, META_FILE, PREFIX_FILE, TICKS_FILE, VIDEO_FILE, Recording, RecordingError,
                               RecordingMeta, RecordingWriter)
@@ -45,6 +44,7 @@ DoneFn = Callable[[Observation], bool]
 
 
 LOCK_FILE = ".rollout.lock"
+MAX_WORKERS = 256  # processes a rollout may start (one core each)
 
 
 class RolloutMismatchError(ValueError):
@@ -269,8 +269,9 @@ def rollout(world: str, out: Path, episodes: int, ticks: int, policy: str | None
     """Run the episodes (in `workers` processes) and write recordings + summary.json under `out`."""
     if (policy is None) == (script is None):
         raise ValueError("give exactly one of a policy or a script")
-    if episodes < 1 or ticks < 1 or workers < 1:
-        raise ValueError(f"episodes, ticks and workers must be >= 1 (got {episodes}, {ticks}, {workers})")
+    if episodes < 1 or ticks < 1 or not 1 <= workers <= MAX_WORKERS or episodes > 1_000_000:
+        raise ValueError(f"episodes must be in [1, 1000000], ticks >= 1 and workers in [1, {MAX_WORKERS}] "
+                         f"(got {episodes}, {ticks}, {workers})")
     check_positive(tick_rate, "--tick-rate")
     config = loop_tick_rate(world, config or {}, tick_rate)  # the world steps at the rate the recordings claim
     probe = make_world(world, **config)  # fail fast, in this process, on a bad world name or config
@@ -334,21 +335,22 @@ def rollout(world: str, out: Path, episodes: int, ticks: int, policy: str | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.rollout", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m engine.rollout", description=__doc__.split("\n\n")[0])
     p.add_argument("--world", required=True)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--policy", help="a policy name (e.g. explore, random) or module:callable")
     g.add_argument("--script", help="a YAML action script")
-    p.add_argument("--episodes", type=int, required=True)
-    p.add_argument("--ticks", type=int, required=True, help="ticks per episode (at most)")
+    p.add_argument("--episodes", type=integer(1, 1_000_000), required=True)
+    p.add_argument("--ticks", type=integer(1, 100_000_000), required=True, help="ticks per episode (at most)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (one core each)")
+    p.add_argument("--workers", type=integer(1, MAX_WORKERS), default=1,
+                   help=f"parallel processes (one core each; at most {MAX_WORKERS})")
     p.add_argument("--split", choices=["train", "validation", "test"], default=None,
                    help="take level seeds from this split of the world's seed ranges")
-    p.add_argument("--seed-start", type=int, default=0, help="without --split: first reset seed")
-    p.add_argument("--offset", type=int, default=0, help="skip this many episodes' seeds (to extend a data set)")
+    p.add_argument("--seed-start", type=integer(0, 2**31 - 1), default=0, help="without --split: first reset seed")
+    p.add_argument("--offset", type=integer(0, 1_000_000_000), default=0, help="skip this many episodes' seeds (to extend a data set)")
     p.add_argument("--set", dest="world_set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--tick-rate", type=float, default=20.0)
+    p.add_argument("--tick-rate", type=number(0, MAX_TICK_RATE, lo_open=True), default=20.0)
     p.add_argument("--video", action="store_true", help="also write an mp4 per episode")
     p.add_argument("--reward", default=None, help="module:callable reward(prev_obs, action, obs) -> float")
     p.add_argument("--done", default=None, help="module:callable done(obs) -> bool (ends an episode)")

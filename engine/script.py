@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
-import yaml
 
 from engine.action import KEYS, Action, ActionError
+from engine.files import SharedFileError, brief, load_yaml
 from engine.world import Observation
 
 STEP_FIELDS = ("hold", "turn", "ticks", "seconds", "wait", "repeat", "steps", "note")
@@ -48,11 +48,11 @@ def load_script(path: str | Path, tick_rate: float = 20.0) -> list[Action]:
     """Compile a YAML action script into one Action per tick."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
     except FileNotFoundError:
         raise ScriptError(f"action script {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ScriptError(f"action script {path} is not valid YAML: {e}") from None
+    except SharedFileError as e:
+        raise ScriptError(f"action script {e}") from None
     return compile_script(data, tick_rate, source=str(path))
 
 
@@ -61,7 +61,7 @@ def compile_script(data: Any, tick_rate: float = 20.0, source: str = "<script>")
     if isinstance(data, dict):
         extra = set(data) - {"steps", "name", "description"}
         if extra:
-            raise ScriptError(f"{source}: unknown top-level key(s) {sorted(extra)}; expected steps, name, description")
+            raise ScriptError(f"{source}: unknown top-level key(s) {brief(sorted(extra, key=str))}; expected steps, name, description")
         data = data.get("steps")
     if not isinstance(data, list) or not data:
         raise ScriptError(f"{source}: a script needs a non-empty list of steps (see engine/script.py for the format)")
@@ -77,7 +77,7 @@ def _compile_steps(steps: list, tick_rate: float, source: str, where: str, out: 
             raise ScriptError(f"{at}: each step is a mapping like {{hold: [forward], ticks: 10}}, got {step!r}")
         unknown = set(step) - set(STEP_FIELDS)
         if unknown:
-            raise ScriptError(f"{at}: unknown field(s) {sorted(unknown)}; valid fields: {list(STEP_FIELDS)}")
+            raise ScriptError(f"{at}: unknown field(s) {brief(sorted(unknown, key=str))}; valid fields: {list(STEP_FIELDS)}")
         if "repeat" in step:
             n, body = step["repeat"], step.get("steps")
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:

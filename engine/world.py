@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import importlib.metadata
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Union
@@ -26,6 +27,7 @@ from typing import Any, Callable, ClassVar, Union
 import numpy as np
 
 from engine.action import Action
+from engine.cli import type_problem
 
 ENTRY_POINT_GROUP = "dreamwalk.worlds"
 
@@ -266,7 +268,23 @@ def check_world_name(name: Any, source: str, hint: str | None = None) -> str:
     return name
 
 
+def check_config_types(name: str, factory: Callable[..., World], config: dict[str, Any]) -> None:
+    """TypeError naming the key when a config value does not have the type the world's constructor annotates (a
+    string where a bool belongs, 8.5 for an integer, NaN for a number): `--set memory=maybe` is refused, not read as
+    true."""
+    target = factory.__init__ if isinstance(factory, type) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 (annotations this check cannot resolve: the constructor checks its own)
+        return
+    for key, value in config.items():
+        problem = type_problem(value, hints.get(key))
+        if problem:
+            raise TypeError(f"world {name!r}: {key} {problem}")
+
+
 def _build(name: str, factory: Callable[..., World], config: dict[str, Any]) -> World:
+    check_config_types(name, factory, config)
     try:
         world = factory(**config)
     except TypeError as e:

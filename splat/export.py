@@ -10,11 +10,11 @@ and dynamic mask, into a SceneMemory at the recording's own resolution; the memo
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
+from engine.cli import Parser, integer
 from engine.recording import META_FILE, Recording, RecordingError
 from splat.memory import MemoryConfig, SceneMemory
 from splat.ply import write_ply
@@ -71,13 +71,13 @@ def build_memory(recording: Recording, episode: int = 0, budget: int = 100000, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m splat.export", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m splat.export", description=__doc__.split("\n\n")[0])
     p.add_argument("source", type=Path, help="a recording directory (or a directory of recordings)")
     p.add_argument("--ply", type=Path, required=True, help="output .ply path")
-    p.add_argument("--episode", type=int, default=0, help="which episode of the recording (from 0)")
-    p.add_argument("--budget", type=int, default=100000, help="most Gaussians kept")
-    p.add_argument("--subsample", type=int, default=2, help="one Gaussian per NxN pixel block of a frame")
-    p.add_argument("--every", type=int, default=1, help="insert every Nth frame")
+    p.add_argument("--episode", type=integer(0, 1_000_000), default=0, help="which episode of the recording (from 0)")
+    p.add_argument("--budget", type=integer(1, 100_000_000), default=100000, help="most Gaussians kept")
+    p.add_argument("--subsample", type=integer(1, 64), default=2, help="one Gaussian per NxN pixel block of a frame")
+    p.add_argument("--every", type=integer(1, 1_000_000), default=1, help="insert every Nth frame")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     try:

@@ -315,15 +315,15 @@ def test_arena_values_must_be_finite(key, value):
 def test_bad_engine_values_are_one_line_naming_them(tmp_path):
     assert "'walk_speed' = inf must be a finite number" in one_error_line(
         run_cli("play.py", "--world", "arena", "--headless", "--ticks", "1", "--set", "walk_speed=.inf"))
-    assert "--tick-rate must be positive" in one_error_line(
+    assert "argument --tick-rate: must be a number in (0, 1000], got 'nan'" in one_error_line(
         run_cli("play.py", "--world", "plane", "--headless", "--ticks", "1", "--tick-rate", "nan"))
-    assert "--seed must be a non-negative integer" in one_error_line(
+    assert "argument --seed: must be an integer in [0, 2147483647], got '-1'" in one_error_line(
         run_cli("play.py", "--world", "plane", "--headless", "--ticks", "1", "--seed", "-1"))
     keymap = tmp_path / "keys.yaml"
     keymap.write_text("look:\n  mouse_sensitivity: .nan\n")
     assert "look.mouse_sensitivity must be a finite number" in one_error_line(
         run_cli("play.py", "--world", "plane", "--headless", "--ticks", "1", "--keymap", keymap))
-    assert "--tick-rate must be a finite number > 0" in one_error_line(
+    assert "argument --tick-rate: must be a number in (0, 1000]" in one_error_line(
         run_cli("-m", "engine.rollout", "--world", "plane", "--policy", "idle", "--episodes", "1", "--ticks", "2",
                 "--out", tmp_path / "r", "--tick-rate", "nan"))
 

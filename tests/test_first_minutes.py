@@ -257,7 +257,9 @@ def test_replay_says_its_pace_and_ends_with_a_notice(tmp_path, capsys):
     assert "end of the recording (11 frames)" in out
     summary = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
     assert summary["ticks"] == 10
-    assert replay_main([str(tmp_path / "r"), "--headless", "--speed", "0"]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it (engine.cli.number), exit 2
+        replay_main([str(tmp_path / "r"), "--headless", "--speed", "0"])
+    assert refused.value.code == 2
 
 
 def test_a_finished_replay_in_a_window_holds_its_last_frame_and_r_plays_it_again(tmp_path):

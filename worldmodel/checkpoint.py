@@ -19,6 +19,7 @@ and shape against the config and says what does not fit.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,10 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from engine.files import SharedFileError, brief, check_regular, load_yaml
 from worldmodel.autoencoder import FrameAutoencoder
 from worldmodel.config import ConfigError, ModelConfig, _build
 from worldmodel.device import resolve_device
@@ -56,6 +58,7 @@ class LoadedModel:
     dynamics: DynamicsTransformer
     info: dict[str, Any]
     hash: str  # sha256 of the weights file (first 16 hex digits): recordings cite it
+    settings_hash: str = ""  # sha256 of model.yaml's model and info sections (how it dreams): recordings cite it too
 
     @property
     def device(self) -> torch.device:
@@ -147,8 +150,8 @@ def finish_interrupted_export(directory: Path) -> None:
     if not (tmp.is_file() and weights.is_file()):
         return
     try:
-        pending = yaml.safe_load(tmp.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        pending = load_yaml(tmp)
+    except (SharedFileError, OSError):
         return
     if not (isinstance(pending, dict) and "model" in pending and pending.get(HASH_KEY) == file_hash(weights)):
         return
@@ -158,6 +161,13 @@ def finish_interrupted_export(directory: Path) -> None:
         raise CheckpointError(f"an export into {directory} was interrupted after its weights were written: the new "
                               f"model's {MODEL_YAML} is complete in {tmp}, but could not be moved into place ({e}); "
                               f"rename it to {directory / MODEL_YAML} to finish the export") from None
+
+
+def settings_hash(config: ModelConfig, info: dict[str, Any]) -> str:
+    """The first 16 hex digits of the sha256 of model.yaml's model and info sections in canonical JSON: with the
+    weights' hash it names how a model dreams (a change of a dream rule such as info.motion changes it)."""
+    text = json.dumps({"model": config.to_dict(), "info": info}, sort_keys=True, default=str, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
@@ -175,9 +185,9 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
     if not path.exists():
         raise CheckpointError(f"{directory} is not a model directory: {MODEL_YAML} is missing")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{path} is not valid YAML: {e}") from None
+        data = load_yaml(path, within=directory)
+    except SharedFileError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(data, dict) or "model" not in data:
         raise CheckpointError(f"{path} has no 'model:' section")
     try:
@@ -186,27 +196,27 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
         raise CheckpointError(f"{path}: {e}") from None
     extra = sorted(set(data) - {"model", "info", HASH_KEY}, key=str)
     if extra:
-        raise CheckpointError(f"{path}: unknown top-level key(s) {extra}; a model.yaml holds model, info, {HASH_KEY}")
+        raise CheckpointError(f"{path}: unknown top-level key(s) {brief(extra)}; a model.yaml holds model, info, {HASH_KEY}")
     info = data.get("info") or {}
     if not isinstance(info, dict):
-        raise CheckpointError(f"{path}: info must be a mapping, got {info!r}")
+        raise CheckpointError(f"{path}: info must be a mapping, got {brief(info)}")
     unknown = sorted(set(info) - set(INFO_KEYS), key=str)
     if unknown:  # a typo (samplng) would otherwise silently drop a setting the dream depends on
-        raise CheckpointError(f"{path}: unknown key(s) info.{unknown[0]}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+        raise CheckpointError(f"{path}: unknown key(s) info.{unknown[0]}" + (f" (and {brief(unknown[1:])})" if unknown[1:] else "")
                               + f"; the known info keys are {list(INFO_KEYS)} (fix the spelling, or remove the key)")
     sampling = info.get("sampling") or {}
     if not isinstance(sampling, dict) or set(sampling) - {"context_noise", "chosen_by"}:
-        raise CheckpointError(f"{path}: info.sampling must be a mapping with the keys context_noise, chosen_by; got {sampling!r}")
+        raise CheckpointError(f"{path}: info.sampling must be a mapping with the keys context_noise, chosen_by; got {brief(sampling)}")
     cn = sampling.get("context_noise", 0.0)
     if isinstance(cn, bool) or not isinstance(cn, (int, float)) or not 0.0 <= cn < 1.0:
-        raise CheckpointError(f"{path}: info.sampling.context_noise must be a number in [0, 1), got {cn!r}")
+        raise CheckpointError(f"{path}: info.sampling.context_noise must be a number in [0, 1), got {brief(cn)}")
     check_memory_settings(info.get("memory"), f"{path}: info.memory")
     check_dream_settings(info, path)
     expected = data.get(HASH_KEY)
     if expected is not None and not (isinstance(expected, str) and len(expected) == 16
                                      and all(c in "0123456789abcdef" for c in expected)):
         raise CheckpointError(f"{path}: {HASH_KEY} must be 16 lowercase hex digits (file_hash of {MODEL_WEIGHTS}), "
-                              f"got {expected!r}")
+                              f"got {brief(expected)}")
     return config, info, expected
 
 
@@ -216,12 +226,12 @@ def check_dream_settings(info: dict[str, Any], path: Path) -> None:
     dream = info.get("dream") or {}
     if not isinstance(dream, dict) or set(dream) - {"camera", "memory_first", "memory", "chosen_by"}:
         raise CheckpointError(f"{path}: info.dream must be a mapping with the keys camera, memory_first, memory, chosen_by; "
-                              f"got {dream!r}")
+                              f"got {brief(dream)}")
     if dream.get("camera", "model") not in ("model", "action"):
-        raise CheckpointError(f"{path}: info.dream.camera must be 'model' or 'action', got {dream['camera']!r}")
+        raise CheckpointError(f"{path}: info.dream.camera must be 'model' or 'action', got {brief(dream['camera'])}")
     for key in ("memory_first", "memory"):
         if not isinstance(dream.get(key, False), bool):
-            raise CheckpointError(f"{path}: info.dream.{key} must be true or false, got {dream[key]!r}")
+            raise CheckpointError(f"{path}: info.dream.{key} must be true or false, got {brief(dream[key])}")
     motion = info.get("motion")
     if dream.get("camera") == "action" and motion is None:
         raise CheckpointError(f"{path}: info.dream.camera is 'action' but info.motion (the fitted camera rules) is missing")
@@ -230,7 +240,7 @@ def check_dream_settings(info: dict[str, Any], path: Path) -> None:
 
         if not isinstance(motion, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                    for k, v in motion.items() if k != "held_out"):
-            raise CheckpointError(f"{path}: info.motion must be a mapping of numbers (worldmodel.motion.MotionModel), got {motion!r}")
+            raise CheckpointError(f"{path}: info.motion must be a mapping of numbers (worldmodel.motion.MotionModel), got {brief(motion)}")
         try:
             MotionModel.from_info(motion)
         except ValueError as e:
@@ -248,7 +258,7 @@ def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:
 
     allowed = sorted(f.name for f in fields(MemoryConfig) if f.name not in ("width", "height"))
     if not isinstance(settings, dict):
-        raise CheckpointError(f"{where} must be a mapping of scene-memory settings, got {settings!r}")
+        raise CheckpointError(f"{where} must be a mapping of scene-memory settings, got {brief(settings)}")
     unknown = sorted(set(settings) - set(allowed) - {"chosen_by"}, key=str)
     if unknown:
         raise CheckpointError(f"{where}: unknown key(s) {unknown}; the scene-memory settings are {allowed} (and chosen_by)")
@@ -270,6 +280,18 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     if not weights.exists():
         raise CheckpointError(f"{directory}: {MODEL_WEIGHTS} is missing")
     try:
+        check_regular(weights, within=directory)
+    except SharedFileError as e:
+        raise CheckpointError(str(e)) from None
+    # The file's header (names, shapes, dtypes; no data) against the networks model.yaml describes, built on the
+    # meta device (no memory): a mismatch is found before anything is allocated or read.
+    header = _weights_header(weights)
+    with torch.device("meta"):
+        shapes = {f"autoencoder.{k}": v.shape for k, v in FrameAutoencoder(config.autoencoder).state_dict().items()}
+        shapes.update({f"dynamics.{k}": v.shape
+                       for k, v in DynamicsTransformer(config.dynamics, config.latent_shape).state_dict().items()})
+    _match_header(header, shapes, weights)
+    try:
         tensors = load_file(str(weights), device="cpu")  # checked here, then the modules move as a whole
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is unreadable (truncated or not safetensors): {e}") from None
@@ -283,7 +305,45 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
         _load_into(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{weights} ({prefix[:-1]})")
     ae.to(device).eval()
     dyn.to(device).eval()
-    return LoadedModel(config, ae, dyn, info, actual)
+    return LoadedModel(config, ae, dyn, info, actual, settings_hash(config, info))
+
+
+WEIGHT_DTYPES = ("F32", "F16", "BF16")  # safetensors dtype names of the floats a model may hold
+
+
+def _weights_header(weights: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (safetensors dtype, shape)} from the file's header alone."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            out = {}
+            for name in f.keys():
+                piece = f.get_slice(name)
+                out[name] = (piece.get_dtype(), tuple(piece.get_shape()))
+            return out
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is unreadable (truncated or not safetensors): {e}") from None
+
+
+def _match_header(header: dict[str, tuple[str, tuple[int, ...]]], shapes: dict[str, torch.Size], weights: Path) -> None:
+    """CheckpointError unless the file holds exactly the tensors `shapes` names, at those shapes, as floats."""
+    missing = sorted(set(shapes) - set(header))
+    unexpected = sorted(set(header) - set(shapes))
+    wrong = [f"{k}: file {header[k][1]} vs model.yaml {tuple(v)}" for k, v in shapes.items()
+             if k in header and header[k][1] != tuple(v)]
+    dtypes = sorted({d for d, _ in header.values()} - set(WEIGHT_DTYPES))
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} tensor(s) e.g. {brief(missing[:3])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensor(s) model.yaml has no place for, e.g. {brief(unexpected[:3])}")
+    if wrong:
+        parts.append(f"shape mismatch {brief(wrong[:3])}")
+    if dtypes:
+        parts.append(f"tensors stored as {dtypes} (a model holds {'/'.join(WEIGHT_DTYPES)} floats; a quantised file "
+                     "is not one this project reads)")
+    if parts:
+        raise CheckpointError(f"{weights} does not match its model.yaml (another architecture or config?): "
+                              + "; ".join(parts))
 
 
 def _load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
@@ -330,7 +390,6 @@ def save_state(directory: Path, name: str, module: torch.nn.Module, optimizer: t
     progress (step, schedule, ...) and the RNG states (`rng`: {"tensors": {name: tensor}, "plain": JSON-able}),
     so a kill at any moment leaves either the previous state or this one, never a mix.
     `hook(point)`: fault injection for tests (called once the temporary file is written, before the rename)."""
-    import json
 
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in module.state_dict().items()}
@@ -358,13 +417,11 @@ def save_state(directory: Path, name: str, module: torch.nn.Module, optimizer: t
 
 def read_progress(directory: Path, name: str) -> dict[str, Any] | None:
     """The progress dict of a stage's saved state (None when there is none), without loading the tensors."""
-    import json
 
     path = state_path(directory, name)
     if not path.exists():
         return None
     try:
-        from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
@@ -373,19 +430,17 @@ def read_progress(directory: Path, name: str) -> dict[str, Any] | None:
     if meta.get("format") == STATE_FORMAT:
         return json.loads(meta["progress"])
     try:  # the old format: progress in NAME.yaml beside the tensors
-        return (yaml.safe_load((directory / f"{name}.yaml").read_text()) or {}).get("progress")
-    except (OSError, yaml.YAMLError) as e:
+        return (load_yaml(directory / f"{name}.yaml") or {}).get("progress")
+    except (OSError, SharedFileError) as e:
         raise CheckpointError(f"training state {directory / name}.yaml is unreadable: {e}") from None
 
 
 def load_state(directory: Path, name: str, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore what `save_state` wrote into `module` and `optimizer`; returns the progress dict, with the RNG
     states under "rng" ({"tensors": ..., "plain": ...}, or None for a state saved before they were kept)."""
-    import json
 
     path = state_path(directory, name)
     try:
-        from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
@@ -396,9 +451,9 @@ def load_state(directory: Path, name: str, module: torch.nn.Module, optimizer: t
             rng = {"tensors": {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")},
                    "plain": json.loads(meta.get("rng") or "{}")}
         else:  # the old two-file format (no RNG states)
-            old = yaml.safe_load((directory / f"{name}.yaml").read_text())
+            old = load_yaml(directory / f"{name}.yaml")
             progress, groups, rng = old["progress"], old["param_groups"], None
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"training state {path} is unreadable: {e}") from None
     _load_into(module, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     state: dict[int, dict[str, torch.Tensor]] = {}

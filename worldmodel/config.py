@@ -15,19 +15,29 @@ naming the key (and the file), with the valid keys listed: a typo must never be 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from engine.action import ACTION_DIM
+from engine.files import SharedFileError, brief, load_yaml
 
 
 class ConfigError(ValueError):
     """A configuration key is unknown, missing, or holds a value of the wrong type or range."""
+
+
+def _check_ranges(section: str, obj: Any, ranges: dict[str, tuple[float, float]]) -> None:
+    """Each named field (a number, or a list of numbers) finite and within [lo, hi]: sizes are bounded before any
+    network is built, so a model.yaml cannot ask for a 72 GB tensor (the bounds hold every preset, large included)."""
+    for name, (lo, hi) in ranges.items():
+        value = getattr(obj, name)
+        for v in (value if isinstance(value, (tuple, list)) else (value,)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+                raise ConfigError(f"{section}.{name} must be within [{lo:g}, {hi:g}], got {brief(value)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -50,6 +60,9 @@ class AutoencoderConfig:
     max_depth: float = 50.0  # metres; depth is clamped here before log-normalisation
 
     def __post_init__(self) -> None:
+        _check_ranges("autoencoder", self, {"latent_channels": (1, 256), "downsample": (2, 64),
+                                            "encoder_channels": (1, 4096), "decoder_channels": (1, 4096),
+                                            "res_blocks": (0, 16), "max_depth": (1e-3, 1e4)})
         levels = self.downsample.bit_length() - 1
         if self.downsample < 2 or 2**levels != self.downsample:
             raise ConfigError(f"autoencoder.downsample must be a power of two >= 2, got {self.downsample}")
@@ -85,6 +98,10 @@ class DynamicsConfig:
     pose_scale: tuple[float, ...] = (0.25, 0.25, 0.25, 5.0, 5.0)
 
     def __post_init__(self) -> None:
+        _check_ranges("dynamics", self, {"dim": (1, 8192), "layers": (1, 128), "heads": (1, 128), "mlp_ratio": (0.01, 16),
+                                         "patch_size": (1, 16), "action_dim": (1, 256), "look_scale_deg": (1e-3, 360),
+                                         "max_rel_frames": (1, 4096), "window": (1, 4096), "sinks": (0, 4096),
+                                         "pose_scale": (1e-6, 1e3)})
         if self.dim % self.heads:
             raise ConfigError(f"dynamics.dim={self.dim} must be divisible by dynamics.heads={self.heads}")
         if self.prediction not in ("x0", "velocity"):
@@ -104,6 +121,7 @@ class ModelConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
 
     def __post_init__(self) -> None:
+        _check_ranges("model", self, {"frame_size": (8, 4096)})
         h, w = self.frame_size
         ds, p = self.autoencoder.downsample, self.dynamics.patch_size
         if h % (ds * p) or w % (ds * p):
@@ -131,13 +149,17 @@ class ModelConfig:
 def load_config(path: str | Path) -> ModelConfig:
     """Read a preset YAML file: its ``model:`` section; a top-level ``train:`` section is left to training."""
     path = Path(path)
-    with open(path) as f:
-        data = yaml.safe_load(f)
+    try:
+        data = load_yaml(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except SharedFileError as e:
+        raise ConfigError(str(e)) from None
     if not isinstance(data, dict) or "model" not in data:
         raise ConfigError(f"{path}: expected a mapping with a top-level 'model:' section")
     extra = set(data) - {"model", "train"}
     if extra:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(extra)}; valid keys: ['model', 'train']")
+        raise ConfigError(f"{path}: unknown top-level key(s) {brief(sorted(extra, key=str))}; valid keys: ['model', 'train']")
     return ModelConfig.from_dict(data["model"], source=str(path))
 
 
@@ -174,20 +196,20 @@ def _convert(value: Any, hint: Any, key: str, source: str | None) -> Any:
         return _build(hint, value, key, source)
     if origin is Literal:
         if value not in typing.get_args(hint):
-            raise ConfigError(f"{_where(key, source)} must be one of {list(typing.get_args(hint))}, got {value!r}")
+            raise ConfigError(f"{_where(key, source)} must be one of {list(typing.get_args(hint))}, got {brief(value)}")
         return value
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{_where(key, source)} must be a mapping, got {value!r}")
+            raise ConfigError(f"{_where(key, source)} must be a mapping, got {brief(value)}")
         return dict(value)
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{_where(key, source)} must be a list, got {value!r}")
+            raise ConfigError(f"{_where(key, source)} must be a list, got {brief(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ConfigError(f"{_where(key, source)} must be a list of {len(args)} values, got {value!r}")
+            raise ConfigError(f"{_where(key, source)} must be a list of {len(args)} values, got {brief(value)}")
         return tuple(_convert(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(hint):
@@ -195,10 +217,10 @@ def _convert(value: Any, hint: Any, key: str, source: str | None) -> Any:
                 return _convert(value, arg, key, source)
             except ConfigError:
                 pass
-        raise ConfigError(f"{_where(key, source)} has the wrong type: expected {hint}, got {value!r}")
+        raise ConfigError(f"{_where(key, source)} has the wrong type: expected {hint}, got {brief(value)}")
     if hint is type(None):
         if value is not None:
-            raise ConfigError(f"{_where(key, source)} must be null, got {value!r}")
+            raise ConfigError(f"{_where(key, source)} must be null, got {brief(value)}")
         return None
     # bool is an int in Python; a YAML `true` where a number belongs is a mistake, not a 1.
     if hint is bool:
@@ -214,7 +236,7 @@ def _convert(value: Any, hint: Any, key: str, source: str | None) -> Any:
         raise TypeError(f"config type {hint} of {key} is not supported by the loader")
     if not ok:
         raise ConfigError(
-            f"{_where(key, source)} must be {hint.__name__}, got {type(value).__name__} {value!r}"
+            f"{_where(key, source)} must be {hint.__name__}, got {type(value).__name__} {brief(value)}"
         )
     return value
 

@@ -13,6 +13,7 @@ real view, like every interactive world model.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from worldmodel.tick import Dreams, SceneMemoryLike, StartView, TickOutput, prom
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "assets" / "model"
+MAX_THREADS = 256  # torch threads a dream may ask for (libgomp fails far beyond the cores)
 MEMORY_DIR = Path("memory")  # where F6 saves the scene memory (.ply), beside screenshots/ and recordings/
 
 
@@ -144,7 +146,10 @@ class DreamWorld(World):
                  camera: str | None = None, memory_first: bool | None = None) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
         if threads is not None:  # only when asked: torch's thread count is the whole process's
-            torch.set_num_threads(int(threads))
+            if not 1 <= threads <= MAX_THREADS:
+                raise ValueError(f"threads must be in [1, {MAX_THREADS}] (this machine has {os.cpu_count()} cores), "
+                                 f"got {threads}")
+            torch.set_num_threads(threads)
         threads = torch.get_num_threads()
         self.device = resolve_device(device)
         self.amp = default_amp(self.device) if amp is None else bool(amp)
@@ -182,6 +187,11 @@ class DreamWorld(World):
     @property
     def model_hash(self) -> str:
         return self.model.hash
+
+    @property
+    def model_settings_hash(self) -> str:
+        """model.yaml's settings hash (worldmodel.checkpoint.settings_hash): recordings note it beside model_hash."""
+        return self.model.settings_hash
 
     @property
     def memory(self) -> SceneMemoryLike | None:

@@ -38,7 +38,6 @@ gets `skipped.revisit` (one line) instead of a `revisit` section.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -50,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.cli import Parser, integer, number
 from engine.files import atomic_write_text
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.device import DEVICE_CHOICES
@@ -1168,21 +1168,21 @@ def recorded_revisit(model_dir: Path, data: list[str], context: int = 8, steps: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m worldmodel.evaluate", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m worldmodel.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="model directory (model.yaml + model.safetensors)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", choices=("test", "validation"), default="test",
                    help="held-out walks on test seeds (score a candidate to ship, once) or the same kinds planned on "
                         "validation seeds (choose settings and models there)")
-    p.add_argument("--context", type=int, default=8, help="ground-truth frames before the open loop")
-    p.add_argument("--steps", type=int, default=1, help="sampling steps per frame")
+    p.add_argument("--context", type=integer(1, 256), default=8, help="ground-truth frames before the open loop")
+    p.add_argument("--steps", type=integer(1, 100), default=1, help="sampling steps per frame")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="where the model runs: auto (CUDA when present), cpu or cuda (bf16 autocast on CUDA)")
-    p.add_argument("--context-noise", type=float, default=None,
+    p.add_argument("--context-noise", type=number(0, 1, hi_open=True), default=None,
                    help="noise level the dream's own frames are committed at (default: the model's, from its "
                         "model.yaml info.sampling; sweep it with --split validation)")
-    p.add_argument("--starts", type=int, default=3, help="start ticks per trajectory")
-    p.add_argument("--max-entries", type=int, default=None, help="use only the first N walks of each kind (smoke runs)")
+    p.add_argument("--starts", type=integer(1, 1000), default=3, help="start ticks per trajectory")
+    p.add_argument("--max-entries", type=integer(1, 1_000_000), default=None, help="use only the first N walks of each kind (smoke runs)")
     p.add_argument("--no-places", action="store_true", help="skip the returns, idle, wall and long-walk dreams")
     p.add_argument("--no-revisit", action="store_true", help="skip the memory revisit benchmark")
     p.add_argument("--revisit-only", action="store_true", help="only the memory revisit benchmark (no open loop)")

@@ -283,12 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     """python -m worldmodel.motion --checkpoint M --out DIR [--data REC ...]: fit the camera rules (info.motion) on
     the first 3/4 of the episodes, report their error on the last 1/4, refit on all, and write the model to DIR with
     info.motion and info.dream.camera = action (weights unchanged)."""
-    import argparse
     import sys
 
+    from engine.cli import Parser
     from worldmodel.checkpoint import CheckpointError, load_model, save_model
 
-    p = argparse.ArgumentParser(prog="python -m worldmodel.motion", description=main.__doc__)
+    p = Parser(prog="python -m worldmodel.motion", description=main.__doc__)
     p.add_argument("--checkpoint", required=True, help="model directory")
     p.add_argument("--out", required=True, help="where to write the model with its fitted camera rules")
     p.add_argument("--data", nargs="*", default=None, help="recordings (default: the arena's training episodes)")

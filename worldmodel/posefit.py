@@ -22,7 +22,6 @@ refit model (model.yaml `info.pose_refit` records how) is written to --out; eval
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.cli import Parser
 from worldmodel.checkpoint import CheckpointError, load_model, save_model
 from worldmodel.pose import ego_motion
 
@@ -122,7 +122,7 @@ def errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m worldmodel.posefit", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m worldmodel.posefit", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="assets/model", help="model directory to start from")
     p.add_argument("--out", required=True, help="directory for the refit model (and posefit.json)")
     p.add_argument("--episodes", type=int, default=32,

@@ -51,6 +51,10 @@ class SplitWorld(World):
     def model_hash(self) -> str:
         return self.dream.model_hash
 
+    @property
+    def model_settings_hash(self) -> str:
+        return self.dream.model_settings_hash
+
     def attach_memory(self, memory) -> None:
         self.dream.attach_memory(memory)
 

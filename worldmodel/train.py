@@ -40,7 +40,6 @@ autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py (the memory-im
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
@@ -50,7 +49,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from engine.cli import SetError, parse_set
+from engine.cli import Parser, SetError, parse_set
 from engine.files import FolderBusyError, folder_lock
 from engine.recording import RecordingError
 from worldmodel.checkpoint import CheckpointError
@@ -188,7 +187,7 @@ def resolve_config(config: Path | None, out: Path, overrides: list[str], data: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m worldmodel.train", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m worldmodel.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="a named size (assets/configs/): tiny (tests), small (minutes on a CPU), medium (the shipped "
                         "model's size, hours), large (for a GPU); with validation split, memory fine-tune and chosen settings")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+from engine.files import SharedFileError, brief, load_yaml
 
 # assets/arena/ lives at the repository root, two levels above this package.
 PRESET_DIR: Path = Path(__file__).resolve().parents[2] / "assets" / "arena"
@@ -154,7 +154,7 @@ def build_config(values: Mapping[str, Any], source: str) -> ArenaConfig:
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
         raise ArenaConfigError(
-            f"{source}: unknown key(s) {unknown}; valid keys are {sorted(_FIELD_TYPES)}"
+            f"{source}: unknown key(s) {brief(sorted(unknown, key=str))}; valid keys are {sorted(_FIELD_TYPES)}"
         )
     typed = {k: _check_type(k, v, source) for k, v in values.items()}
     config = ArenaConfig(**typed)
@@ -180,9 +180,9 @@ def load_preset(preset: str = "default", **overrides: Any) -> ArenaConfig:
     """Load a preset by name or path, then apply keyword overrides with the same validation."""
     path = preset_path(preset)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ArenaConfigError(f"{path}: not valid YAML: {e}") from e
+        values = load_yaml(path) or {}
+    except SharedFileError as e:
+        raise ArenaConfigError(str(e)) from None
     config = build_config(values, str(path))
     if overrides:
         config = config.replace(source=f"override of preset {preset!r} ({path})", **overrides)

@@ -11,7 +11,6 @@ in every file given, and tests/test_evaluation.py checks that the files and docs
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.cli import Parser
 from engine.files import atomic_path, save_png
 
 from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap
@@ -486,7 +486,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], n: int = 2000) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m worldmodel.evaluation.report", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m worldmodel.evaluation.report", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("table", help="print the tables of a report.json, or write them into markdown files")
     t.add_argument("report", type=Path)

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from engine.files import SharedFileError, brief, load_yaml
 from worldmodel.autoencoder import FrameAutoencoder
 from worldmodel.checkpoint import (CheckpointError, check_memory_settings, load_state, read_progress, save_model,
                                    save_state, state_path)
@@ -186,16 +187,16 @@ def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:
 
 def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    except SharedFileError as e:
+        raise ConfigError(str(e)) from None
     if not isinstance(data, dict) or "model" not in data:
         raise ConfigError(f"{path}: expected top-level 'model:' (and 'train:') sections")
     extra = set(data) - {"model", "train"}
     if extra:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(extra)}; valid keys: ['model', 'train']")
+        raise ConfigError(f"{path}: unknown top-level key(s) {brief(sorted(extra, key=str))}; valid keys: ['model', 'train']")
     model = ModelConfig.from_dict(data["model"], source=str(path))
     train = _build(TrainConfig, data.get("train") or {}, "train", str(path))
     return model, train
