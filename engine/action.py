@@ -134,3 +134,25 @@ def encode_actions(actions: Iterable[Action]) -> np.ndarray:
 
 
 assert tuple(f.name for f in fields(Action)) == ACTION_NAMES, "Action fields must match the encoding"
+
+
+class ActionLog:
+    """The actions of an episode so far, as float64 rows of ACTION_NAMES (64 bytes a tick, where Action objects take
+    ~230): what a recording started mid-episode stores as its prefix, kept for however long the episode runs."""
+
+    def __init__(self) -> None:
+        self._rows = np.empty((1024, ACTION_DIM), np.float64)
+        self._n = 0
+
+    def append(self, action: "Action") -> None:
+        if self._n == len(self._rows):
+            self._rows = np.concatenate([self._rows, np.empty_like(self._rows)])
+        self._rows[self._n] = [float(getattr(action, n)) for n in ACTION_NAMES]
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def array(self) -> np.ndarray:
+        """A copy of the rows so far [len, ACTION_DIM] float64 (exact look deltas, unlike the float32 to_array)."""
+        return self._rows[: self._n].copy()

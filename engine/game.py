@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from engine.action import Action
+from engine.action import ActionLog
 from engine.clock import FixedStep
 from engine.files import io_reason, save_png
 from engine.input import WORLD_COMMAND_HELP, InputAccumulator
@@ -176,7 +176,7 @@ class Game:
         self._message_until = 0.0
         self.recorder: RecordingWriter | None = None
         self.episode_seed = config.seed
-        self.episode_actions: list[Action] = []  # since the last reset: lets a mid-episode recording be verified
+        self.episode_actions = ActionLog()  # since the last reset: lets a mid-episode recording be verified
         self.episode_commands: dict[int, list[str]] = {}  # world commands given before episode step k
         self._step_ms, self._present_ms, self._latency = _Ema(), _Ema(), _Ema()
         self._pending_input: float | None = None  # earliest input not yet shown on screen
@@ -422,7 +422,7 @@ class Game:
 
     def _reset(self, seed: int) -> Observation:
         self.episode_seed = seed
-        self.episode_actions = []
+        self.episode_actions = ActionLog()
         self.episode_commands = {}
         if self.source is not None:
             self.source.reset(seed)
@@ -443,8 +443,8 @@ class Game:
             # how a model world dreams (its model.yaml settings), which the weights' hash does not cover
             extra={k: v for k in ("model_settings_hash",) if (v := getattr(self.world, k, None))},
         )
-        at_reset = not self.episode_actions
-        prefix = None if at_reset else (self.episode_seed, list(self.episode_actions))
+        at_reset = not len(self.episode_actions)
+        prefix = None if at_reset else (self.episode_seed, self.episode_actions.array())
         self.recorder = RecordingWriter(path, meta, video=self.config.video, prefix=prefix,
                                         prefix_commands=None if at_reset else dict(self.episode_commands))
         self.recorder.write(self.obs, None, reset=at_reset, seed=self.episode_seed if at_reset else None)

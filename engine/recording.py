@@ -232,7 +232,7 @@ class RecordingWriter:
     """
 
     def __init__(self, path: str | Path, meta: RecordingMeta, video: bool = True, video_min_size: int = 256,
-                 prefix: tuple[int, list[Action]] | None = None,
+                 prefix: tuple[int, list[Action] | np.ndarray] | None = None,
                  prefix_commands: dict[int, list[str]] | None = None) -> None:
         """`prefix`: (reset seed, actions since that reset) when recording starts mid-episode, so that
         `replay --verify` can rebuild the world's state at the first row; `prefix_commands` {k: world commands
@@ -285,7 +285,9 @@ class RecordingWriter:
                 self.meta.extra["prefix_commands"] = [[int(k), [str(c) for c in v]]
                                                       for k, v in sorted(prefix_commands.items()) if v]
             # float64, not the float32 training encoding: replay must feed back the exact look deltas.
-            arr = np.array([[float(getattr(a, n)) for n in ACTION_NAMES] for a in prefix[1]], np.float64)
+            actions = prefix[1]  # Actions, or their float64 rows (engine.action.ActionLog.array)
+            arr = (np.asarray(actions, np.float64) if isinstance(actions, np.ndarray) else
+                   np.array([[float(getattr(a, n)) for n in ACTION_NAMES] for a in actions], np.float64))
             arr = arr.reshape(-1, len(ACTION_NAMES))
             with open(self.path / (PREFIX_FILE + ".tmp"), "wb") as f:
                 np.save(f, arr, allow_pickle=False)

@@ -14,8 +14,8 @@
 
 from splat.gaussians import Gaussians
 from splat.memory import MemoryConfig, MemoryRender, SceneMemory
-from splat.ply import read_ply, write_ply
+from splat.ply import PlyError, read_ply, write_ply
 from splat.render import RenderResult, rasterize, rasterize_reference
 
 __all__ = ["Gaussians", "MemoryConfig", "MemoryRender", "SceneMemory", "RenderResult", "rasterize",
-           "rasterize_reference", "read_ply", "write_ply"]
+           "rasterize_reference", "PlyError", "read_ply", "write_ply"]

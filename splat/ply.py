@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.files import atomic_path
+from engine.files import SharedFileError, atomic_path, brief, check_regular
 from splat.gaussians import Gaussians
 
 SH_C0 = 0.28209479177387814  # the degree-0 spherical-harmonic basis constant, 1 / (2 sqrt(pi))
@@ -58,56 +58,81 @@ def write_ply(path: str | Path, gaussians: Gaussians) -> int:
     return n
 
 
+class PlyError(ValueError):
+    """A file that is not a 3DGS .ply this reader can take (the message names the file and what is wrong)."""
+
+
+PLY_HEADER_LIMIT = 64 << 10  # bytes of header a .ply may have
+
+
 def read_ply(path: str | Path) -> Gaussians:
     """Read a 3DGS .ply (binary little-endian vertex element) back into Gaussians (ticks 0, static).
 
-    Raises ValueError naming what is missing when the file is not a 3DGS .ply.
+    Raises PlyError naming what is wrong when the file is not a 3DGS .ply: not a regular file, a header over 64 KB,
+    a vertex count the file's size does not hold, non-finite values.
     """
     path = Path(path)
+    try:
+        size = check_regular(path)
+    except SharedFileError as e:
+        raise PlyError(str(e)) from None
     with open(path, "rb") as f:
-        if f.readline().strip() != b"ply":
-            raise ValueError(f"{path} is not a .ply file (no 'ply' magic line)")
+        if f.readline(16).strip() != b"ply":
+            raise PlyError(f"{path} is not a .ply file (no 'ply' magic line)")
         fmt, elements, current = None, [], None
         while True:
-            line = f.readline()
+            line = f.readline(1024)
             if not line:
-                raise ValueError(f"{path}: the .ply header has no end_header line")
+                raise PlyError(f"{path}: the .ply header has no end_header line")
+            if f.tell() > PLY_HEADER_LIMIT or not line.endswith(b"\n"):
+                raise PlyError(f"{path}: the .ply header is over {PLY_HEADER_LIMIT} bytes or a line of it over 1 KB")
             words = line.decode("ascii", errors="replace").split()
             if not words or words[0] in ("comment", "obj_info"):
                 continue
             if words[0] == "end_header":
                 break
             if words[0] == "format":
-                fmt = words[1]
+                fmt = words[1] if len(words) > 1 else None
             elif words[0] == "element":
+                if len(words) != 3 or not words[2].isdigit():
+                    raise PlyError(f"{path}: the header line {brief(line.decode('ascii', 'replace').strip())} is not "
+                                   "'element NAME COUNT'")
                 current = {"name": words[1], "count": int(words[2]), "props": []}
                 elements.append(current)
             elif words[0] == "property":
                 if current is None:
-                    raise ValueError(f"{path}: a property comes before any element")
-                if words[1] == "list":
-                    raise ValueError(f"{path}: list property '{words[-1]}' in element '{current['name']}' is not "
-                                     "part of a 3DGS .ply")
+                    raise PlyError(f"{path}: a property comes before any element")
+                if len(words) != 3 or words[1] == "list":
+                    raise PlyError(f"{path}: the property line {brief(line.decode('ascii', 'replace').strip())} in "
+                                   f"element '{current['name']}' is not 'property TYPE NAME' (a 3DGS .ply has no lists)")
                 if words[1] not in _PLY_TYPES:
-                    raise ValueError(f"{path}: unknown property type '{words[1]}'")
+                    raise PlyError(f"{path}: unknown property type {brief(words[1])}")
+                if any(words[2] == name for name, _ in current["props"]):
+                    raise PlyError(f"{path}: property {brief(words[2])} appears twice")
                 current["props"].append((words[2], "<" + _PLY_TYPES[words[1]]))
         if fmt != "binary_little_endian":
-            raise ValueError(f"{path}: format is {fmt!r}; a 3DGS .ply is binary_little_endian")
+            raise PlyError(f"{path}: format is {brief(fmt)}; a 3DGS .ply is binary_little_endian")
         if not elements or elements[0]["name"] != "vertex":
-            raise ValueError(f"{path}: the first element must be 'vertex' (a 3DGS .ply), found "
-                             f"{[e['name'] for e in elements]}")
+            raise PlyError(f"{path}: the first element must be 'vertex' (a 3DGS .ply), found "
+                           f"{brief([e['name'] for e in elements])}")
         vertex = elements[0]
         names = [p for p, _ in vertex["props"]]
         missing = [p for p in REQUIRED if p not in names]
         if missing:
-            raise ValueError(f"{path} is not a 3DGS .ply: its vertex element lacks {missing} (has {names})")
-        data = np.frombuffer(f.read(np.dtype(vertex["props"]).itemsize * vertex["count"]),
-                             dtype=np.dtype(vertex["props"]), count=vertex["count"])
-    n = int(vertex["count"])
+            raise PlyError(f"{path} is not a 3DGS .ply: its vertex element lacks {brief(missing)} (has {brief(names)})")
+        dtype = np.dtype(vertex["props"])
+        n = int(vertex["count"])
+        if n * dtype.itemsize > size - f.tell():
+            raise PlyError(f"{path}: the header says {n} Gaussians of {dtype.itemsize} bytes, but the file holds "
+                           f"{size - f.tell()} bytes after it (truncated?)")
+        data = np.frombuffer(f.read(dtype.itemsize * n), dtype=dtype, count=n)
+    if not all(np.isfinite(data[p]).all() for p in REQUIRED):
+        raise PlyError(f"{path}: some Gaussians hold NaN or infinite values")
     g = Gaussians.empty(max(n, 1))
     col = lambda *ps: np.stack([data[p].astype(np.float32) for p in ps], 1)  # noqa: E731
-    g.append(means=col("x", "y", "z"), quats=col("rot_0", "rot_1", "rot_2", "rot_3"),
-             scales=np.exp(col("scale_0", "scale_1", "scale_2")),
-             opacities=(1 / (1 + np.exp(-data["opacity"].astype(np.float64)))).astype(np.float32),
-             colors=np.clip(col("f_dc_0", "f_dc_1", "f_dc_2") * SH_C0 + 0.5, 0, 1), tick=0)
+    with np.errstate(over="ignore"):  # exp of a huge log-scale is inf: a degenerate but finite-input Gaussian
+        g.append(means=col("x", "y", "z"), quats=col("rot_0", "rot_1", "rot_2", "rot_3"),
+                 scales=np.exp(col("scale_0", "scale_1", "scale_2")),
+                 opacities=(1 / (1 + np.exp(-data["opacity"].astype(np.float64)))).astype(np.float32),
+                 colors=np.clip(col("f_dc_0", "f_dc_1", "f_dc_2") * SH_C0 + 0.5, 0, 1), tick=0)
     return g
