@@ -89,6 +89,23 @@ def save_png(rgb, path: str | Path) -> None:
             pygame.image.save(surface, f, "png")
 
 
+def check_write_target(path: str | Path, option: str, folder: bool = False) -> Path:
+    """Before any work: `path` can be written as a file (or, with `folder`, as a folder): not an existing folder
+    (file) in its place, its parent creatable and writable. Raises SharedFileError naming `option`."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise SharedFileError(f"{option} {path} is an existing {'file' if folder else 'folder'}; give a "
+                              f"{'folder' if folder else 'file'} path")
+    parent = path if folder and path.exists() else path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SharedFileError(f"{option} {path}: cannot create {parent} ({io_reason(e)})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SharedFileError(f"{option} {path}: {parent} is not writable; choose another place")
+    return path
+
+
 class FolderBusyError(RuntimeError):
     """Another running process holds the lock on this folder."""
 

@@ -65,6 +65,7 @@ def check_record_target(path: str | Path, what: str = "--record") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RecordingError(f"{what} {path}: that is an existing file; give a new directory to record into")
+    clear_unstarted(path)
     if path.is_dir() and any(path.iterdir()):
         raise RecordingError(f"{what} {path}: the directory is not empty (choose a new directory)")
     try:
@@ -75,6 +76,42 @@ def check_record_target(path: str | Path, what: str = "--record") -> Path:
     except OSError as e:
         raise RecordingError(f"{what} {path}: cannot record there ({e.strerror or e})") from None
     return path
+
+
+_START_FILES = ("meta.yaml", "meta.yaml.tmp", "ticks.jsonl", "prefix_actions.npy", "prefix_actions.npy.tmp",
+                ".write-test")
+
+
+def clear_unstarted(path: Path) -> bool:
+    """Remove what a recording start killed before its first tick leaves (an empty frames/ and ticks.jsonl, a meta.yaml
+    with no steps, a prefix), so the folder can be recorded into again; True when it did. A folder holding anything
+    else, or a single logged tick or frame, is left alone."""
+    if not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+    if not entries or any(e.name not in _START_FILES + (FRAMES_DIR,) or (e.name != FRAMES_DIR and not e.is_file())
+                          for e in entries):
+        return False
+    frames = path / FRAMES_DIR
+    if frames.exists() and (not frames.is_dir() or any(frames.iterdir())):
+        return False
+    ticks = path / TICKS_FILE
+    if ticks.exists() and (not ticks.is_file() or ticks.stat().st_size):
+        return False
+    meta = path / META_FILE
+    if meta.exists():
+        try:
+            data = load_yaml(meta, limit=1 << 20)
+        except (SharedFileError, OSError):
+            return False
+        if not (isinstance(data, dict) and data.get("status") == "recording" and not data.get("steps")):
+            return False
+    for e in entries:
+        if e.name == FRAMES_DIR:
+            e.rmdir()
+        else:
+            e.unlink()
+    return True
 
 
 def _io_failure(path: Path, error: BaseException) -> str:
@@ -243,6 +280,7 @@ class RecordingWriter:
             raise RecordingError(f"a recording's tick_rate must be a finite number > 0 ticks/s, got {rate!r}")
         if self.path.exists() and not self.path.is_dir():
             raise RecordingError(f"refusing to record into {self.path}: it is an existing file (choose a new directory)")
+        clear_unstarted(self.path)
         if self.path.exists() and any(self.path.iterdir()):
             raise RecordingError(f"refusing to record into {self.path}: it is not empty (choose a new directory)")
         try:

@@ -211,7 +211,7 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
             same_rgb += rgb_ok
             depth_ok = True
             if rec.obs.depth is not None and obs.depth is not None:
-                depth_ok = bool(np.array_equal(obs.depth, rec.obs.depth))
+                depth_ok = bool(np.array_equal(obs.depth, rec.obs.depth, equal_nan=True))  # the same NaN is the same
                 same_depth += depth_ok
             if rec.obs.cam_to_world is not None and obs.cam_to_world is not None:
                 pose_err = max(pose_err, float(np.linalg.norm(obs.cam_to_world[:3, 3] - rec.obs.cam_to_world[:3, 3])))
@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         lost = len(rec.rows) - result.steps  # logged steps without saved frames (a session cut short)
         verdict = ("PARTIAL MATCH" if lost else "MATCH") if result.matched else \
             f"MISMATCH (first at step {result.first_mismatch})"
-        print(f"{verdict}: {result.identical_rgb}/{result.steps} frames identical, min PSNR {result.min_psnr:.2f} dB"
+        depth = "" if result.identical_depth is None else f", {result.identical_depth}/{result.steps} depth maps"
+        print(f"{verdict}: {result.identical_rgb}/{result.steps} frames identical{depth}, min PSNR {result.min_psnr:.2f} dB"
               + (f"; {lost} logged step(s) at the end have no saved frames and were not compared" if lost else ""))
         return 0 if result.matched else 1
     from engine.app import run_world  # the same runner as play.py, with the recording as the world

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from engine.cli import Parser, integer
+from engine.files import check_write_target, io_reason
 from engine.recording import META_FILE, Recording, RecordingError
 from splat.memory import MemoryConfig, SceneMemory
 from splat.ply import write_ply
@@ -81,14 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     try:
+        check_write_target(args.ply, "--ply")
         rec_dir = find_recording(args.source)
         recording = Recording(rec_dir)
         memory, used = build_memory(recording, args.episode, args.budget, args.subsample, args.every)
-    except (ExportError, RecordingError, ValueError) as e:
+    except (ExportError, RecordingError, ValueError) as e:  # SharedFileError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
-    args.ply.parent.mkdir(parents=True, exist_ok=True)
-    n = write_ply(args.ply, memory.gaussians)
+    try:
+        n = write_ply(args.ply, memory.gaussians)
+    except OSError as e:
+        print(f"error: writing {args.ply} failed ({io_reason(e)}); nothing was written there", file=sys.stderr)
+        return 2
     print(f"{rec_dir}: {used} frames -> {n} Gaussians -> {args.ply} ({time.perf_counter() - t0:.1f} s)")
     return 0
 

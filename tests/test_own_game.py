@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from engine import Action
 
@@ -111,6 +112,46 @@ def test_one_command_from_a_3d_game_to_a_dream_with_its_memory(tmp_path):
     source.next(obs)
     world.close()
     assert all(o.depth is not None and o.depth.shape == (72, 96) and o.cam_to_world is not None for o in seen)
+
+
+def test_a_pipeline_stopped_after_its_base_stage_leaves_a_memory_first_model_with_fitted_camera(tmp_path, monkeypatch):
+    """The guide's run on the maze, stopped when the memory stage starts: RUN already holds a model that dreams memory
+    first with the fitted camera rules, and says in model.yaml that the run has not finished; --resume finishes it."""
+    import yaml
+
+    from worldmodel.train import main as train
+    from worldmodel.training.pipeline import Pipeline
+
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    run("-m", "engine.rollout", "--world", "tests.mazegame:MazeGame", "--policy", "explore", "--episodes", "4",
+        "--ticks", "30", "--out", str(data))
+    args = ["--preset", "tiny", "--data", str(data), "--out", str(run_dir), "--set", "ae_steps=4", "--set", "steps=4",
+            "--set", "val_fraction=0.25", "--set", "finetune_steps=2", "--set", "context_noise_choices=[0]",
+            "--set", "model.dynamics.layers=1", "--no-progress"]
+    real_train = Pipeline._train
+
+    def stop_at_memory(self, name, cfg):
+        if name == "memory":
+            raise KeyboardInterrupt  # as a Ctrl-C in the memory stage
+        return real_train(self, name, cfg)
+
+    monkeypatch.setattr(Pipeline, "_train", stop_at_memory)
+    with pytest.raises(KeyboardInterrupt):
+        train(args)
+    info = yaml.safe_load((run_dir / "model.yaml").read_text())["info"]
+    assert info["dream"]["memory"] is True and info["dream"]["memory_first"] is True
+    assert info["dream"]["camera"] == "action" and set(info["motion"]) >= {"walk", "sprint", "radius"}, info
+    assert info["stages"]["from"] == "base" and info["stages"]["finished"] is False
+    assert info["stages"]["ran"] == ["split", "base", "camera"]
+    from worldmodel.dream import DreamWorld
+
+    world = DreamWorld(checkpoint=str(run_dir), prompt_world="tests.mazegame:MazeGame")
+    assert world.memory_first and world.memory_enabled
+    world.close()
+    monkeypatch.setattr(Pipeline, "_train", real_train)
+    assert train(["--out", str(run_dir), "--resume", "--no-progress"]) == 0
+    info = yaml.safe_load((run_dir / "model.yaml").read_text())["info"]
+    assert info["stages"]["finished"] is True and info["stages"]["from"] == "memory"
 
 
 def test_model_keys_from_the_command_line_are_checked():

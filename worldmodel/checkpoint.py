@@ -166,7 +166,7 @@ def finish_interrupted_export(directory: Path) -> None:
 def settings_hash(config: ModelConfig, info: dict[str, Any]) -> str:
     """The first 16 hex digits of the sha256 of model.yaml's model and info sections in canonical JSON: with the
     weights' hash it names how a model dreams (a change of a dream rule such as info.motion changes it)."""
-    text = json.dumps({"model": config.to_dict(), "info": info}, sort_keys=True, default=str, allow_nan=False)
+    text = json.dumps({"model": config.to_dict(), "info": info}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

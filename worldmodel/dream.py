@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from engine.action import Action
-from engine.world import Observation, World, check_world_name, make_world, world_factory
+from engine.files import brief
+from engine.world import Observation, World, check_config_types, check_world_name, make_world, world_factory
 from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings, load_model
 from worldmodel.device import default_amp, resolve_device
 from worldmodel.flow import FlowSampler
@@ -42,13 +43,25 @@ def prompt_world_config(model: LoadedModel, prompt_name: str, prompt_world: str 
     the caller's `prompt_config`, else model.yaml `info.prompt_config` when the prompt is the model's own world
     (exactly the world the data was recorded in), else the data's render size."""
     if prompt_config is not None:
-        return dict(prompt_config)
+        return _checked_prompt(prompt_name, prompt_config, "prompt_config")
     info = model.info
     if "prompt_config" in info and prompt_world in (None, prompt_name):
-        return dict(info["prompt_config"])
+        return _checked_prompt(prompt_name, info["prompt_config"], "model.yaml info.prompt_config")
     H, W = model.config.frame_size
     render = info.get("render_size", [2 * H, 2 * W])
     return {"width": render[1], "height": render[0]}
+
+
+def _checked_prompt(name: str, config: Any, where: str) -> dict[str, Any]:
+    """A prompt world's config, its types checked against the world's constructor now rather than at the first
+    reset (engine.world.check_config_types): ValueError naming `where`."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} must be a mapping of world settings, got {brief(config)}")
+    try:
+        check_config_types(name, world_factory(name), config)
+    except TypeError as e:
+        raise ValueError(f"{where}: {e}") from None
+    return dict(config)
 
 
 def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: str | None = None) -> str:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ import numpy as np
 import torch
 
 from engine.cli import Parser, integer, number
-from engine.files import atomic_write_text
+from engine.files import atomic_write_text, check_write_target, io_reason
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.device import DEVICE_CHOICES
 from worldmodel.data import frames_to_tensor, tensor_to_frames
@@ -73,6 +74,7 @@ HORIZONS = (1, 4, 8, 16, 32, 64, 128)
 RETURN_KINDS = ("turn_360", "out_and_back", "look_up_down")
 PLACE_KINDS = RETURN_KINDS + ("idle", "wall", "long_walk", "dream_revisit", "long_play")
 LONG_WALK_TICKS = (250, 500, 1000)
+REPORT_SPACE = 16 << 20  # bytes free that an evaluation asks for (report.json, plots, strips: 0.7 MB on the arena)
 TURN_FIRST_PASS = (10, 50)  # ticks of the 360° turn scored as "first pass": most of each frame newly seen
 
 
@@ -1199,6 +1201,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.data and args.split != "test":
         p.error("--split chooses arena walks; with --data the recordings given are the held-out set")
     try:
+        check_write_target(args.out, "--out", folder=True)
+        free = shutil.disk_usage(args.out if args.out.exists() else args.out.parent).free
+        if free < REPORT_SPACE:  # the report, plots and strips, written at the end: refuse now rather than then
+            raise ValueError(f"--out {args.out}: {free / 2**20:.0f} MiB free there, the report needs about "
+                             f"{REPORT_SPACE >> 20} MiB; free some space or choose another --out")
         memory_settings = None
         if args.memory:
             from engine.cli import parse_set
@@ -1234,8 +1241,11 @@ def main(argv: list[str] | None = None) -> int:
             if not report["skipped"]:
                 del report["skipped"]
             write_report(args.out / "report.json", report)
-    except (CheckpointError, ValueError) as e:  # DeviceError is a ValueError
+    except (CheckpointError, ValueError) as e:  # DeviceError and SharedFileError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: writing under {args.out} failed ({io_reason(e)}); files already there are whole", file=sys.stderr)
         return 2
     brief = {k: v for k, v in report.items() if k not in ("setup", "per_rollout", "ci95", "skipped")}
     for key in ("revisit", "idle"):

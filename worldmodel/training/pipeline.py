@@ -12,7 +12,10 @@ not finished (a stage killed half-way resumes from its own last checkpoint):
 3. memory: when the recordings have camera poses and depth, `finetune_steps` of memory fine-tune in RUN/memory:
    the memory images are the splat memory streamed over the base model's own one-step predictions
    (`memory_mode: splat_predicted`), so the model learns the memory it will dream with.
-4. camera: the camera rules (worldmodel.motion) fitted to the training recordings' poses and actions.
+4. camera (run right after base): the camera rules (worldmodel.motion) fitted to the training recordings' poses and
+   actions; the base model is then published to RUN, memory first with those rules, so a run stopped in a later
+   stage leaves a model that dreams as the pipeline would (model.yaml info.stages: the stages it went through and
+   `finished: false`).
 5. choose: on the held-out recordings, with the open loop of worldmodel.evaluate (the dream as play.py runs it,
    memory on when there are poses and depth): first the camera (the fitted rules, or the learned ego-motion head
    when its perceptual distance (ST-LPIPS averaged over the horizons of 8 ticks and more) is lower by more than
@@ -20,8 +23,8 @@ not finished (a stage killed half-way resumes from its own last checkpoint):
    (worldmodel.evaluation.report.select, docs/evaluation.md): the gates the recordings can measure (physics agreement
    with depth and poses) must hold, then the realism of the unseen decides (KID against the other held-out episodes),
    sharpness breaking ties; with one held-out episode there is no realism figure, and ST-LPIPS at 8+ ticks decides.
-6. the chosen model is written to RUN (model.yaml + model.safetensors) with what chose it (info.*.chosen_by), so
-   `python play.py --world dream --checkpoint RUN` dreams it with the memory on.
+6. the chosen model is written to RUN (model.yaml + model.safetensors) with what chose it (info.*.chosen_by) and
+   `info.stages.finished: true`, so `python play.py --world dream --checkpoint RUN` dreams it with the memory on.
 """
 
 from __future__ import annotations
@@ -126,6 +129,11 @@ class Pipeline:
         camera = has_camera([Path(p) for p in train])
         base = self._train("base", replace(self.cfg, data=tuple(train), **NO_STAGES))
         model_dir = base
+        # The camera rules are cheap: fitted now, so that the model published next already dreams as the final one
+        # will (memory first, the fitted camera) while the later stages run, and a run stopped there is usable.
+        motion = self._fit_camera(train) if camera else None
+        if "choose" not in self.state["done"]:
+            self._publish(base, self._provisional(camera, motion), final=False)
         if self.cfg.finetune_steps and camera:
             ft = replace(self.cfg, data=tuple(train), init_from=str(base), ae_steps=0, decoder_steps=0,
                          memory_mode="splat_predicted",
@@ -134,10 +142,22 @@ class Pipeline:
             model_dir = self._train("memory", ft)
         elif self.cfg.finetune_steps:
             self._say("stage memory: skipped (the recordings have no camera poses or depth, so no scene memory)")
-        motion = self._fit_camera(train) if camera else None
         chosen = self._choose(model_dir, val, camera, motion)
-        self._publish(model_dir, chosen)
+        self._publish(model_dir, chosen, final=True)
         return self.out
+
+    @staticmethod
+    def _provisional(camera: bool, motion: dict[str, Any] | None) -> dict[str, Any]:
+        """How the model published after the base stage dreams: memory on and memory first with the fitted camera rules
+        when the recordings have poses and depth (the choose stage may still change the camera and context noise)."""
+        if not camera:
+            return {}
+        why = "published after the base stage, before the choose stage: the pipeline's default"
+        info: dict[str, Any] = {"dream": {"camera": "action" if motion else "model", "memory_first": True,
+                                          "memory": True, "chosen_by": why}}
+        if motion:
+            info["motion"] = motion
+        return info
 
     def _train(self, name: str, cfg: TrainConfig) -> Path:
         from worldmodel.train import Trainer
@@ -246,12 +266,22 @@ class Pipeline:
         self._done("choose", **info)
         return info
 
-    def _publish(self, model_dir: Path, chosen: dict[str, Any]) -> None:
+    def _publish(self, model_dir: Path, chosen: dict[str, Any], final: bool) -> None:
+        """The model of `model_dir` with the dream settings `chosen`, written to RUN (model.yaml info.stages says which
+        stages it went through and whether the run has finished)."""
         from worldmodel.checkpoint import load_model, save_model
 
         m = load_model(model_dir)
-        info = {**m.info, **chosen, "stages": {"from": model_dir.name, "split": self.state["done"]["split"]}}
+        ran = [s for s in ("split", "base", "camera", "memory", "choose") if s in self.state["done"]]
+        info = {**m.info, **chosen, "stages": {"from": model_dir.name, "ran": ran, "finished": final,
+                                               "split": self.state["done"]["split"]}}
         save_model(self.out, m.config, m.autoencoder, m.dynamics, info)
-        memory = "on" if (chosen.get("dream") or {}).get("memory") else "off (no camera poses or depth)"
-        self._say(f"done: model in {self.out} (from the {model_dir.name} stage; memory {memory}; "
-                  f"play it: python play.py --world dream --checkpoint {self.out})")
+        dream = chosen.get("dream") or {}
+        memory = (f"memory on{', memory first' if dream.get('memory_first') else ''}, camera "
+                  f"{'rules' if dream.get('camera') == 'action' else 'head'}" if dream.get("memory")
+                  else "memory off (no camera poses or depth)")
+        play = f"play it: python play.py --world dream --checkpoint {self.out}"
+        if final:
+            self._say(f"done: model in {self.out} (from the {model_dir.name} stage; {memory}; {play})")
+        else:
+            self._say(f"stage base: published in {self.out} ({memory}); the later stages improve it; {play}")
