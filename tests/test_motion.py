@@ -49,6 +49,27 @@ def test_fit_recovers_known_rules():
     assert max(err.values()) < 1e-5
 
 
+def _stopping_episode(blocked: np.ndarray, speed: float, sprint: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Forward on every tick, in a game that stops at walls: the camera stays put on the `blocked` ticks."""
+    a = Action(forward=True, sprint=sprint).to_array()
+    c2w = [compose(np.array([1.0, 1.6, 2.0]), 30.0, 0.0)]
+    for b in blocked:
+        c2w.append(apply_ego_motion(c2w[-1], np.array([0.0, 0.0, 0.0 if b else speed, 0.0, 0.0]), pitch_limit=89.0))
+    return np.tile(a, (len(blocked), 1)), np.stack(c2w)
+
+
+def test_blocked_moves_are_left_out_of_the_speeds_in_a_game_that_stops_at_walls():
+    """60 % of the held-forward ticks blocked (the camera did not move): the fit reads the free steps' speed, where
+    the median of all steps was 0 and froze the dream's camera."""
+    rng = np.random.default_rng(1)
+    walk = _stopping_episode(rng.random(200) < 0.6, 0.2)
+    sprint = _stopping_episode(rng.random(200) < 0.6, 0.35, sprint=True)
+    fit = fit_motion([walk, sprint])
+    assert fit.walk == pytest.approx(0.2, abs=1e-6) and fit.sprint == pytest.approx(0.35, abs=1e-6)
+    with pytest.raises(ValueError, match="did not move on any of the 50 ticks with a move key held and sprint"):
+        fit_motion([walk, _stopping_episode(np.ones(50, bool), 0.35, sprint=True)])
+
+
 def test_fit_on_the_arena_reads_its_physics():
     from engine.arena.config import load_preset
     from worldmodel.motion import arena_episodes

@@ -181,12 +181,16 @@ def _first_wall(gap: np.ndarray, height: np.ndarray, span: float, depth: float =
     return np.inf
 
 
+BLOCKED_STEP_M = 1e-3  # a horizontal step shorter than this with a move key held: the move was blocked
+
+
 def fit_motion(episodes: Iterable[tuple[np.ndarray, np.ndarray]]) -> MotionModel:
     """Fit a MotionModel to episodes of (actions [T, 8], camera-to-world [T + 1, 4, 4]).
 
     Look gains: least squares of the change of yaw / pitch on the mouse's degrees (pitch only away from its limit).
-    Walk / sprint: the median horizontal step on ticks with a movement key on the ground that moved freely (not
-    shorter than 80% of the median: a blocked step). Jump / gravity: from the vertical steps of airborne arcs.
+    Walk / sprint: the median horizontal step on ticks with a movement key on the ground that moved freely (steps that
+    did not move at all are blocked ones, left out; then those shorter than 80% of the median, partly blocked); a key
+    held on 10 or more ticks that never moved the camera is a ValueError saying so, not a speed of 0. Jump / gravity: from the vertical steps of airborne arcs.
     Eye height: the median eye height on flat, grounded ticks (the floor at y = 0 in the recordings' frame)."""
     acts, motions, eyes, pitches = [], [], [], []
     for actions, c2w in episodes:
@@ -213,13 +217,20 @@ def fit_motion(episodes: Iterable[tuple[np.ndarray, np.ndarray]]) -> MotionModel
     gain_pitch = float((pin[ok] @ M[ok, 4]) / (pin[ok] @ pin[ok])) if ok.any() else 1.0
     keys = np.abs(A[:, _I["forward"]] - A[:, _I["back"]]) + np.abs(A[:, _I["right"]] - A[:, _I["left"]]) > 0
     step = np.hypot(M[:, 0], M[:, 2])
+    # A held move key that left the camera where it was is a blocked step (a game that stops at walls rather than
+    # sliding along them), never a speed: left out before the median, however many there are.
+    moved = step > BLOCKED_STEP_M
     speeds = []
     for sprinting in (False, True):
         sel = keys & grounded & ((A[:, _I["sprint"]] > 0.5) == sprinting)
-        s = step[sel]
+        s = step[sel & moved]
+        if sel.sum() >= 10 and not s.size:
+            raise ValueError(f"the camera did not move on any of the {int(sel.sum())} ticks with a move key held"
+                             f"{' and sprint' if sprinting else ''} on the ground: no {'sprint' if sprinting else 'walk'} "
+                             "speed to fit (do the recordings' poses follow the camera?)")
         if s.size:
             med = np.median(s)
-            s = s[s >= 0.8 * med]
+            s = s[s >= 0.8 * med]  # partly blocked steps (sliding along a wall) are shorter
         speeds.append(float(np.median(s)) if s.size else None)
     walk = speeds[0] if speeds[0] is not None else 0.15
     sprint = speeds[1] if speeds[1] is not None else walk
