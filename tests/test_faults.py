@@ -820,3 +820,35 @@ def test_an_adversarial_run_killed_mid_stage_resumes_to_the_uninterrupted_weight
     a, b = weights(whole), weights(cut)
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     assert any(not torch.equal(a[k], weights(straight)[k]) for k in a)  # the stage did change the dynamics
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_training_saves_the_stage_and_says_how_to_resume(arena_data, tmp_path, sig):
+    """Ctrl-C or SIGTERM in the dynamics stage: within a second the stage's state is saved at the step it reached,
+    one line says so and how to go on, and --resume continues from that step."""
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "worldmodel.train", "--config", str(TINY), "--data", str(arena_data), "--out", str(out),
+           "--set", "ae_steps=4", "--set", "steps=1000000", "--set", "ae_batch=8", "--set", "batch_size=2",
+           "--set", "checkpoint_minutes=60", "--no-progress"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stdout:
+        if line.startswith("dynamics: steps"):
+            break
+    time.sleep(3)  # some steps into the stage
+    t0 = time.monotonic()
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    took = time.monotonic() - t0
+    assert p.returncode == 128 + sig, err
+    assert took < 5, took  # a step and a checkpoint of the tiny model (under 1 s here; slack for a loaded machine)
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("stopped: the dynamics stage's state at step ") and f"--out {out} --resume" in line, err
+    step = int(line.split("at step ")[1].split()[0])
+    assert step > 0
+    resumed = subprocess.run([sys.executable, "-m", "worldmodel.train", "--out", str(out), "--resume", "--set",
+                              "steps=" + str(step + 2), "--override-config", "--no-progress"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"dynamics: steps {step}..{step + 2}" in resumed.stdout, resumed.stdout

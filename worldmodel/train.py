@@ -41,7 +41,9 @@ autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py (the memory-im
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -59,7 +61,8 @@ from worldmodel.device import DEVICE_CHOICES, DeviceError
 from worldmodel.evaluation.trajectories import recordings_setup
 from worldmodel.training.adversarial import AdversarialStage
 from worldmodel.training.autoencoder import AutoencoderStage
-from worldmodel.training.common import (HOOKS, RUN_CONFIG, TrainConfig, TrainerBase, TrainingDiverged, apply_gradients,
+from worldmodel.training.common import (HOOKS, RUN_CONFIG, STOP, STOPPABLE, TrainConfig, TrainerBase, TrainingDiverged,
+                                        TrainingStopped, apply_gradients,
                                         bf16_is_faster, init_distributed, load_presets)
 from worldmodel.training.data import TrainingData
 from worldmodel.training.decoder import DecoderStage
@@ -214,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finished = False
+    signals = _stop_on_signals()
     try:
         say = print if d.main else (lambda _: None)
         mcfg, tcfg = resolve_config(args.config, args.out, args.overrides, args.data, args.resume, args.override_config,
@@ -241,12 +245,55 @@ def main(argv: list[str] | None = None) -> int:
             FolderBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (TrainingStopped, KeyboardInterrupt) as e:
+        code = 128 + (signals.got or signal.SIGINT)
+        if d.main:
+            resume = f"python -m worldmodel.train --out {args.out} --resume"
+            if isinstance(e, TrainingStopped):
+                print(f"stopped: the {e.stage} stage's state at step {e.step} is saved in {args.out}; continue with: "
+                      f"{resume}", file=sys.stderr)
+            else:
+                print(f"stopped: what had finished is kept in {args.out} (its checkpoints and finished stages); "
+                      f"continue with: {resume}", file=sys.stderr)
+        return code
     finally:
+        signals.restore()
         if d.world > 1 and dist.is_initialized():
             if finished:  # leave together: a rank that tears gloo down while rank 0 still writes the model can abort
                 dist.barrier()
             dist.destroy_process_group()
     return 0
+
+
+class _Signals:
+    """SIGINT / SIGTERM during training: inside a stage's steps, the first one makes the loop save its state at the end
+    of the step and stop (TrainingStopped); elsewhere, or a second one, stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.got: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 (the signal module's signature)
+        self.got = signum
+        if STOPPABLE and not STOP.is_set():
+            STOP.set()
+            print(f"\n{signal.Signals(signum).name}: saving the {STOPPABLE[-1]} stage's state after this step, then "
+                  "stopping (again to stop at once)", file=sys.stderr, flush=True)
+            return
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        STOP.clear()
+
+
+def _stop_on_signals() -> _Signals:
+    signals = _Signals()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signals.previous[signum] = signal.signal(signum, signals.handle)
+    return signals
 
 
 if __name__ == "__main__":

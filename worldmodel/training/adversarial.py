@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 from worldmodel.tick import shown_cells
 from worldmodel.flow import FlowMatching
 from worldmodel.training.autoencoder import batch_sharpness
-from worldmodel.training.common import _hook, apply_gradients, lr_at
+from worldmodel.training.common import _hook, apply_gradients, lr_at, stoppable_steps
 
 
 class PatchDiscriminator(nn.Module):
@@ -135,7 +135,7 @@ class AdversarialStage:
         last_ckpt = time.time()
         B = cfg.batch_size
         try:
-            for step in bar:
+            for step in stoppable_steps("adversarial", bar):
                 scale = lr_at(step, cfg.adv_steps, 1.0, warmup)
                 opt.param_groups[0]["lr"] = cfg.adv_lr * scale
                 opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale
@@ -170,6 +170,7 @@ class AdversarialStage:
                     _hook("adv.saved", step + 1)
                     self.export("adversarial", step + 1)
                     last_ckpt = time.time()
+                    self._stop_if_asked("adversarial", step + 1)
         finally:
             self.dyn.eval()
             for p in self.ae.parameters():

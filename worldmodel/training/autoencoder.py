@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from worldmodel.autoencoder import AutoencoderLoss, AutoencoderLosses
-from worldmodel.training.common import _hook, apply_gradients, broadcast_module, lr_at
+from worldmodel.training.common import _hook, apply_gradients, broadcast_module, lr_at, stoppable_steps
 
 
 def recon_psnr(recon: torch.Tensor, rgb: torch.Tensor) -> float:
@@ -70,7 +70,7 @@ class AutoencoderStage:
         last_ckpt = time.time()
         ae_warmup = min(cfg.warmup, cfg.ae_steps // 10)
         self.ae.train()
-        for step in bar:
+        for step in stoppable_steps("autoencoder", bar):
             losses, recon, rgb = self._autoencoder_step(self.ae, opt, loss_fn, lr_at(step, cfg.ae_steps, cfg.ae_lr, ae_warmup))
             if step % cfg.log_every == 0:
                 psnr = recon_psnr(recon, rgb)
@@ -82,6 +82,7 @@ class AutoencoderStage:
                 self._save("ae", self.ae, opt, self._progress(step + 1, cfg.ae_steps, cfg.ae_lr, ae_warmup, final=False))
                 _hook("ae.saved", step + 1)
                 last_ckpt = time.time()
+                self._stop_if_asked("autoencoder", step + 1)
         self._finish_autoencoder(opt, cfg.ae_steps)
 
     def _autoencoder_step(self, trained: torch.nn.Module, opt: torch.optim.Optimizer, loss_fn: AutoencoderLoss,

@@ -9,10 +9,11 @@ import json
 import math
 import os
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -295,6 +296,30 @@ def average_gradients(module: torch.nn.Module, d: Dist) -> None:
             p.grad.div_(d.world)
 
 
+class TrainingStopped(Exception):
+    """A SIGINT or SIGTERM during a stage's steps: the stage's state was saved at `step` first (and --resume goes on
+    from there)."""
+
+    def __init__(self, stage: str, step: int) -> None:
+        super().__init__(f"{stage} stopped at step {step}")
+        self.stage, self.step = stage, step
+
+
+# Set by worldmodel.train's signal handler: the step loop running (STOPPABLE non-empty) saves and stops at the end of
+# its step; outside one (memory images, evaluation, the camera fit) the handler stops at once (KeyboardInterrupt).
+STOP = threading.Event()
+STOPPABLE: list[str] = []
+
+
+def stoppable_steps(stage: str, steps: Iterable[int]) -> Iterator[int]:
+    """Iterate a stage's steps as the stage a signal may stop gracefully."""
+    STOPPABLE.append(stage)
+    try:
+        yield from steps
+    finally:
+        STOPPABLE.remove(stage)
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or its gradients became NaN or infinite: the step is not taken and nothing is saved over the last
     checkpoint."""
@@ -508,12 +533,19 @@ class TrainerBase:
     def _checkpoint_due(self, last: float, last_step: bool) -> bool:
         """Whether to save now (every checkpoint_minutes, and after a stage's last step); rank 0 decides for all
         ranks, so the collective that gathers their RNG states is entered by all of them or none."""
-        due = last_step or time.time() - last > 60 * self.cfg.checkpoint_minutes
+        stop = STOP.is_set()
+        due = last_step or stop or time.time() - last > 60 * self.cfg.checkpoint_minutes
         if self.d.world > 1:
-            flag = torch.tensor([int(due)], device=self.device if self.device.type == "cuda" else "cpu")
+            flag = torch.tensor([int(due), int(stop)], device=self.device if self.device.type == "cuda" else "cpu")
             dist.broadcast(flag, src=0)
-            due = bool(flag.item())
+            due, stop = bool(flag[0].item()), bool(flag[1].item())
+        self._stop_now = stop
         return due
+
+    def _stop_if_asked(self, stage: str, step: int) -> None:
+        """After a checkpoint taken because a signal asked to stop: TrainingStopped (every rank alike)."""
+        if getattr(self, "_stop_now", False):
+            raise TrainingStopped(stage, step)
 
     def _save(self, name: str, module: torch.nn.Module, opt: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
         """The stage's state as one unit (weights, optimizer, every rank's RNG states, progress, schedule)."""

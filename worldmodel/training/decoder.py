@@ -11,7 +11,7 @@ import torch
 
 from worldmodel.autoencoder import AutoencoderLoss
 from worldmodel.training.autoencoder import batch_sharpness, recon_psnr
-from worldmodel.training.common import _hook, lr_at
+from worldmodel.training.common import _hook, lr_at, stoppable_steps
 
 
 class DecoderStage:
@@ -46,7 +46,7 @@ class DecoderStage:
     def _decoder_steps(self, opt: torch.optim.Optimizer, loss_fn: AutoencoderLoss, bar, warmup: int) -> None:
         cfg = self.cfg
         last_ckpt = time.time()
-        for step in bar:
+        for step in stoppable_steps("decoder", bar):
             losses, recon, rgb = self._autoencoder_step(self.ae.decoder, opt, loss_fn,
                                                         lr_at(step, cfg.decoder_steps, cfg.decoder_lr, warmup))
             if step % cfg.log_every == 0:
@@ -59,3 +59,4 @@ class DecoderStage:
                 self._save("dec", self.ae, opt, self._progress(step + 1, cfg.decoder_steps, cfg.decoder_lr, warmup))
                 _hook("dec.saved", step + 1)
                 last_ckpt = time.time()
+                self._stop_if_asked("decoder", step + 1)

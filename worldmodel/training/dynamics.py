@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from worldmodel.flow import FlowMatching
-from worldmodel.training.common import _hook, apply_gradients, lr_at
+from worldmodel.training.common import _hook, apply_gradients, lr_at, stoppable_steps
 from worldmodel.training.memory_images import memory_batch
 
 
@@ -39,7 +39,7 @@ class DynamicsStage:
         bar = tqdm(range(start, cfg.steps), desc="dynamics", disable=not self.progress, initial=start, total=cfg.steps)
         last_ckpt = time.time()
         self.dyn.train()
-        for step in bar:
+        for step in stoppable_steps("dynamics", bar):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
             b = self.clip_batch(data)
@@ -62,6 +62,7 @@ class DynamicsStage:
                 _hook("dyn.saved", step + 1)
                 self.export("dynamics", step + 1)
                 last_ckpt = time.time()
+                self._stop_if_asked("dynamics", step + 1)
         self.dyn.eval()
 
     def student_levels(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
