@@ -13,6 +13,7 @@ prints how to watch it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -42,6 +43,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # the engine runs without the world-model package
         return USER_ERRORS
     return USER_ERRORS + (CheckpointError,)
+
+
+def needs_display(error: BaseException) -> bool:
+    """Whether a world failed to start for want of a display (pyglet's NoSuchDisplayException, SDL's "no available
+    video device", X11's "cannot open display", ...)."""
+    text = f"{type(error).__name__} {error}".lower()
+    return any(k in text for k in ("display", "video device", "x11", "xlib", "glx"))
 
 
 def progress(text: str) -> None:
@@ -160,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No display ({why}), so no window can open. Running a short headless demo instead:\n"
               f"  {script.name if script else args.policy} for up to {ticks or 'all its'} ticks, recorded to {record}")
 
+    made_record_dir = record is not None and not Path(record).exists()
     try:  # where the run will write, checked before any work (not found unwritable after the run)
         if record is not None:
             check_record_target(record)
@@ -198,10 +207,20 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"{what} ({world_name})…")
         if hasattr(frontend, "loading"):
             frontend.loading(f"{what}…")
-        world = make_world(world_name, **config)
+        try:
+            world = make_world(world_name, **config)
+        except Exception as e:
+            if not has_display and needs_display(e):  # a game of one's own that opens a window (pyglet, pygame GL)
+                raise ValueError(f"the world {world_name} needs a display to start ({type(e).__name__}: "
+                                 f"{' '.join(str(e).split())[:160]}); set DISPLAY, or run under Xvfb: "
+                                 f"xvfb-run -a python play.py ...") from None
+            raise
         keymap = keymap.for_world(world_name, getattr(world, "commands", None))  # + the world's keys (checked here)
         progress(f"{world_name} ready after {time.perf_counter() - t0:.1f} s")
     except user_errors() as e:
+        if made_record_dir:  # the run never started: leave no empty recording folder behind
+            with contextlib.suppress(OSError):
+                Path(record).rmdir()
         if frontend is not None:
             frontend.close()
         return fail(str(e))

@@ -84,3 +84,44 @@ def test_plain_play_dreams_with_the_shipped_model(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["world"] == "dream" and summary["ticks"] == 20
+
+
+WINDOW_GAME = '''
+from engine import World
+
+
+class NoSuchDisplayException(Exception):
+    pass
+
+
+class WindowGame(World):
+    name = "windowgame"
+    config = {}
+
+    def __init__(self):
+        raise NoSuchDisplayException('Cannot connect to "None"')
+
+    def reset(self, seed):
+        pass
+
+    def step(self, action):
+        pass
+'''
+
+
+def test_a_game_that_needs_a_display_says_so_in_one_line(tmp_path):
+    """A game of one's own that opens a window, run where there is no display: one line naming DISPLAY and Xvfb
+    (it was a 46-line traceback after the headless demo was announced)."""
+    import os
+
+    (tmp_path / "windowgame.py").write_text(WINDOW_GAME)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONPATH"] = str(tmp_path)
+    recordings = ROOT / "recordings"
+    before = set(recordings.iterdir()) if recordings.exists() else set()
+    p = subprocess.run([sys.executable, "play.py", "--world", "windowgame:WindowGame", "--ticks", "3"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert p.returncode == 2 and len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "needs a display to start (NoSuchDisplayException" in errors[0] and "xvfb-run" in errors[0]
+    assert (set(recordings.iterdir()) if recordings.exists() else set()) == before  # no empty demo folder left

@@ -62,7 +62,7 @@ from worldmodel.evaluation.trajectories import recordings_setup
 from worldmodel.training.adversarial import AdversarialStage
 from worldmodel.training.autoencoder import AutoencoderStage
 from worldmodel.training.common import (HOOKS, RUN_CONFIG, STOP, STOPPABLE, TrainConfig, TrainerBase, TrainingDiverged,
-                                        TrainingStopped, apply_gradients,
+                                        TrainingStopped, apply_gradients, play_command,
                                         bf16_is_faster, init_distributed, load_presets)
 from worldmodel.training.data import TrainingData
 from worldmodel.training.decoder import DecoderStage
@@ -94,7 +94,7 @@ class Trainer(AutoencoderStage, DecoderStage, DynamicsStage, AdversarialStage, M
             stage = "adversarial"
         self.export(stage, self.step[stage])  # the step the weights are at (not train.steps)
         self._say(f"done in {(time.time() - t0) / 60:.1f} min at {stage} step {self.step[stage]}: model in {self.out}"
-                  + ("" if self.stage_of else f" (play it: python play.py --world dream --checkpoint {self.out})"))
+                  + ("" if self.stage_of else f" (play it: {play_command(self.out, self._prompt_info()['prompt_world'])})"))
 
 
 # Keys a resumed run may change without --override-config: they change when and what is logged, not the result.

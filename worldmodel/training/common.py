@@ -311,6 +311,13 @@ STOP = threading.Event()
 STOPPABLE: list[str] = []
 
 
+def play_command(out: Path, prompt_world: str | None) -> str:
+    """The command that plays the model in `out`: a prompt world named module:Class (one's own game) is given on the
+    command line, since a model.yaml may only name registered worlds."""
+    world = f" --set prompt_world={prompt_world}" if prompt_world and ":" in str(prompt_world) else ""
+    return f"python play.py --world dream --checkpoint {out}{world}"
+
+
 def stoppable_steps(stage: str, steps: Iterable[int]) -> Iterator[int]:
     """Iterate a stage's steps as the stage a signal may stop gracefully."""
     STOPPABLE.append(stage)

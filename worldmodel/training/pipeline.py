@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from worldmodel.config import ConfigError, ModelConfig
-from worldmodel.training.common import Dist, TrainConfig, write_run_config
+from worldmodel.training.common import Dist, TrainConfig, play_command, write_run_config
 
 STATE_FILE = "pipeline.json"
 NO_STAGES = dict(val_fraction=0.0, finetune_steps=0, context_noise_choices=())
@@ -280,7 +280,7 @@ class Pipeline:
         memory = (f"memory on{', memory first' if dream.get('memory_first') else ''}, camera "
                   f"{'rules' if dream.get('camera') == 'action' else 'head'}" if dream.get("memory")
                   else "memory off (no camera poses or depth)")
-        play = f"play it: python play.py --world dream --checkpoint {self.out}"
+        play = f"play it: {play_command(self.out, info.get('prompt_world'))}"
         if final:
             self._say(f"done: model in {self.out} (from the {model_dir.name} stage; {memory}; {play})")
         else:
