@@ -43,7 +43,7 @@ import yaml
 
 from engine.action import ACTION_NAMES, Action
 from engine.cli import type_problem
-from engine.files import SharedFileError, atomic_write_text, brief, io_reason, load_yaml
+from engine.files import SharedFileError, atomic_write_text, brief, check_regular, io_reason, load_yaml
 from engine.world import Observation
 
 FORMAT_VERSION = 1
@@ -665,8 +665,10 @@ class Recording:
         path = self.path / TICKS_FILE
         if not path.exists():
             raise RecordingError(f"{self.path} has no {TICKS_FILE}: not a recording, or it was deleted")
-        if not path.is_file():
-            raise RecordingError(f"{path} is not a regular file: the recording is damaged")
+        try:
+            check_regular(path, within=self.path)
+        except SharedFileError as e:
+            raise RecordingError(f"{e}: the recording is damaged") from None
         rows = []
         with open(path, "rb") as f:
             for n, raw in enumerate(f):
@@ -702,6 +704,7 @@ class Recording:
             try:
                 if not path.is_file():
                     raise ValueError("not a regular file")
+                check_regular(path, within=self.path)  # no link out of the recording
                 _check_chunk_headers(path, rows, self.meta.resolution)  # shapes and types, before reading a byte more
                 with np.load(path, allow_pickle=False) as z:
                     data = {k: z[k] for k in z.files}

@@ -3,7 +3,8 @@ the wrong type, NaN and infinities, huge and negative sizes, deleted and unknown
 inserted bytes, deep nesting), goes through the project's real reader. Each run either reads it or refuses it with the
 reader's own error in one short line; never another exception, never a write, never more than a bounded allocation.
 
-The examples are derandomised (the same ones every CI run); set DREAMWALK_FUZZ_EXAMPLES to run more of them.
+The examples are derandomised (the same ones every CI run); DREAMWALK_FUZZ_EXAMPLES=N runs N per file type and
+DREAMWALK_FUZZ_RANDOM=1 draws new ones (with pytest's --hypothesis-seed to repeat a run).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from hypothesis import strategies as st  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("DREAMWALK_FUZZ_EXAMPLES", "60"))
 PEAK_BYTES = 256 << 20  # what one read may allocate: numpy and Python objects (traced), and the process's peak RSS growth
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("DREAMWALK_FUZZ_RANDOM"),
+                database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 

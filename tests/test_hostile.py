@@ -83,7 +83,14 @@ DAMAGE = {
     "a billion-laughs alias": (lambda rec: _edit_meta(rec, "\nseed: ", "\nextra: {a: &a [1, 1], b: [*a, *a]}\nseed: "),
                                "an alias (*a)"),
     "meta.yaml is a FIFO": (lambda rec: ((rec / "meta.yaml").unlink(), os.mkfifo(rec / "meta.yaml")), "it is a FIFO"),
+    "ticks.jsonl linked outside the recording": (lambda rec: _link_out(rec, "ticks.jsonl"), "links outside"),
 }
+
+
+def _link_out(rec, name):
+    outside = rec.parent / f"outside-{name}"
+    (rec / name).rename(outside)
+    (rec / name).symlink_to(outside)
 
 
 def _edit_meta(rec, old, new):
