@@ -205,6 +205,7 @@ class Game:
     def frame(self) -> None:
         """One displayed frame: clock → input → step (0..max_catchup ticks) → record → present."""
         now = self.clock()
+        self._held_before = set(self.input.held)  # the keys down through the time since the last frame
         commands = self.frontend.poll(self.input, now)
         for command in commands:
             self.command(command)
@@ -242,7 +243,10 @@ class Game:
             return due
         if not self.config.realtime:
             return 1
+        before = self.fixed.dropped
         due = self.fixed.advance(now)
+        # a turn key held through the dropped ticks turns through them too
+        self.input.carry(self.fixed.dropped - before, getattr(self, "_held_before", None))
         self.stats.dropped = self.fixed.dropped
         return due
 

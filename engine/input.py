@@ -235,6 +235,15 @@ class InputAccumulator:
         self._pitch += (dy if self.invert_y else -dy) * self.mouse_sensitivity
         self._mark(t)
 
+    def carry(self, ticks: int, held: set[str] | None = None) -> None:
+        """`ticks` ticks the loop dropped (it fell behind): the key turns held through them (`held`, default the keys
+        down now) still turn, carried into the ticks that run next like mouse motion, so a held key turns as far as
+        the time it was held."""
+        if ticks > 0:
+            turn, held = self.key_turn_speed * ticks, self.held if held is None else held
+            self._yaw += turn * (("turn_right" in held) - ("turn_left" in held))
+            self._pitch += turn * (("look_up" in held) - ("look_down" in held))
+
     def release_all(self) -> None:
         """Forget held keys (focus lost: the key-up events will never come)."""
         self.held.clear()

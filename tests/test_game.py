@@ -94,6 +94,28 @@ def test_a_slow_world_drops_ticks_instead_of_spiralling():
     assert max(np.diff(ticks)) <= 2
 
 
+def test_a_held_turn_key_turns_as_far_when_ticks_are_dropped():
+    """1.5 s of a held turn key on a world too slow for 20 ticks/s: ticks are dropped, but the turn they would have
+    made carries into the ticks that run, so the view turns (nearly) 30 ticks x 6 degrees, as when none is dropped."""
+    turned = {}
+    for cost in (0.0, 0.13):
+        clock = FakeClock()
+        world = CountingWorld(clock, cost=cost)
+        events = [(0.0, lambda inp, now: inp.press("turn_right", now)), (1.5, lambda inp, now: inp.release("turn_right", now))]
+        game = make_game(world, ScriptedFrontend(events), clock, tick_rate=20, max_catchup=2, max_ticks=200)
+        game.input.key_turn_speed = 6.0
+        while clock.t < 3.0 and game.running:
+            game.frame()
+            game._pace()
+        turned[cost] = (sum(a.yaw for a in world.actions), game.stats.dropped)
+    (fast, none_dropped), (slow, dropped) = turned[0.0], turned[0.13]
+    assert none_dropped == 0 and dropped > 5
+    assert fast == pytest.approx(180.0, abs=6.5), turned
+    # the ticks that run in the frame that sees the release (max_catchup of them) turn no more: at most 2 x 6 degrees
+    # short, where without the carry only the ticks that ran turned (about 2 in 5 here: ~72 degrees)
+    assert fast - 2 * 6.0 - 0.5 <= slow <= fast + 0.5, turned
+
+
 def test_tap_inside_a_tick_and_mouse_sum_reach_the_world():
     clock = FakeClock()
     events = [
