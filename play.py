@@ -26,7 +26,7 @@ from engine.app import fail, run_world
 from engine.input import Keymap, KeymapError
 from engine.recording import RecordingError, check_record_target
 from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
-from engine.world import WorldNotFoundError, loop_tick_rate, make_world
+from engine.world import WorldNotFoundError, loop_tick_rate, make_world, world_factory
 
 ROOT = Path(__file__).resolve().parent
 
@@ -106,8 +106,6 @@ def accepts_device(world_name: str) -> bool:
     """Whether the world's constructor takes `device` (the dream worlds do; the engine's own do not)."""
     import inspect
 
-    from engine.world import world_factory
-
     try:
         params = inspect.signature(world_factory(world_name)).parameters
     except (TypeError, ValueError):
@@ -182,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     frontend = None
     try:
         keymap = Keymap.load(args.keymap)
+        world_factory(world_name)  # a world name that does not exist is refused before a window opens
         if not headless:  # the window opens first, with a loading screen, while torch, the model and the world load
             from engine.app import open_frontend
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import importlib.metadata
+import inspect
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 
 from engine.action import Action
 from engine.cli import type_problem
+from engine.files import brief
 
 ENTRY_POINT_GROUP = "dreamwalk.worlds"
 
@@ -273,6 +275,16 @@ def check_config_types(name: str, factory: Callable[..., World], config: dict[st
     string where a bool belongs, 8.5 for an integer, NaN for a number): `--set memory=maybe` is refused, not read as
     true."""
     target = factory.__init__ if isinstance(factory, type) else factory
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = None
+    if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [n for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [k for k in config if k not in known]
+        if unknown:
+            raise TypeError(f"world {name!r} has no setting {brief(unknown[0]) if len(unknown) == 1 else brief(unknown)}"
+                            f"; its settings are {', '.join(known)}")
     try:
         hints = typing.get_type_hints(target)
     except Exception:  # noqa: BLE001 (annotations this check cannot resolve: the constructor checks its own)

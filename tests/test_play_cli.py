@@ -48,7 +48,7 @@ def test_no_display_runs_a_recorded_demo_and_says_so(tmp_path):
         (["--world", "plane", "--policy", "nope"], "no policy named"),
         (["--world", "plane", "--keymap", "assets/scripts/tour.yaml"], "must map sections"),
         (["--world", "plane", "--set", "width=1"], "width/height must be >= 2"),
-        (["--world", "plane", "--set", "colour=red"], "cannot build world 'plane'"),
+        (["--world", "plane", "--set", "colour=red"], "world 'plane' has no setting 'colour'; its settings are width, height"),
         (["--world", "plane", "--ticks", "0"], "--ticks must be positive"),
         (["--world", "plane", "--size", "big"], "--size takes WxH"),
     ],
