@@ -56,6 +56,7 @@ def file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "world"
 
 
+DROP_WINDOW_S = 5.0  # the HUD's "dropped" warning counts the ticks dropped this many seconds back, then clears
 LATENCY_FRESH_S = 1.0  # the HUD shows the latency of input shown on screen within this many seconds, else "-"
 
 
@@ -79,6 +80,7 @@ class LoopStats:
     ticks: int = 0
     frames: int = 0
     dropped: int = 0
+    dropped_recent: int = 0  # of those, in the last DROP_WINDOW_S seconds (what the HUD warns about)
     ticks_per_s: float = 0.0
     fps: float = 0.0
     step_ms: float = float("nan")
@@ -185,6 +187,7 @@ class Game:
         self._last_present = -1e9
         self._t_start = clock()
         self._rate_window: list[float] = []  # tick times in the last second
+        self._drops: list[tuple[float, int]] = []  # (when, how many) ticks were dropped in the last DROP_WINDOW_S
         self._frame_times: list[float] = []  # present times in the last second
         self.obs = self._reset(config.seed)
         if config.record_dir is not None:
@@ -245,6 +248,11 @@ class Game:
             return 1
         before = self.fixed.dropped
         due = self.fixed.advance(now)
+        if self.fixed.dropped > before:
+            self._drops.append((now, self.fixed.dropped - before))
+        while self._drops and self._drops[0][0] < now - DROP_WINDOW_S:
+            self._drops.pop(0)
+        self.stats.dropped_recent = sum(n for _, n in self._drops)
         # a turn key held through the dropped ticks turns through them too
         self.input.carry(self.fixed.dropped - before, getattr(self, "_held_before", None))
         self.stats.dropped = self.fixed.dropped

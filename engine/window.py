@@ -106,8 +106,8 @@ def hud_lines(hud: Hud, captured: bool, width: int, measure: Callable[[str], int
         (f"{fmt(s.fps, '.0f')} fps  {fmt(s.ticks_per_s, '.1f')} ticks/s  step {fmt(s.step_ms, '.1f')} ms", (220, 220, 220)),
         (f"latency {fmt(s.latency_ms, '.0f')} ms{episode}  tick {tick}", (220, 220, 220)),
     ]
-    if s.dropped:
-        lines.append((f"dropped {s.dropped}: ticks skipped, the world runs slower than {hud.tick_rate:g} ticks/s",
+    if s.dropped_recent:  # the last few seconds only: a start-up hitch clears
+        lines.append((f"dropped {s.dropped_recent} in 5 s: the world runs slower than {hud.tick_rate:g} ticks/s",
                       (240, 180, 120)))
     wrapped = [(hud.world_text, (180, 230, 255))] if hud.world_text else []
     if hud.recording:

@@ -193,7 +193,7 @@ def test_wrap_text_keeps_every_line_inside_the_width_and_cuts_with_dots():
 
 
 def test_hud_lines_fit_the_window_explain_dropped_and_say_esc_again_quits():
-    stats = LoopStats(ticks=900, dropped=412, fps=30.0, ticks_per_s=12.5, step_ms=60.0)
+    stats = LoopStats(ticks=900, dropped=412, dropped_recent=12, fps=30.0, ticks_per_s=12.5, step_ms=60.0)
     hud = Hud(world="dream", stats=stats, paused=False, recording=True, seed=4, episode_tick=17, tick_rate=20,
               message="recording saved: recordings/dream-20261130-184257 (311 steps). Replay: python -m "
                       "engine.replay recordings/dream-20261130-184257")
@@ -201,20 +201,22 @@ def test_hud_lines_fit_the_window_explain_dropped_and_say_esc_again_quits():
     assert all(measure(line) <= 400 for line in lines)
     text = "\n".join(lines)
     assert "seed 4" in text and "tick 17" in text and "tick 900" not in text
-    assert "dropped 412: ticks skipped, the world runs slower than 20 ticks/s" in text.replace("\n", " ")
+    assert "dropped 12 in 5 s: the world runs slower than 20 ticks/s" in text.replace("\n", " ")
     assert "Esc again: quit" in text.replace("\n", " ")
     assert "engine.replay" in text  # wrapped, not cut at the edge
     captured = [t for t, _ in hud_lines(hud, captured=True, width=400, measure=measure)]
     assert not any("Esc again" in t for t in captured)
     quiet = Hud(world="arena", stats=LoopStats(), paused=False, recording=False)
     assert not any("dropped" in t for t, _ in hud_lines(quiet, True, 400, measure))
+    earlier = Hud(world="arena", stats=LoopStats(dropped=40), paused=False, recording=False)  # a start-up hitch, passed
+    assert not any("dropped" in t for t, _ in hud_lines(earlier, True, 400, measure))
 
 
 def test_hud_lines_fit_with_the_real_font():
     pygame = pytest.importorskip("pygame")
     pygame.font.init()
     font = pygame.font.Font(None, 20)
-    hud = Hud(world="dream", stats=LoopStats(dropped=3), paused=True, recording=False,
+    hud = Hud(world="dream", stats=LoopStats(dropped=3, dropped_recent=3), paused=True, recording=False,
               message="x" * 400, world_text="dream 41 ms (memory 9.1 ms)")
     for text, _ in hud_lines(hud, captured=False, width=640 - 46, measure=lambda t: font.size(t)[0]):
         assert font.size(text)[0] <= 640 - 46

@@ -94,6 +94,22 @@ def test_a_slow_world_drops_ticks_instead_of_spiralling():
     assert max(np.diff(ticks)) <= 2
 
 
+def test_the_dropped_warning_counts_the_last_seconds_and_clears():
+    """A start-up hitch drops ticks; five seconds of keeping up later the HUD's count is back to 0 (the total stays)."""
+    clock = FakeClock()
+    world = CountingWorld(clock)
+    game = make_game(world, ScriptedFrontend(), clock, tick_rate=20, max_catchup=2, max_ticks=1000)
+    game.frame()
+    clock.t += 1.0  # a one-second hitch: ~20 ticks due, 2 run, the rest dropped
+    game.frame()
+    hitch = game.stats.dropped
+    assert hitch >= 17 and game.stats.dropped_recent == hitch
+    while clock.t < 7.5:
+        game._pace()
+        game.frame()
+    assert game.stats.dropped == hitch and game.stats.dropped_recent == 0
+
+
 def test_a_held_turn_key_turns_as_far_when_ticks_are_dropped():
     """1.5 s of a held turn key on a world too slow for 20 ticks/s: ticks are dropped, but the turn they would have
     made carries into the ticks that run, so the view turns (nearly) 30 ticks x 6 degrees, as when none is dropped."""
