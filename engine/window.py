@@ -191,6 +191,7 @@ class WindowFrontend:
         self._hud_key: tuple | None = None
         self._hud_time = 0.0
         self.captured = False
+        self.quit_armed = True  # Esc with the mouse free quits; not after a focus change freed it (the next Esc arms)
         self._last: tuple[Observation, Hud] | None = None
         if capture_mouse:
             self.capture(True)
@@ -220,8 +221,11 @@ class WindowFrontend:
                     if name == "release_mouse":
                         if self.captured:
                             self.capture(False)
-                        else:
+                            self.quit_armed = True
+                        elif self.quit_armed:
                             commands.append("quit")
+                        else:  # the mouse was freed by a focus change, not by Esc: this Esc only arms the quit
+                            self.quit_armed = True
                     elif name == "filter":
                         self.linear = not self.linear
                     elif name == "hud":
@@ -238,6 +242,7 @@ class WindowFrontend:
                 self.capture(True)
             elif ev.type == pygame.WINDOWFOCUSLOST:
                 inp.release_all()  # the key-up events will go to another window
+                self.quit_armed = False  # back in the window, an Esc meant to free the mouse must not quit
                 if self.captured:
                     self.capture(False)
         return commands

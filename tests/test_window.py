@@ -130,3 +130,34 @@ def test_arena_plays_in_the_window(xvfb, tmp_path):
     import json
 
     assert json.loads((tmp_path / "s.json").read_text())["ticks"] > 10
+
+
+FOCUS_SCRIPT = """
+import pygame
+from engine.input import InputAccumulator, Keymap
+from engine.window import WindowFrontend
+
+front = WindowFrontend(Keymap.load(), size=(320, 240))
+inp = InputAccumulator()
+def esc():
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE, mod=0, unicode="", scancode=41))
+    return "quit" in front.poll(inp, 0.0)
+front.capture(True)
+pygame.event.post(pygame.event.Event(pygame.WINDOWFOCUSLOST))
+front.poll(inp, 0.0)
+print(front.captured, esc(), esc())  # focus lost: freed; the first Esc arms, the second quits
+front.capture(True)
+print(esc(), esc())  # captured: the first Esc frees the mouse, the second quits
+front.close()
+"""
+
+
+def test_after_a_focus_change_one_esc_does_not_quit(xvfb):
+    """Focus lost (alt-tab) frees the mouse; back in the window, the Esc a player presses to free it must not quit:
+    it arms the quit, which the next Esc does."""
+    env = dict(os.environ, DISPLAY=xvfb)
+    env.pop("SDL_VIDEODRIVER", None)
+    p = subprocess.run([sys.executable, "-c", FOCUS_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["False", "False", "True", "False", "True"], p.stdout
