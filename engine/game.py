@@ -378,7 +378,8 @@ class Game:
             if self.ended:  # a finished replay or script starts again
                 self.ended = self.paused = False
                 self.fixed.pause()
-            self.say(f"new episode, seed {self.episode_seed}")
+            # a world whose reset ignores the seed (a replay) says what R did in its own words
+            self.say(getattr(self.world, "restart_text", None) or f"new episode, seed {self.episode_seed}")
         elif name == "help":
             self.show_help = not self.show_help
         elif name == "screenshot":

@@ -52,6 +52,8 @@ class ReplayWorld(World):
     def config(self) -> dict[str, Any]:
         return {"path": self.path}
 
+    restart_text = "the recording again, from its first frame"  # what R says (the seed means nothing here)
+
     def reset(self, seed: int = 0) -> Observation:
         self.position = 0
         self._said, self._said_until = "", 0

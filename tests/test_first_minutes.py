@@ -279,6 +279,7 @@ def test_a_finished_replay_in_a_window_holds_its_last_frame_and_r_plays_it_again
     game.run()
     assert said.count("end of the recording: Esc quits, R plays it again") == 2  # once, and again after R
     assert game.stats.ticks == 2 * (len(rec) - 1)
+    assert "the recording again, from its first frame" in said and not any("seed 1" in s for s in said)
 
 
 # -- the dream's memory keys ----------------------------------------------------------------------------------------
