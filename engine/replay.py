@@ -22,7 +22,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -175,13 +175,15 @@ def version_differences(recorded: dict[str, Any]) -> dict[str, list[str]]:
             if k not in VERSION_KEYS_IGNORED and k in here and str(here[k]) != str(v)}
 
 
-def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = None) -> VerifyResult:
+def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = None,
+           progress: Callable[[int, int], None] | None = None) -> VerifyResult:
     """Re-simulate `recording` on a fresh copy of its world (`recorded_world`) and compare every saved frame.
 
     A deterministic world must match bit for bit when the recording was made with the library and renderer
     versions this machine has; when the recording notes others (a dream recorded elsewhere: CPU matmuls and
     Mesa differ across builds), every frame must instead reach `min_psnr` dB, and the result says so
-    (`compared`, `versions_differ`). Other worlds are always compared by PSNR."""
+    (`compared`, `versions_differ`). Other worlds are always compared by PSNR. `progress(done, total)` is called
+    after every step (the command line prints a line every few seconds)."""
     meta = recording.meta
     world = world or recorded_world(recording)
     psnrs: list[float] = []
@@ -218,6 +220,8 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
             if rec.obs.cam_to_world is not None and obs.cam_to_world is not None:
                 pose_err = max(pose_err, float(np.linalg.norm(obs.cam_to_world[:3, 3] - rec.obs.cam_to_world[:3, 3])))
             exact.append(rgb_ok and depth_ok)
+            if progress is not None:
+                progress(i + 1, len(recording))
     finally:
         world.close()
     differ = version_differences(meta.software)
@@ -242,6 +246,20 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
         versions_differ=differ,
         threshold_db=None if bit_exact else float(min_psnr),
     )
+
+
+def _every_few_seconds(seconds: float = 5.0) -> Callable[[int, int], None]:
+    """A verify progress callback that prints `verify: k/N steps` to stderr at most every `seconds`."""
+    import time
+
+    last = [time.monotonic()]
+
+    def say(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds and done < total:
+            last[0] = now
+            print(f"verify: {done}/{total} steps re-simulated", file=sys.stderr, flush=True)
+    return say
 
 
 def recorded_pace(recording: Recording) -> float:
@@ -292,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in model_differences(rec.meta, world):
             print(f"note: {note}")
         try:
-            result = verify(rec, args.min_psnr, world)
+            result = verify(rec, args.min_psnr, world, progress=_every_few_seconds())
         except RecordingError as e:  # a damaged row or frame chunk found on the way
             print(f"error: {e}", file=sys.stderr)
             return 2

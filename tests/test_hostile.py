@@ -368,3 +368,12 @@ def test_the_actions_kept_for_a_mid_episode_recording_are_exact_and_compact():
     tracemalloc.stop()
     assert [Action.from_array(row) for row in log.array()] == actions
     assert size / len(actions) < 120  # bytes a tick (Action objects: ~180)
+
+
+def test_verify_reports_its_progress_step_by_step(good):
+    from engine.recording import Recording
+    from engine.replay import verify
+
+    seen = []
+    assert verify(Recording(good), progress=lambda done, total: seen.append((done, total))).matched
+    assert seen == [(k, 13) for k in range(1, 14)]
