@@ -198,6 +198,8 @@ class Game:
     def run(self) -> LoopStats:
         """Run frames until quit, `max_ticks`, or the action source runs out."""
         try:
+            if not getattr(self.frontend, "headless", False):
+                self._present()  # the episode's first view (tick 0, a real frame for the dream) before any tick
             while self.running:
                 self.frame()
         finally:

@@ -94,6 +94,14 @@ def test_a_slow_world_drops_ticks_instead_of_spiralling():
     assert max(np.diff(ticks)) <= 2
 
 
+def test_a_window_shows_the_episode_first_view_before_the_first_tick():
+    clock = FakeClock()
+    frontend = ScriptedFrontend()
+    frontend.headless = False  # as a window
+    make_game(CountingWorld(), frontend, clock, tick_rate=20, max_ticks=3).run()
+    assert [t for t, _ in frontend.presented][:2] == [0, 1]
+
+
 def test_the_dropped_warning_counts_the_last_seconds_and_clears():
     """A start-up hitch drops ticks; five seconds of keeping up later the HUD's count is back to 0 (the total stays)."""
     clock = FakeClock()
