@@ -137,22 +137,50 @@ assert tuple(f.name for f in fields(Action)) == ACTION_NAMES, "Action fields mus
 
 
 class ActionLog:
-    """The actions of an episode so far, as float64 rows of ACTION_NAMES (64 bytes a tick, where Action objects take
-    ~230): what a recording started mid-episode stores as its prefix, kept for however long the episode runs."""
+    """The actions of an episode so far, as float64 rows of ACTION_NAMES: what a recording started mid-episode stores
+    as its prefix. Memory stays bounded however long the episode runs: rows past the first SPILL_ROWS go to an
+    anonymous temporary file, SPILL_ROWS at a time (64 bytes a tick; Action objects took ~230 each)."""
+
+    SPILL_ROWS = 1 << 16  # rows kept in memory (4 MiB); full blocks are appended to the temporary file
 
     def __init__(self) -> None:
         self._rows = np.empty((1024, ACTION_DIM), np.float64)
-        self._n = 0
+        self._n = 0  # rows in memory
+        self._spilled = 0  # rows in the file
+        self._file = None
 
     def append(self, action: "Action") -> None:
         if self._n == len(self._rows):
-            self._rows = np.concatenate([self._rows, np.empty_like(self._rows)])
+            if len(self._rows) < self.SPILL_ROWS:
+                self._rows = np.concatenate([self._rows, np.empty_like(self._rows)])
+            else:
+                self._spill()
         self._rows[self._n] = [float(getattr(action, n)) for n in ACTION_NAMES]
         self._n += 1
 
+    def _spill(self) -> None:
+        import tempfile
+
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="dreamwalk-actions-")  # gone when closed or the process ends
+        self._file.write(self._rows[: self._n].tobytes())
+        self._spilled += self._n
+        self._n = 0
+
     def __len__(self) -> int:
-        return self._n
+        return self._spilled + self._n
 
     def array(self) -> np.ndarray:
-        """A copy of the rows so far [len, ACTION_DIM] float64 (exact look deltas, unlike the float32 to_array)."""
-        return self._rows[: self._n].copy()
+        """The rows so far [len, ACTION_DIM] float64 (exact look deltas, unlike the float32 to_array), a copy."""
+        head = np.empty((0, ACTION_DIM), np.float64)
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            head = np.frombuffer(self._file.read(self._spilled * ACTION_DIM * 8), np.float64).reshape(-1, ACTION_DIM)
+            self._file.seek(0, 2)
+        return np.concatenate([head, self._rows[: self._n]])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

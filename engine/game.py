@@ -437,6 +437,7 @@ class Game:
 
     def _reset(self, seed: int) -> Observation:
         self.episode_seed = seed
+        self.episode_actions.close()  # its spill file, if a long episode made one
         self.episode_actions = ActionLog()
         self.episode_commands = {}
         if self.source is not None:

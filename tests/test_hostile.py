@@ -355,6 +355,28 @@ def test_a_dream_refuses_maybe_for_a_switch_and_100000_threads(tiny_model):
         make_world("dream", checkpoint=str(tiny_model), threads=100000)
 
 
+def test_a_long_episode_keeps_its_actions_in_bounded_memory(monkeypatch):
+    """Past SPILL_ROWS rows the log goes to a temporary file: memory stays bounded, the rows come back exact."""
+    import tracemalloc
+
+    from engine.action import Action, ActionLog
+
+    monkeypatch.setattr(ActionLog, "SPILL_ROWS", 2048)
+    log = ActionLog()
+    actions = [Action(forward=i % 3 == 0, yaw=0.01 * (i % 1000)) for i in range(20_000)]
+    tracemalloc.start()
+    for a in actions:
+        log.append(a)
+    kept = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(log) == 20_000 and kept < 2048 * 64 * 2  # the in-memory block, not 20,000 rows
+    rows = log.array()
+    assert rows.shape == (20_000, 8) and [Action.from_array(r) for r in rows[::997]] == actions[::997]
+    log.append(Action(jump=True))
+    assert len(log) == 20_001 and Action.from_array(log.array()[-1]) == Action(jump=True)
+    log.close()
+
+
 def test_the_actions_kept_for_a_mid_episode_recording_are_exact_and_compact():
     import tracemalloc
 
