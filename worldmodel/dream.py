@@ -45,7 +45,7 @@ def prompt_world_config(model: LoadedModel, prompt_name: str, prompt_world: str 
     if prompt_config is not None:
         return _checked_prompt(prompt_name, prompt_config, "prompt_config")
     info = model.info
-    if "prompt_config" in info and prompt_world in (None, prompt_name):
+    if "prompt_config" in info and (prompt_world is None or prompt_world == info.get("prompt_world")):
         return _checked_prompt(prompt_name, info["prompt_config"], "model.yaml info.prompt_config")
     H, W = model.config.frame_size
     render = info.get("render_size", [2 * H, 2 * W])
