@@ -551,8 +551,8 @@ class TrainerBase:
 
     def _stop_if_asked(self, stage: str, step: int) -> None:
         """After a checkpoint taken because a signal asked to stop: TrainingStopped (every rank alike)."""
-        if getattr(self, "_stop_now", False):
-            raise TrainingStopped(stage, step)
+        if getattr(self, "_stop_now", False):  # in a pipeline, the pipeline's stage (base, memory) names it too
+            raise TrainingStopped(f"{Path(self.out).name} ({stage})" if getattr(self, "stage_of", None) else stage, step)
 
     def _save(self, name: str, module: torch.nn.Module, opt: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
         """The stage's state as one unit (weights, optimizer, every rank's RNG states, progress, schedule)."""
