@@ -318,11 +318,24 @@ def play_command(out: Path, prompt_world: str | None) -> str:
     return f"python play.py --world dream --checkpoint {out}{world}"
 
 
-def stoppable_steps(stage: str, steps: Iterable[int]) -> Iterator[int]:
-    """Iterate a stage's steps as the stage a signal may stop gracefully."""
+ETA_AFTER = 20  # steps a stage runs before it says how long the rest will take
+
+
+def stoppable_steps(stage: str, steps: Iterable[int], say: Any = None) -> Iterator[int]:
+    """Iterate a stage's steps as the stage a signal may stop gracefully; after ETA_AFTER steps, `say` one line with
+    the measured time a step and the time the stage's remaining steps will take (`steps` a tqdm with a total)."""
     STOPPABLE.append(stage)
+    total = getattr(steps, "total", None)
+    t0 = time.perf_counter()
     try:
-        yield from steps
+        for k, step in enumerate(steps):
+            if k == 0:
+                t0 = time.perf_counter()
+            elif k == ETA_AFTER and say is not None and total:
+                per = (time.perf_counter() - t0) / k
+                say(f"{stage}: {per:.3g} s a step here; the remaining {total - step:,} steps take ~"
+                    f"{per * (total - step) / 60:.1f} min")
+            yield step
     finally:
         STOPPABLE.remove(stage)
 
