@@ -266,6 +266,8 @@ class Game:
             self.running = False
             return
         action, first_input = self.input.take(share)
+        if first_input is None and self.input.held:  # a held key is input sampled now: its frame's latency counts too
+            first_input = self.clock()
         if self.source is not None:
             scripted = self.source.next(self.obs)
             if scripted is None:

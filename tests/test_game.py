@@ -94,6 +94,16 @@ def test_a_slow_world_drops_ticks_instead_of_spiralling():
     assert max(np.diff(ticks)) <= 2
 
 
+def test_the_latency_is_measured_while_a_key_is_held():
+    """Holding W for 3 s gives no new input events after the first, yet the HUD's latency stays a number (the held
+    key is sampled each tick), not '-' once the first event is a second old."""
+    clock = FakeClock()
+    events = [(0.0, lambda inp, now: inp.press("forward", now))]
+    game = make_game(CountingWorld(clock, cost=0.01), ScriptedFrontend(events), clock, tick_rate=20, max_ticks=60)
+    game.run()
+    assert 0 < game.stats.latency_ms < 100 and clock.t > 2.5
+
+
 def test_a_window_shows_the_episode_first_view_before_the_first_tick():
     clock = FakeClock()
     frontend = ScriptedFrontend()
