@@ -193,7 +193,7 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
     try:
         config = ModelConfig.from_dict(data["model"], source=str(path))
     except ConfigError as e:
-        raise CheckpointError(f"{path}: {e}") from None
+        raise CheckpointError(str(e) if str(path) in str(e) else f"{path}: {e}") from None  # the file named once
     extra = sorted(set(data) - {"model", "info", HASH_KEY}, key=str)
     if extra:
         raise CheckpointError(f"{path}: unknown top-level key(s) {brief(extra)}; a model.yaml holds model, info, {HASH_KEY}")
