@@ -141,13 +141,8 @@ def refused_in_one_line(read, errors: tuple[type[BaseException], ...], folder: P
 
 
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory):
-    from engine.rollout import rollout
-
-    out = tmp_path_factory.mktemp("fuzzrec") / "plane"
-    rollout("plane", out, episodes=1, ticks=12, policy="random", split=None, config={"width": 16, "height": 16},
-            progress=False)
-    return next(p.parent for p in out.rglob("meta.yaml"))
+def recording(plane_recording):
+    return plane_recording
 
 
 @pytest.fixture(scope="module")
@@ -238,45 +233,29 @@ def test_recording_frame_chunk(data, recording, tmp_path):
     refused_in_one_line(lambda: _read_recording(d), (RecordingError,), d)
 
 
-@FUZZ
-@given(data=st.data())
-def test_keymap(data, tmp_path):
+def _yaml_reader(kind: str):
+    """(the shipped file a YAML type is fuzzed from, its reader, the reader's error)."""
+    from engine.arena.config import ArenaConfigError, load_preset
     from engine.input import Keymap, KeymapError
-
-    path = tmp_path / "keys.yaml"
-    _write_yaml_or_bytes(data, path, (ROOT / "assets" / "keymap.yaml").read_text())
-    refused_in_one_line(lambda: Keymap.load(path), (KeymapError,), tmp_path)
-
-
-@FUZZ
-@given(data=st.data())
-def test_action_script(data, tmp_path):
     from engine.script import ScriptError, load_script
-
-    path = tmp_path / "script.yaml"
-    _write_yaml_or_bytes(data, path, (ROOT / "assets" / "scripts" / "tour.yaml").read_text())
-    refused_in_one_line(lambda: load_script(path), (ScriptError,), tmp_path)
-
-
-@FUZZ
-@given(data=st.data())
-def test_training_config(data, tmp_path):
     from worldmodel.config import ConfigError
     from worldmodel.training.common import load_presets
 
-    path = tmp_path / "train.yaml"
-    _write_yaml_or_bytes(data, path, (ROOT / "assets" / "configs" / "small.yaml").read_text())
-    refused_in_one_line(lambda: load_presets(path), (ConfigError,), tmp_path)
+    return {"keymap": (ROOT / "assets" / "keymap.yaml", Keymap.load, KeymapError),
+            "action script": (ROOT / "assets" / "scripts" / "tour.yaml", load_script, ScriptError),
+            "training config": (ROOT / "assets" / "configs" / "small.yaml", load_presets, ConfigError),
+            "arena preset": (ROOT / "assets" / "arena" / "small.yaml", lambda p: load_preset(str(p)),
+                             ArenaConfigError)}[kind]
 
 
+@pytest.mark.parametrize("kind", ["keymap", "action script", "training config", "arena preset"])
 @FUZZ
 @given(data=st.data())
-def test_arena_preset(data, tmp_path):
-    from engine.arena.config import ArenaConfigError, load_preset
-
-    path = tmp_path / "arena.yaml"
-    _write_yaml_or_bytes(data, path, (ROOT / "assets" / "arena" / "small.yaml").read_text())
-    refused_in_one_line(lambda: load_preset(str(path)), (ArenaConfigError,), tmp_path)
+def test_yaml_file(kind, data, tmp_path):
+    original, read, error = _yaml_reader(kind)
+    path = tmp_path / "file.yaml"
+    _write_yaml_or_bytes(data, path, original.read_text())
+    refused_in_one_line(lambda: read(path), (error,), tmp_path)
 
 
 @FUZZ

@@ -19,13 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory):
-    from engine.rollout import rollout
-
-    out = tmp_path_factory.mktemp("hostile") / "plane"
-    rollout("plane", out, episodes=1, ticks=12, policy="random", split=None, config={"width": 16, "height": 16},
-            progress=False)
-    return next(p.parent for p in out.rglob("meta.yaml"))
+def good(plane_recording):
+    return plane_recording
 
 
 def _rows(rec):

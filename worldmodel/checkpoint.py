@@ -324,8 +324,9 @@ def _weights_header(weights: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         raise CheckpointError(f"{weights} is unreadable (truncated or not safetensors): {e}") from None
 
 
-def _match_header(header: dict[str, tuple[str, tuple[int, ...]]], shapes: dict[str, torch.Size], weights: Path) -> None:
-    """CheckpointError unless the file holds exactly the tensors `shapes` names, at those shapes, as floats."""
+def _match_header(header: dict[str, tuple[str, tuple[int, ...]]], shapes: dict[str, torch.Size], weights: Path | str) -> None:
+    """CheckpointError unless `header` ({name: (safetensors dtype, shape)}, of a file or of tensors read from one)
+    holds exactly the tensors `shapes` names, at those shapes, as floats."""
     missing = sorted(set(shapes) - set(header))
     unexpected = sorted(set(header) - set(shapes))
     wrong = [f"{k}: file {header[k][1]} vs model.yaml {tuple(v)}" for k, v in shapes.items()
@@ -346,21 +347,13 @@ def _match_header(header: dict[str, tuple[str, tuple[int, ...]]], shapes: dict[s
                               + "; ".join(parts))
 
 
+_SAFETENSORS_DTYPE = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+
+
 def _load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs config {tuple(v.shape)}"
-             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s) e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} e.g. {unexpected[:3]}")
-        if wrong:
-            parts.append(f"shape mismatch {wrong[:3]}")
-        raise CheckpointError(f"{where} does not match its model.yaml (another architecture or config?): " + "; ".join(parts))
+    _match_header({k: (_SAFETENSORS_DTYPE.get(v.dtype, str(v.dtype)), tuple(v.shape)) for k, v in tensors.items()},
+                  {k: v.shape for k, v in expected.items()}, where)
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 

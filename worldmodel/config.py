@@ -146,8 +146,8 @@ class ModelConfig:
         return _plain(dataclasses.asdict(self))
 
 
-def load_config(path: str | Path) -> ModelConfig:
-    """Read a preset YAML file: its ``model:`` section; a top-level ``train:`` section is left to training."""
+def read_preset(path: str | Path) -> dict[str, Any]:
+    """A preset YAML file's top level, checked: a mapping with a ``model:`` section and optionally ``train:``."""
     path = Path(path)
     try:
         data = load_yaml(path)
@@ -156,11 +156,16 @@ def load_config(path: str | Path) -> ModelConfig:
     except SharedFileError as e:
         raise ConfigError(str(e)) from None
     if not isinstance(data, dict) or "model" not in data:
-        raise ConfigError(f"{path}: expected a mapping with a top-level 'model:' section")
+        raise ConfigError(f"{path}: expected top-level 'model:' (and 'train:') sections")
     extra = set(data) - {"model", "train"}
     if extra:
         raise ConfigError(f"{path}: unknown top-level key(s) {brief(sorted(extra, key=str))}; valid keys: ['model', 'train']")
-    return ModelConfig.from_dict(data["model"], source=str(path))
+    return data
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    """Read a preset YAML file: its ``model:`` section; a top-level ``train:`` section is left to training."""
+    return ModelConfig.from_dict(read_preset(path)["model"], source=str(path))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,11 +20,10 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from engine.files import SharedFileError, brief, load_yaml
 from worldmodel.autoencoder import FrameAutoencoder
 from worldmodel.checkpoint import (CheckpointError, check_memory_settings, load_state, read_progress, save_model,
                                    save_state, state_path)
-from worldmodel.config import ConfigError, ModelConfig, _build, _plain
+from worldmodel.config import ConfigError, ModelConfig, _build, _plain, read_preset
 from worldmodel.data import DataError, check_actions
 from worldmodel.device import DeviceError, resolve_device
 from worldmodel.dynamics import DynamicsTransformer
@@ -187,17 +186,7 @@ def bf16_is_faster(size: int = 256, repeats: int = 3) -> bool:
 
 
 def load_presets(path: Path) -> tuple[ModelConfig, TrainConfig]:
-    try:
-        data = load_yaml(path)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except SharedFileError as e:
-        raise ConfigError(str(e)) from None
-    if not isinstance(data, dict) or "model" not in data:
-        raise ConfigError(f"{path}: expected top-level 'model:' (and 'train:') sections")
-    extra = set(data) - {"model", "train"}
-    if extra:
-        raise ConfigError(f"{path}: unknown top-level key(s) {brief(sorted(extra, key=str))}; valid keys: ['model', 'train']")
+    data = read_preset(path)
     model = ModelConfig.from_dict(data["model"], source=str(path))
     train = _build(TrainConfig, data.get("train") or {}, "train", str(path))
     return model, train
