@@ -210,12 +210,12 @@ class Game:
     def frame(self) -> None:
         """One displayed frame: clock → input → step (0..max_catchup ticks) → record → present."""
         now = self.clock()
-        self._held_before = set(self.input.held)  # the keys down through the time since the last frame
+        held = set(self.input.held)  # the keys down through the time since the last frame (before this poll)
         commands = self.frontend.poll(self.input, now)
         for command in commands:
             self.command(command)
         ran = 0
-        due = self._ticks_due(now)
+        due = self._ticks_due(now, held)
         for i in range(due):
             if i:  # several ticks before the next displayed frame: sample the input again before each one
                 for command in self.frontend.poll(self.input, self.clock()):
@@ -241,7 +241,8 @@ class Game:
         if wait > 0:
             self.sleep(wait)
 
-    def _ticks_due(self, now: float) -> int:
+    def _ticks_due(self, now: float, held: set[str]) -> int:
+        """Ticks to run this frame; ticks dropped since the last frame carry the turn of the keys `held` through them."""
         if self.paused:
             due = 1 if self.step_once else 0
             self.step_once = False
@@ -256,7 +257,7 @@ class Game:
             self._drops.pop(0)
         self.stats.dropped_recent = sum(n for _, n in self._drops)
         # a turn key held through the dropped ticks turns through them too
-        self.input.carry(self.fixed.dropped - before, getattr(self, "_held_before", None))
+        self.input.carry(self.fixed.dropped - before, held)
         self.stats.dropped = self.fixed.dropped
         return due
 

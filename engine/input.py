@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from engine.action import KEYS, Action
 from engine.files import SharedFileError, brief, load_yaml
 

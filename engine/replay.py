@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -250,8 +251,6 @@ def verify(recording: Recording, min_psnr: float = 30.0, world: World | None = N
 
 def _every_few_seconds(seconds: float = 5.0) -> Callable[[int, int], None]:
     """A verify progress callback that prints `verify: k/N steps` to stderr at most every `seconds`."""
-    import time
-
     last = [time.monotonic()]
 
     def say(done: int, total: int) -> None:
