@@ -78,8 +78,7 @@ def check_record_target(path: str | Path, what: str = "--record") -> Path:
     return path
 
 
-_START_FILES = ("meta.yaml", "meta.yaml.tmp", "ticks.jsonl", "prefix_actions.npy", "prefix_actions.npy.tmp",
-                ".write-test")
+_START_FILES = (META_FILE, META_FILE + ".tmp", TICKS_FILE, PREFIX_FILE, PREFIX_FILE + ".tmp", ".write-test")
 
 
 def clear_unstarted(path: Path) -> bool:
@@ -223,13 +222,13 @@ class RecordingMeta:
             if problem:
                 raise RecordingError(f"{path}: {key} {problem}")
         meta = cls(**data)
-        rate, chunk = meta.tick_rate, meta.chunk_ticks
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
-            raise RecordingError(f"{path}: tick_rate must be a finite number > 0, got {rate!r}")
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-            raise RecordingError(f"{path}: chunk_ticks must be an integer >= 1, got {brief(chunk)}")
+        # the types are checked above; the ranges here
+        if not meta.tick_rate > 0:
+            raise RecordingError(f"{path}: tick_rate must be a finite number > 0, got {meta.tick_rate!r}")
+        if meta.chunk_ticks < 1:
+            raise RecordingError(f"{path}: chunk_ticks must be an integer >= 1, got {meta.chunk_ticks}")
         version = meta.format_version
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        if not 1 <= version <= FORMAT_VERSION:
             raise RecordingError(f"{path}: format_version {brief(version)} is not one this dreamwalk reads (1 to "
                                  f"{FORMAT_VERSION}); a newer dreamwalk made it, update to read it")
         return meta
@@ -269,7 +268,7 @@ class RecordingWriter:
     """
 
     def __init__(self, path: str | Path, meta: RecordingMeta, video: bool = True, video_min_size: int = 256,
-                 prefix: tuple[int, list[Action] | np.ndarray] | None = None,
+                 prefix: tuple[int, np.ndarray] | None = None,
                  prefix_commands: dict[int, list[str]] | None = None) -> None:
         """`prefix`: (reset seed, actions since that reset) when recording starts mid-episode, so that
         `replay --verify` can rebuild the world's state at the first row; `prefix_commands` {k: world commands
@@ -323,10 +322,7 @@ class RecordingWriter:
                 self.meta.extra["prefix_commands"] = [[int(k), [str(c) for c in v]]
                                                       for k, v in sorted(prefix_commands.items()) if v]
             # float64, not the float32 training encoding: replay must feed back the exact look deltas.
-            actions = prefix[1]  # Actions, or their float64 rows (engine.action.ActionLog.array)
-            arr = (np.asarray(actions, np.float64) if isinstance(actions, np.ndarray) else
-                   np.array([[float(getattr(a, n)) for n in ACTION_NAMES] for a in actions], np.float64))
-            arr = arr.reshape(-1, len(ACTION_NAMES))
+            arr = np.asarray(prefix[1], np.float64).reshape(-1, len(ACTION_NAMES))  # engine.action.ActionLog.array
             with open(self.path / (PREFIX_FILE + ".tmp"), "wb") as f:
                 np.save(f, arr, allow_pickle=False)
             os.replace(self.path / (PREFIX_FILE + ".tmp"), self.path / PREFIX_FILE)
