@@ -191,9 +191,9 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
     if not isinstance(data, dict) or "model" not in data:
         raise CheckpointError(f"{path} has no 'model:' section")
     try:
-        config = ModelConfig.from_dict(data["model"], source=str(path))
+        config = ModelConfig.from_dict(data["model"])  # the file is named once, here
     except ConfigError as e:
-        raise CheckpointError(str(e) if str(path) in str(e) else f"{path}: {e}") from None  # the file named once
+        raise CheckpointError(f"{path}: {e}") from None
     extra = sorted(set(data) - {"model", "info", HASH_KEY}, key=str)
     if extra:
         raise CheckpointError(f"{path}: unknown top-level key(s) {brief(extra)}; a model.yaml holds model, info, {HASH_KEY}")
