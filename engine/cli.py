@@ -79,7 +79,9 @@ def number(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -
             value = float(text)
         except ValueError:
             value = math.nan
-        ok = (math.isfinite(value) or value == hi == math.inf) and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+        above = value > lo if lo_open else value >= lo
+        below = value < hi if hi_open else value <= hi
+        ok = (math.isfinite(value) or value == hi == math.inf) and above and below
         if not ok:
             raise argparse.ArgumentTypeError(f"must be a number in {left}{lo:g}, {hi:g}{right}, got {brief(text)}")
         return value

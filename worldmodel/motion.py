@@ -190,7 +190,8 @@ def fit_motion(episodes: Iterable[tuple[np.ndarray, np.ndarray]]) -> MotionModel
     Look gains: least squares of the change of yaw / pitch on the mouse's degrees (pitch only away from its limit).
     Walk / sprint: the median horizontal step on ticks with a movement key on the ground that moved freely (steps that
     did not move at all are blocked ones, left out; then those shorter than 80% of the median, partly blocked); a key
-    held on 10 or more ticks that never moved the camera is a ValueError saying so, not a speed of 0. Jump / gravity: from the vertical steps of airborne arcs.
+    held on 10 or more ticks that never moved the camera is a ValueError saying so, not a speed of 0.
+    Jump / gravity: from the vertical steps of airborne arcs.
     Eye height: the median eye height on flat, grounded ticks (the floor at y = 0 in the recordings' frame)."""
     acts, motions, eyes, pitches = [], [], [], []
     for actions, c2w in episodes:
