@@ -437,6 +437,33 @@ def test_the_shown_judge_sees_the_memory_where_it_covers_and_the_network_elsewhe
     assert f is fake and r is real
 
 
+def test_the_depth_anchor_weighs_only_the_cells_the_network_paints():
+    """adv_depth_anchor: the L1 of normalised depth is taken where a memory-first dream shows the network's frame
+    (1 - shown_cells of the last frame's clean coverage, spread over each cell's pixels; all of a frame whose memory
+    image was dropped), and is 0 when the depth equals the teacher's."""
+    from worldmodel.training.adversarial import depth_anchor_loss, unseen_weights
+    from worldmodel.training.dynamics import ClipBatch
+
+    B, T, C, h, w = 2, 2, 4, 2, 2
+    mem = torch.zeros((B, T, C + 1, h, w))
+    mem[:, :, -1] = torch.tensor([[1.0, 1.0], [0.0, 0.0]])  # the top row of cells covered, the bottom row not
+    batch = ClipBatch(x0=torch.zeros(B, T, C, h, w), actions=torch.zeros(B, T, 8), memory=mem,
+                      present=torch.tensor([[True, True], [True, False]]), pose=None, pose_valid=None,
+                      memory_clean=mem[:, -1])
+    weights = unseen_weights(batch, (8, 8))
+    assert weights.shape == (B, 1, 8, 8)
+    assert weights[0, 0, :4].sum() == 0 and weights[0, 0, 4:].min() == 1  # frame 0: only the bottom half painted
+    assert weights[1].min() == 1  # frame 1's memory image was dropped: it is all painted
+    depth, teacher = torch.zeros(B, 1, 8, 8), torch.zeros(B, 1, 8, 8)
+    assert depth_anchor_loss(depth, teacher, weights).item() == 0
+    depth[0, 0, :4] = 5.0  # off only where the memory shows: nothing to hold
+    assert depth_anchor_loss(depth, teacher, weights).item() == 0
+    depth[0, 0, 4:] = 0.5  # off by 0.5 on frame 0's 32 painted pixels of the 32 + 64 weighed
+    assert depth_anchor_loss(depth, teacher, weights).item() == pytest.approx(0.5 * 32 / 96)
+    assert depth_anchor_loss(depth, teacher, None).item() == pytest.approx((5.0 * 32 + 0.5 * 32) / 128)
+    assert unseen_weights(dataclasses.replace(batch, memory_clean=None), (8, 8)) is None
+
+
 def test_r1_penalty_is_per_frame_not_per_patch():
     """A patch discriminator's penalty is on the gradient of each frame's mean patch logit: a D that outputs the same
     linear score in each of its 4 patches has the penalty of that score alone (not 4x its gradient)."""

@@ -601,6 +601,27 @@ def test_adversarial_post_training_changes_the_dynamics_only(tiny_model, arena_d
     assert all(np.array_equal(after[k], v) for k, v in load_file(str(out / "model.safetensors")).items())
 
 
+def test_adversarial_post_training_with_the_depth_anchor(tiny_model, arena_data, tmp_path):
+    """adv_depth_anchor > 0: the discriminator judges RGB alone (3 input channels), the log has the anchor's L1 (0 at
+    the first step, where the dynamics is still its frozen copy, then > 0), and model.yaml says what held the depth."""
+    from safetensors.numpy import load_file
+
+    src = model_with_context_noise(tiny_model, tmp_path / "src")
+    out = tmp_path / "anchored"
+    p = train("--config", str(TINY), "--data", str(arena_data), "--out", str(out), "--set", f"init_from={src}",
+              "--set", "ae_steps=0", "--set", "steps=0", "--set", "adv_steps=4", "--set", "batch_size=2",
+              "--set", "log_every=1", "--set", "adv_depth_anchor=2", "--set", "adv_lr=1e-3", "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "unseen depth held to the start's (weight 2" in p.stdout
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"adversarial"' in line]
+    assert rows[0]["depth_anchor"] < 1e-3 and rows[-1]["depth_anchor"] > 10 * rows[0]["depth_anchor"]  # 0 up to rounding
+    info = yaml.safe_load((out / "model.yaml").read_text())["info"]
+    assert "RGB alone; the unseen cells' depth held to" in info["adversarial"]
+    state = load_file(str(next((out / "state").glob("adv*.safetensors"))))
+    first_conv = [v for k, v in state.items() if k.startswith("model.disc.") and v.ndim == 4][0]
+    assert first_conv.shape[1] == 3
+
+
 def test_fine_tune_on_the_models_own_rollouts(tiny_model, arena_data, tmp_path):
     """memory_mode rollout: the dream's own context latents and memory images per frame, in segments from real
     frames, exactly what the dream committed; clips stay in one segment; the inputs are the dream's."""

@@ -27,6 +27,12 @@ scaled to this CPU:
   memory covers, so there a judge of whole frames spends its signal on pixels nobody sees; judging the shown frame,
   the two frames of a pair differ only where the network paints, next to what the memory shows there.
 
+- Appearance free, geometry anchored (train.adv_depth_anchor > 0; issue 34). Every run that judged depth moved the
+  depth the dream paints the unseen at: too near, and the camera stopped in open space; too far, and it walked through
+  walls. With the anchor the discriminator judges RGB alone, and where the memory image does not cover (the cells the
+  dream invents) the sample's decoded depth is held by an L1 loss to what a frozen copy of the starting dynamics
+  paints there from the same inputs and the same noise (a regression teacher whose depth lies near the truth's).
+
 The context is the recordings' frames (teacher forcing), or with train.memory_mode "rollout" the model's own
 memory-first dreams (APT2's student forcing: training/rollouts.py), the true frame staying the one each sample is
 paired with.
@@ -34,6 +40,7 @@ paired with.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import TYPE_CHECKING
 
@@ -90,6 +97,25 @@ def generator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> t
     return F.softplus(disc(real.detach()) - disc(fake)).mean()
 
 
+def unseen_weights(batch: "ClipBatch", size: tuple[int, int]) -> torch.Tensor | None:
+    """Per pixel [B, 1, H, W] of the clips' last frames, how much of it the network paints in a memory-first dream:
+    1 - shown_cells(coverage) of the memory image (before its training noise; 1 where the batch dropped it), spread
+    over each latent cell's pixels. None without memory images (the network paints all of it)."""
+    if batch.memory_clean is None:
+        return None
+    cell = shown_cells(batch.memory_clean[:, -1:].float()) * batch.present[:, -1, None, None, None].float()
+    return F.interpolate(1.0 - cell, size=size, mode="nearest")
+
+
+def depth_anchor_loss(depth: torch.Tensor, teacher_depth: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean absolute difference of normalised depth maps [B, 1, H, W] under per-pixel `weights` (None: all pixels),
+    0 where nothing is weighed."""
+    diff = (depth - teacher_depth.detach()).abs()
+    if weights is None:
+        return diff.mean()
+    return (diff * weights).sum() / weights.sum().clamp_min(1.0)
+
+
 def shown_latents(fake: torch.Tensor, real: torch.Tensor, batch: "ClipBatch",
                   judge: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The latents [B, C, h, w] of the clips' last frames as the discriminator is to see them: as they are (judge
@@ -112,7 +138,9 @@ class AdversarialStage:
             return
         data = self.clip_data()
         dev = self.device
-        disc = PatchDiscriminator(channels=4 if self.use_depth else 3).to(dev)
+        anchored = cfg.adv_depth_anchor > 0  # depth held to the starting dynamics', RGB alone judged
+        teacher = copy.deepcopy(self.dyn).eval().requires_grad_(False) if anchored else None
+        disc = PatchDiscriminator(channels=4 if self.use_depth and not anchored else 3).to(dev)
         pair = nn.ModuleDict({"dyn": self.dyn, "disc": disc})  # one state file for the stage (weights, both optimizers' moments)
         opt = torch.optim.AdamW([{"params": self.dyn.parameters(), "lr": cfg.adv_lr, "weight_decay": cfg.weight_decay},
                                  {"params": disc.parameters(), "lr": cfg.adv_d_lr, "weight_decay": 0.0}],
@@ -123,7 +151,8 @@ class AdversarialStage:
         level = self.dream_context_noise()
         objective = FlowMatching(context_noise_max=cfg.context_noise_max, pose_weight=cfg.pose_weight)
         self._say(f"adversarial: steps {start}..{cfg.adv_steps}, context at noise {level:g}, adversarial weight "
-                  f"{cfg.adv_weight}, R1/R2 gamma {cfg.adv_gamma}")
+                  f"{cfg.adv_weight}, R1/R2 gamma {cfg.adv_gamma}"
+                  + (f", unseen depth held to the start's (weight {cfg.adv_depth_anchor})" if anchored else ""))
         from tqdm import tqdm
 
         bar = tqdm(range(start, cfg.adv_steps), desc="adversarial", disable=not self.progress, initial=start,
@@ -141,13 +170,24 @@ class AdversarialStage:
                 opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale
                 b = self.clip_batch(data)
                 t = self.student_levels(B)[0]  # the dream's regime; the sample: the last frame from pure noise
+                inputs = dict(memory=b.memory, memory_present=b.present, pose_target=b.pose, pose_valid=b.pose_valid,
+                              t=t, x_in=b.x_in)
+                gens = self._twin_generators() if anchored else (None, None)
+                anchor = torch.zeros((), device=dev)
                 with self.autocast:
-                    losses = objective.loss(self.dyn, b.x0, b.actions, memory=b.memory, memory_present=b.present,
-                                            pose_target=b.pose, pose_valid=b.pose_valid, t=t, x_in=b.x_in)
-                    fake_z, real_z = shown_latents(losses.x0[:, -1], b.x0[:, -1], b, cfg.adv_judge)
+                    losses = objective.loss(self.dyn, b.x0, b.actions, generator=gens[0], **inputs)
+                    own = losses.x0[:, -1]
+                    fake_z, real_z = shown_latents(own, b.x0[:, -1], b, cfg.adv_judge)
                     fake = self._judged(fake_z)
                     with torch.no_grad():
                         real = self._judged(real_z)
+                    if anchored:
+                        with torch.no_grad():
+                            held = objective.loss(teacher, b.x0, b.actions, generator=gens[1], **inputs).x0[:, -1]
+                            held_depth = self._judged(held)[:, 3:]
+                        own_depth = (fake if fake_z is own else self._judged(own))[:, 3:]
+                        anchor = depth_anchor_loss(own_depth, held_depth, unseen_weights(b, own_depth.shape[-2:]))
+                        fake, real = fake[:, :3], real[:, :3]
                 # the discriminator's step (its inputs detached: only its parameters get gradients, so the shared
                 # optimizer moves only them), then the generator's with the discriminator held fixed
                 with self.autocast:
@@ -156,11 +196,13 @@ class AdversarialStage:
                 disc.requires_grad_(False)
                 with self.autocast:
                     g_adv = generator_loss(disc, real.float(), fake.float())
-                gnorm = apply_gradients(self.dyn, opt, losses.total + cfg.adv_weight * g_adv, cfg.grad_clip, self.d)
+                gnorm = apply_gradients(self.dyn, opt, losses.total + cfg.adv_weight * g_adv
+                                        + cfg.adv_depth_anchor * anchor, cfg.grad_clip, self.d)
                 disc.requires_grad_(True)
                 if step % cfg.log_every == 0:
                     self.log.write("adversarial", step, flow=losses.flow.item(), pose=losses.pose.item(),
                                    g_adv=g_adv.item(), d_loss=d_loss.item(), d_margin=margin.item(),
+                                   depth_anchor=anchor.item(),
                                    grad_norm=float(gnorm), sharpness=batch_sharpness(fake[:, :3], real[:, :3]))
                     bar.set_postfix(flow=f"{losses.flow.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_adv.item():.3f}")
                 self.step["adversarial"] = step + 1
@@ -175,6 +217,12 @@ class AdversarialStage:
             self.dyn.eval()
             for p in self.ae.parameters():
                 p.requires_grad_(True)
+
+    def _twin_generators(self) -> tuple[torch.Generator, torch.Generator]:
+        """Two generators at one seed drawn from the run's sampler: the student and its frozen teacher are noised
+        alike, and a resumed run draws what an uninterrupted one does."""
+        seed = int(self.rng.integers(2**62))
+        return tuple(torch.Generator(device=self.device).manual_seed(seed) for _ in range(2))
 
     def _judged(self, z: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees of latents [B, C, h, w]: the decoded RGB (+ normalised depth) in [-1, 1]."""

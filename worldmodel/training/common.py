@@ -67,6 +67,10 @@ class TrainConfig:
     # What the discriminator judges: "frame", the network's whole frame; "shown", the frame a memory-first dream shows
     # (the memory image where it covers, the network's frame elsewhere: training/adversarial.py)
     adv_judge: str = "frame"
+    # > 0: appearance free, geometry anchored. The discriminator judges RGB alone, and the decoded depth of the sample
+    # where the memory image does not cover is held (L1 on normalised depth, this weight) to what the frozen starting
+    # dynamics paints there from the same inputs and noise (training/adversarial.py)
+    adv_depth_anchor: float = 0.0
     # Memory input: probability a frame gets its memory image, and how it is built.
     memory_prob: float = 0.5
     # "reproject": earlier frames of the episode forward-splatted into the frame's camera (cheap, sharp);
@@ -139,7 +143,7 @@ class TrainConfig:
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
                 raise bad(key, "must be a finite number > 0")
         for key in ("weight_decay", "memory_latent_noise", "pose_weight", "checkpoint_minutes", "decoder_freq_weight",
-                    "adv_weight", "adv_gamma"):
+                    "adv_weight", "adv_gamma", "adv_depth_anchor"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
                 raise bad(key, "must be a finite number >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -494,6 +498,9 @@ class TrainerBase:
             raise DataError("train.adv_judge 'shown' judges frames as the memory-first dream shows them, which needs "
                             "memory images: recordings with camera poses and depth and a model with "
                             "dynamics.use_memory: true; or set adv_judge: frame")
+        if cfg.adv_steps > 0 and cfg.adv_depth_anchor > 0 and not self.use_depth:
+            raise ConfigError("train.adv_depth_anchor holds the sample's decoded depth, which needs a model with depth "
+                              "(autoencoder.use_depth: true); or set adv_depth_anchor: 0")
         self.ego = self.store.ego_targets()
         if self.ego is None and d.main:
             print("note: the recordings have no camera poses: training without the ego-motion loss "
@@ -665,9 +672,12 @@ class TrainerBase:
                                              f"{cfg.ae_batch}) of {self.init_hash or 'this run'} on {self.store.frames} "
                                              f"frames of {', '.join(cfg.data)}")
             if cfg.adv_steps > 0:
+                judged = "shown frames (memory first)" if cfg.adv_judge == "shown" else "frames"
+                if cfg.adv_depth_anchor > 0:
+                    judged += (f" (RGB alone; the unseen cells' depth held to {self.init_hash or 'the start'}'s, "
+                               f"weight {cfg.adv_depth_anchor})")
                 info["adversarial"] = (f"{self.step['adversarial']} adversarial post-training steps (R3GAN, patch "
-                                       f"discriminator on decoded "
-                                       f"{'shown frames (memory first)' if cfg.adv_judge == 'shown' else 'frames'}; weight {cfg.adv_weight}, gamma {cfg.adv_gamma}, "
+                                       f"discriminator on decoded {judged}; weight {cfg.adv_weight}, gamma {cfg.adv_gamma}, "
                                        f"lr {cfg.adv_lr} / {cfg.adv_d_lr}, batch {cfg.batch_size} clips of "
                                        f"{cfg.clip_frames}) of {self.init_hash or 'this run'} on {self.store.frames} "
                                        f"frames of {', '.join(cfg.data)}")
