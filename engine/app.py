@@ -74,6 +74,7 @@ def run_world(
         video=video,
         model_hash=model_hash,
         end_message=end_message,
+        tick_thread=not is_headless,  # the window presents while a tick computes
     )
     game = Game(world, frontend, config, input=InputAccumulator.for_keymap(keymap), source=source,
                 world_name=world_name, log=log)

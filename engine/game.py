@@ -20,7 +20,7 @@ import numpy as np
 from engine.action import ActionLog
 from engine.clock import FixedStep
 from engine.files import io_reason, save_png
-from engine.input import WORLD_COMMAND_HELP, InputAccumulator
+from engine.input import LOOK_KEYS, WORLD_COMMAND_HELP, InputAccumulator
 from engine.recording import RecordingError, RecordingMeta, RecordingWriter
 from engine.script import ActionSource
 from engine.world import Observation, World, validate_observation
@@ -43,6 +43,12 @@ class LoopConfig:
     # In a window: when the action source runs out, keep the last frame with this notice (Esc quits, R starts
     # again) instead of closing. Headless runs print it and stop.
     end_message: str | None = None
+    # Frames between ticks (engine/warp.py): in a window, each displayed frame shows the latest frame reprojected to
+    # the camera the player's input gives now, for worlds whose frames have depth and a pose (F4 toggles it).
+    warp: bool = True
+    # Step the world on a worker thread, so the window keeps presenting (and warping) while a tick computes. Ticks
+    # stay strictly one after another, each with the input taken when it starts: what is recorded is unchanged.
+    tick_thread: bool = False
 
 
 def short_path(path: Path | str) -> str:
@@ -56,6 +62,8 @@ def file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "world"
 
 
+LOOK_HELD = frozenset(LOOK_KEYS)
+MOVE_HELD = frozenset(("forward", "back", "left", "right"))
 DROP_WINDOW_S = 5.0  # the HUD's "dropped" warning counts the ticks dropped this many seconds back, then clears
 LATENCY_FRESH_S = 1.0  # the HUD shows the latency of input shown on screen within this many seconds, else "-"
 
@@ -86,6 +94,7 @@ class LoopStats:
     step_ms: float = float("nan")
     present_ms: float = float("nan")
     latency_ms: float = float("nan")  # earliest input of a tick -> the frame showing that tick presented
+    look_latency_ms: float = float("nan")  # with frames between ticks: a look input -> the frame turned by it
     wall_s: float = 0.0
 
 
@@ -113,7 +122,8 @@ class Frontend(Protocol):
         ...
 
     def present(self, obs: Observation, hud: Hud) -> None:
-        """Show the latest frame."""
+        """Show the latest frame. A frontend with `warps = True` also takes `rel` (engine.warp.relative), the frame
+        seen from the player's current view."""
         ...
 
     def screenshot(self, path: Path) -> list[Path]:
@@ -189,6 +199,18 @@ class Game:
         self._rate_window: list[float] = []  # tick times in the last second
         self._drops: list[tuple[float, int]] = []  # (when, how many) ticks were dropped in the last DROP_WINDOW_S
         self._frame_times: list[float] = []  # present times in the last second
+        self.warp = config.warp and bool(getattr(frontend, "warps", False)) and source is None
+        self._look_latency = _Ema()
+        self.look_latencies: list[float] = []  # every look input's latency (ms), for benchmarks
+        self._prev_c2w: np.ndarray | None = None  # the camera before the latest frame's (its step, for dead reckoning)
+        self._tick_started = -1e9  # when the latest tick took its input
+        self._owed = 0  # ticks due that wait for the one in flight (tick_thread)
+        self._inflight: tuple[Any, Any, float | None, float] | None = None  # (future, action, first input, start)
+        self._worker = None
+        if config.tick_thread:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="tick")
         self.obs = self._reset(config.seed)
         if config.record_dir is not None:
             self.start_recording(config.record_dir)
@@ -203,42 +225,101 @@ class Game:
             while self.running:
                 self.frame()
         finally:
-            self.stop_recording()
+            try:
+                self._collect(block=True)  # the tick in flight ends (and is recorded) before the recording closes
+            finally:
+                if self._worker is not None:
+                    self._worker.shutdown(wait=True)
+                self.stop_recording()
         self.stats.wall_s = self.clock() - self._t_start
         return self.stats
 
     def frame(self) -> None:
         """One displayed frame: clock → input → step (0..max_catchup ticks) → record → present."""
         now = self.clock()
+        ran = self._collect()
         held = set(self.input.held)  # the keys down through the time since the last frame (before this poll)
+        if held & LOOK_HELD:
+            self.input.look_at(now)  # a held turn key is look input sampled now
         commands = self.frontend.poll(self.input, now)
+        if commands:
+            ran += self._collect(block=True)  # commands act between ticks
         for command in commands:
             self.command(command)
-        ran = 0
-        due = self._ticks_due(now, held)
-        for i in range(due):
-            if i:  # several ticks before the next displayed frame: sample the input again before each one
-                for command in self.frontend.poll(self.input, self.clock()):
-                    self.command(command)
-            if not self.running or (i and self.paused):
-                break
-            # Each tick takes its share of the mouse motion gathered so far, so a turn is spread over the ticks.
-            self.tick(share=1.0 / (due - i))  # steps the world and records the step
-            ran += 1
-        # Between ticks the frame has not changed: present only what is new (or the HUD, 4x a second).
-        if ran or commands or now - self._last_present >= 0.25:
-            self._present()
+        if self._worker is not None:
+            if self._inflight is None:
+                due = self._owed + self._ticks_due(now, held)
+                if due > max(1, self.config.max_catchup):
+                    self._drop(due - max(1, self.config.max_catchup), now, held)
+                    due = max(1, self.config.max_catchup)
+                if due and self.running:
+                    self._start_tick(share=1.0 / due)
+                self._owed = max(0, due - 1)
+        else:
+            due = self._ticks_due(now, held)
+            for i in range(due):
+                if i:  # several ticks before the next displayed frame: sample the input again before each one
+                    for command in self.frontend.poll(self.input, self.clock()):
+                        self.command(command)
+                if not self.running or (i and self.paused):
+                    break
+                # Each tick takes its share of the mouse motion gathered so far, so a turn is spread over the ticks.
+                self.tick(share=1.0 / (due - i))  # steps the world and records the step
+                ran += 1
+        # Between ticks the frame has not changed, unless it is warped to the player's view: present what is new
+        # (and the HUD, 4x a second).
+        rel = self._view() if self.warp else None
+        presented = bool(ran or commands or rel is not None or now - self._last_present >= 0.25)
+        if presented:
+            self._present(rel)
         if self.config.realtime and self.running:
-            self._pace()
+            self._pace(presented)
 
-    def _pace(self) -> None:
-        """Sleep until the next tick is due or the frontend wants to poll input again, whichever is first."""
+    def _view(self) -> np.ndarray | None:
+        """The latest frame's camera coordinates -> the player's view now (engine.warp): the look input since that
+        frame's tick (the tick in flight's and what is gathered for the next), and, while a move key is held, the
+        last tick's step carried on. None when the frame cannot be warped or the view is the frame's own camera."""
+        from engine import warp
+
+        obs = self.obs
+        if not warp.can_warp(obs):
+            return None
+        yaw, pitch = self.input.pending_look()
+        into_next = min(1.0, max(0.0, (self.clock() - self._tick_started) * self.config.tick_rate))
+        ahead = into_next
+        if self._inflight is not None:  # its action is taken but not yet in the frame
+            action = self._inflight[1]
+            yaw, pitch = yaw + float(action.yaw), pitch + float(action.pitch)
+            ahead += 1.0
+        turn = self.input.key_turn_speed * into_next  # a held turn key's part of the next tick so far
+        held = self.input.held
+        yaw += turn * (("turn_right" in held) - ("turn_left" in held))
+        pitch += turn * (("look_up" in held) - ("look_down" in held))
+        moving = bool(held & MOVE_HELD)
+        step = None
+        if moving and self._prev_c2w is not None:
+            step = obs.cam_to_world[:3, 3] - self._prev_c2w[:3, 3]
+        view = warp.view_pose(obs.cam_to_world, (yaw, pitch), step, ahead if moving else 0.0)
+        rel = warp.relative(obs.cam_to_world, view)
+        return None if warp.is_identity(rel) else rel
+
+    def _pace(self, presented: bool = True) -> None:
+        """Sleep until the next tick is due or the frontend wants to poll input again (with frames between ticks and a
+        frame just presented: its next display frame), whichever is first; a tick in flight that lands sooner wakes
+        the loop to show it."""
         now = self.clock()
         wait = 1.0 / 60.0 if self.paused else self.fixed.time_to_next(now)
         poll_hz = getattr(self.frontend, "max_fps", None)
         if poll_hz:
-            wait = min(wait, 1.0 / poll_hz)
-        if wait > 0:
+            display = self._last_present + 1.0 / poll_hz - now if self.warp and presented else 1.0 / poll_hz
+            wait = min(wait, display)
+        if wait <= 0:
+            return
+        if self._inflight is not None:
+            from concurrent.futures import wait as wait_for
+
+            wait_for([self._inflight[0]], timeout=wait)
+        else:
             self.sleep(wait)
 
     def _ticks_due(self, now: float, held: set[str]) -> int:
@@ -251,21 +332,36 @@ class Game:
             return 1
         before = self.fixed.dropped
         due = self.fixed.advance(now)
-        if self.fixed.dropped > before:
-            self._drops.append((now, self.fixed.dropped - before))
+        self._drop(0, now, held, self.fixed.dropped - before)
+        return due
+
+    def _drop(self, ticks: int, now: float, held: set[str], counted: int = 0) -> None:
+        """`ticks` more ticks dropped now (besides `counted`, which the clock dropped already): the HUD's count of the
+        last seconds, and the turn of the keys `held` carried through them."""
+        if ticks:
+            self.fixed.dropped += ticks
+        if ticks + counted:
+            self._drops.append((now, ticks + counted))
         while self._drops and self._drops[0][0] < now - DROP_WINDOW_S:
             self._drops.pop(0)
         self.stats.dropped_recent = sum(n for _, n in self._drops)
         # a turn key held through the dropped ticks turns through them too
-        self.input.carry(self.fixed.dropped - before, held)
+        self.input.carry(ticks + counted, held)
         self.stats.dropped = self.fixed.dropped
-        return due
 
     def tick(self, share: float = 1.0) -> None:
         """Take the tick's action (`share`: its part of the mouse motion so far), step the world, record the step."""
+        begun = self._begin_tick(share)
+        if begun is None:
+            return
+        action, first_input, t0 = begun
+        self._end_tick(self.world.step(action), action, first_input, t0, self.clock())
+
+    def _begin_tick(self, share: float):
+        """The next tick's action and the time of its earliest input; None when the run stops instead."""
         if self.config.max_ticks is not None and self.stats.ticks >= self.config.max_ticks:
             self.running = False
-            return
+            return None
         action, first_input = self.input.take(share)
         if first_input is None and self.input.held:  # a held key is input sampled now: its frame's latency counts too
             first_input = self.clock()
@@ -275,12 +371,40 @@ class Game:
                 if not self.ended:
                     self.log(f"the {self.source.name} finished after {self.stats.ticks} ticks")
                 self._source_ended()
-                return
+                return None
             action = scripted
         t0 = self.clock()
-        obs = validate_observation(self.world.step(action), self.world_name, self.obs.tick + 1)
-        t1 = self.clock()
+        self._tick_started = t0
+        return action, first_input, t0
+
+    def _start_tick(self, share: float) -> None:
+        """Begin a tick on the worker thread (tick_thread); `_collect` ends it."""
+        begun = self._begin_tick(share)
+        if begun is None:
+            return
+        action, first_input, t0 = begun
+
+        def step():
+            obs = self.world.step(action)
+            return obs, self.clock()
+
+        self._inflight = (self._worker.submit(step), action, first_input, t0)
+
+    def _collect(self, block: bool = False) -> int:
+        """End the tick in flight if it is done (or, `block`, once it is): 1 if one ended. Its exception, if any,
+        is raised here, in the loop's thread."""
+        if self._inflight is None or not (block or self._inflight[0].done()):
+            return 0
+        future, action, first_input, t0 = self._inflight
+        self._inflight = None
+        obs, t1 = future.result()
+        self._end_tick(obs, action, first_input, t0, t1)
+        return 1
+
+    def _end_tick(self, obs: Observation, action, first_input: float | None, t0: float, t1: float) -> None:
+        obs = validate_observation(obs, self.world_name, self.obs.tick + 1)
         self._step_ms.add((t1 - t0) * 1e3)
+        self._prev_c2w = self.obs.cam_to_world
         self.obs = obs
         self.episode_actions.append(action)
         commands, self._tick_commands = self._tick_commands, []
@@ -306,15 +430,24 @@ class Game:
             self.ended = True
             self.say(self.config.end_message, seconds=float("inf"))
 
-    def _present(self) -> None:
+    def _present(self, rel: np.ndarray | None = None) -> None:
         t0 = self.clock()
         self._last_present = t0
         if t0 > self._message_until:
             self.message = ""
         self._update_rates(t0)
-        self.frontend.present(self.obs, self.hud())
+        look_input = self.input.take_look_time() if self.warp else None
+        if rel is not None:
+            self.frontend.present(self.obs, self.hud(), rel)
+        else:
+            self.frontend.present(self.obs, self.hud())
         t1 = self.clock()
         self._present_ms.add((t1 - t0) * 1e3)
+        if look_input is not None and (rel is not None or self._pending_input is not None):
+            self._look_latency.add((t1 - look_input) * 1e3)
+            self.look_latencies.append((t1 - look_input) * 1e3)
+            if len(self.look_latencies) > 100_000:
+                del self.look_latencies[:50_000]
         if self._pending_input is not None:
             if t1 - self._latency_at > LATENCY_FRESH_S:  # a new burst of input: do not blend with an old one
                 self._latency = _Ema()
@@ -323,6 +456,7 @@ class Game:
             self._pending_input = None
         self.stats.frames += 1
         self.stats.step_ms, self.stats.present_ms, self.stats.latency_ms = self._step_ms(), self._present_ms(), self._latency()
+        self.stats.look_latency_ms = self._look_latency()
 
     def _update_rates(self, now: float) -> None:
         # Ticks in the last second, so the HUD reads as a rate, not a lifetime average.
@@ -387,6 +521,13 @@ class Game:
             self.say(getattr(self.world, "restart_text", None) or f"new episode, seed {self.episode_seed}")
         elif name == "help":
             self.show_help = not self.show_help
+        elif name == "warp":
+            if not getattr(self.frontend, "warps", False) or self.source is not None:
+                self.say("frames between ticks need a window and your own input (not a replay or a script)")
+            else:
+                self.warp = not self.warp
+                self.say("frames between ticks on: the last frame follows your view" if self.warp
+                         else "frames between ticks off: the picture changes once a tick")
         elif name == "screenshot":
             stem = f"{file_safe(self.world_name)}-seed{self.episode_seed}-tick{self.obs.tick:06d}"
             try:
@@ -446,6 +587,7 @@ class Game:
         if self.source is not None:
             self.source.reset(seed)
         obs = validate_observation(self.world.reset(seed), self.world_name, 0)
+        self._prev_c2w = None
         if getattr(self, "recorder", None) is not None:
             self.recorder.write(obs, None, reset=True, seed=seed)
         return obs

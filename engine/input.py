@@ -21,7 +21,7 @@ DEFAULT_KEYMAP = ASSETS / "keymap.yaml"
 
 LOOK_KEYS = ("turn_left", "turn_right", "look_up", "look_down")
 # Commands the engine itself handles.
-ENGINE_COMMANDS = ("release_mouse", "pause", "step", "reset", "help", "screenshot", "record", "filter", "hud")
+ENGINE_COMMANDS = ("release_mouse", "pause", "step", "reset", "help", "screenshot", "record", "filter", "hud", "warp")
 # Worlds declare their own commands and default keys (`World.commands`); the window binds them for the running
 # world (`Keymap.for_world`). The commands of dreamwalk's own worlds keep their keys in every world, so that where
 # they cannot act the key says what would make it work — one wording for every world:
@@ -210,6 +210,7 @@ class InputAccumulator:
         self._yaw = 0.0
         self._pitch = 0.0
         self._first_event: float | None = None  # time of the tick's earliest input, for latency
+        self._look_event: float | None = None  # time of the earliest look input not yet on screen (frames between ticks)
 
     @classmethod
     def for_keymap(cls, km: Keymap) -> "InputAccumulator":
@@ -223,6 +224,8 @@ class InputAccumulator:
         self.held.add(binding)
         self._tapped.add(binding)
         self._mark(t)
+        if binding in LOOK_KEYS:
+            self.look_at(t)
 
     def release(self, binding: str, t: float | None = None) -> None:
         self.held.discard(binding)
@@ -233,6 +236,22 @@ class InputAccumulator:
         self._yaw += dx * self.mouse_sensitivity
         self._pitch += (dy if self.invert_y else -dy) * self.mouse_sensitivity
         self._mark(t)
+        self.look_at(t)
+
+    def look_at(self, t: float | None) -> None:
+        """Note look input at time `t` (the earliest not yet shown is kept)."""
+        if t is not None and self._look_event is None:
+            self._look_event = t
+
+    def take_look_time(self) -> float | None:
+        """The time of the earliest look input since the last call (None if there was none): the frame presented
+        now shows it, when frames follow the view between ticks."""
+        t, self._look_event = self._look_event, None
+        return t
+
+    def pending_look(self) -> tuple[float, float]:
+        """(yaw, pitch) degrees of mouse motion (and dropped ticks' key turns) gathered and not yet taken by a tick."""
+        return self._yaw, self._pitch
 
     def carry(self, ticks: int, held: set[str] | None = None) -> None:
         """`ticks` ticks the loop dropped (it fell behind): the key turns held through them (`held`, default the keys

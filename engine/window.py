@@ -19,6 +19,7 @@ import numpy as np
 from engine.files import save_png
 from engine.game import Hud
 from engine.input import InputAccumulator, Keymap
+from engine.warp import FAR_M, NEAR_M, clean_depth, grid
 from engine.world import Observation
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -46,13 +47,42 @@ void main() { color = texture(tex, uv); }
 """
 
 
+# Frames between ticks (engine/warp.py): the frame's pixels as a mesh at their depth, seen from the view camera.
+_WARP_VERTEX = """
+#version 330
+uniform sampler2D depth_tex;
+uniform mat4 rel;      // the frame's camera coordinates -> the view camera's
+uniform vec4 intr;     // fx, fy, cx, cy of the frame, pixels
+uniform vec2 size;     // the frame's width, height
+uniform vec2 clip;     // near, far (m)
+in vec2 in_px;         // a pixel centre, maybe past the frame's edge (the stretched border)
+out vec2 uv;
+void main() {
+    uv = clamp(in_px / size, 0.5 / size, 1.0 - 0.5 / size);
+    float d = texture(depth_tex, uv).r;
+    vec4 q = rel * vec4((in_px.x - intr.z) / intr.x * d, (in_px.y - intr.w) / intr.y * d, d, 1.0);
+    float n = clip.x, f = clip.y;
+    // the same intrinsics in the view, image y down -> clip space with w = depth (perspective-correct clipping)
+    gl_Position = vec4(2.0 * intr.x / size.x * q.x + (2.0 * intr.z / size.x - 1.0) * q.z,
+                       -(2.0 * intr.y / size.y * q.y + (2.0 * intr.w / size.y - 1.0) * q.z),
+                       q.z * (f + n) / (f - n) - 2.0 * f * n / (f - n), q.z);
+}
+"""
+_WARP_FRAGMENT = """
+#version 330
+uniform sampler2D tex;
+in vec2 uv;
+out vec4 color;
+void main() { color = texture(tex, uv); }
+"""
+
 HUD_MARGIN = 8  # px between the window's edge and the HUD box
 HUD_PAD = 6  # px inside the box
 HUD_DOT = 18  # px kept for the recording dot
 MESSAGE_LINES = 3  # a message longer than this many lines is cut with "..."
 # What the HUD's figures mean, under the bindings in the help overlay.
 HUD_LEGEND = [("HUD: dropped", "ticks skipped: the world ran slower than the tick rate"),
-              ("HUD: latency", "input to the frame that shows it on screen")]
+              ("HUD: latency", "input to the frame that shows it on screen (look: with frames between ticks, F4)")]
 
 
 def wrap_text(text: str, width: int, measure: Callable[[str], int], max_lines: int = MESSAGE_LINES) -> list[str]:
@@ -104,7 +134,9 @@ def hud_lines(hud: Hud, captured: bool, width: int, measure: Callable[[str], int
     lines: list[tuple[str, tuple]] = [
         (f"{hud.world}{'  PAUSED' if hud.paused else ''}", (255, 255, 255)),
         (f"{fmt(s.fps, '.0f')} fps  {fmt(s.ticks_per_s, '.1f')} ticks/s  step {fmt(s.step_ms, '.1f')} ms", (220, 220, 220)),
-        (f"latency {fmt(s.latency_ms, '.0f')} ms{episode}  tick {tick}", (220, 220, 220)),
+        (f"latency {fmt(s.latency_ms, '.0f')} ms"
+         + (f" (look {fmt(s.look_latency_ms, '.0f')})" if s.look_latency_ms == s.look_latency_ms else "")
+         + f"{episode}  tick {tick}", (220, 220, 220)),
     ]
     if s.dropped_recent:  # the last few seconds only: a start-up hitch clears
         lines.append((f"dropped {s.dropped_recent} in 5 s: the world runs slower than {hud.tick_rate:g} ticks/s",
@@ -120,6 +152,52 @@ def hud_lines(hud: Hud, captured: bool, width: int, measure: Callable[[str], int
     for text, color in lines + wrapped:
         out += [(line, color) for line in wrap_text(text, width, measure)]
     return out
+
+
+class WarpMesh:
+    """Draws a frame with depth from another camera (engine/warp.py): its pixels' mesh, with a border ring of the
+    edge's colour and depth, depth-tested. `draw` takes the frame's texture (bound by the caller's filter)."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.prog = ctx.program(vertex_shader=_WARP_VERTEX, fragment_shader=_WARP_FRAGMENT)
+        self.prog["tex"].value = 0
+        self.prog["depth_tex"].value = 1
+        self.size: tuple[int, int] | None = None
+        self.vao = self.vbo = self.ibo = self.depth_tex = None
+
+    def _build(self, width: int, height: int) -> None:
+        for obj in (self.vao, self.vbo, self.ibo, self.depth_tex):
+            if obj is not None:
+                obj.release()
+        verts, tris = grid(width, height)
+        self.vbo = self.ctx.buffer(verts.tobytes())
+        self.ibo = self.ctx.buffer(tris.tobytes())
+        self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "2f", "in_px")], index_buffer=self.ibo,
+                                         index_element_size=4)
+        import moderngl
+
+        self.depth_tex = self.ctx.texture((width, height), 1, dtype="f4")
+        self.depth_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.depth_tex.repeat_x = self.depth_tex.repeat_y = False
+        self.size = (width, height)
+
+    def draw(self, frame_tex, depth: np.ndarray, K: np.ndarray, rel: np.ndarray) -> None:
+        import moderngl
+
+        h, w = depth.shape
+        if self.size != (w, h):
+            self._build(w, h)
+        self.depth_tex.write(clean_depth(depth).tobytes())  # 16-64 KB a frame: cheaper than knowing it is new
+        self.prog["rel"].write(np.ascontiguousarray(rel, np.float32).T.tobytes())  # GLSL matrices are column-major
+        self.prog["intr"].value = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+        self.prog["size"].value = (float(w), float(h))
+        self.prog["clip"].value = (NEAR_M, 2.0 * FAR_M)
+        frame_tex.use(0)
+        self.depth_tex.use(1)
+        self.ctx.enable(moderngl.DEPTH_TEST)
+        self.vao.render(moderngl.TRIANGLES)
+        self.ctx.disable(moderngl.DEPTH_TEST)
 
 
 class DisplayError(RuntimeError):
@@ -144,6 +222,8 @@ def display_available() -> tuple[bool, str]:
 class WindowFrontend:
     """A resizable OpenGL window showing the world's frames with a HUD."""
 
+    warps = True  # present() takes `rel`: frames between ticks
+
     def __init__(self, keymap: Keymap, title: str = "dreamwalk", size: tuple[int, int] = (640, 640),
                  filter: str = "nearest", max_fps: float = 60.0, capture_mouse: bool = True) -> None:
         ok, why = display_available()
@@ -156,6 +236,7 @@ class WindowFrontend:
         pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MAJOR_VERSION, 3)
         pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MINOR_VERSION, 3)
         pygame.display.gl_set_attribute(pygame.GL_CONTEXT_PROFILE_MASK, pygame.GL_CONTEXT_PROFILE_CORE)
+        pygame.display.gl_set_attribute(pygame.GL_DEPTH_SIZE, 24)  # the warped mesh is depth-tested
         flags = pygame.OPENGL | pygame.DOUBLEBUF | pygame.RESIZABLE
         try:
             try:
@@ -183,6 +264,7 @@ class WindowFrontend:
         self.vbo = self.ctx.buffer(quad.tobytes())
         self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "2f", "in_pos")])
         self.frame_tex = None
+        self.warp = WarpMesh(self.ctx)
         self.linear = filter == "linear"
         self.show_hud = True
         self.font = pygame.font.Font(None, 20)
@@ -192,7 +274,7 @@ class WindowFrontend:
         self._hud_time = 0.0
         self.captured = False
         self.quit_armed = True  # Esc with the mouse free quits; not after a focus change freed it (the next Esc arms)
-        self._last: tuple[Observation, Hud] | None = None
+        self._last: tuple[Observation, Hud, np.ndarray | None] | None = None
         if capture_mouse:
             self.capture(True)
 
@@ -249,12 +331,14 @@ class WindowFrontend:
 
     # -- output ---------------------------------------------------------------------------------
 
-    def present(self, obs: Observation, hud: Hud) -> None:
-        self._last = (obs, hud)
-        self._draw(obs, hud)
+    def present(self, obs: Observation, hud: Hud, rel: np.ndarray | None = None) -> None:
+        """Show `obs`'s frame, from its own camera, or with `rel` (engine.warp.relative: the frame's camera
+        coordinates -> the view's) reprojected to the view by its depth."""
+        self._last = (obs, hud, rel)
+        self._draw(obs, hud, rel)
         pygame.display.flip()
 
-    def _draw(self, obs: Observation, hud: Hud) -> None:
+    def _draw(self, obs: Observation, hud: Hud, rel: np.ndarray | None = None) -> None:
         import moderngl
 
         ctx = self.ctx
@@ -275,8 +359,11 @@ class WindowFrontend:
         scale = min(w / fw, h / fh)
         vw, vh = max(1, int(round(fw * scale))), max(1, int(round(fh * scale)))
         ctx.viewport = ((w - vw) // 2, (h - vh) // 2, vw, vh)
-        self.frame_tex.use(0)
-        self.vao.render(moderngl.TRIANGLE_STRIP)
+        if rel is not None and obs.depth is not None and obs.K is not None:
+            self.warp.draw(self.frame_tex, obs.depth, obs.K, rel)
+        else:
+            self.frame_tex.use(0)
+            self.vao.render(moderngl.TRIANGLE_STRIP)
         if self.show_hud:
             self._draw_overlay(self._hud_texture(hud, w), HUD_MARGIN, HUD_MARGIN, w, h)
         if hud.show_help:
@@ -365,8 +452,8 @@ class WindowFrontend:
         """Save the window as shown (`path`) and the world's frame at its own resolution (`*-frame.png`)."""
         if self._last is None:
             return []
-        obs, hud = self._last
-        self._draw(obs, hud)  # redraw into the back buffer: the front buffer is not readable reliably
+        obs, hud, rel = self._last
+        self._draw(obs, hud, rel)  # redraw into the back buffer: the front buffer is not readable reliably
         w, h = pygame.display.get_window_size()
         data = self.ctx.screen.read(viewport=(0, 0, w, h), components=3)
         shown = np.frombuffer(data, np.uint8).reshape(h, w, 3)[::-1]
