@@ -94,7 +94,8 @@ class LoopStats:
     step_ms: float = float("nan")
     present_ms: float = float("nan")
     latency_ms: float = float("nan")  # earliest input of a tick -> the frame showing that tick presented
-    look_latency_ms: float = float("nan")  # with frames between ticks: a look input -> the frame turned by it
+    look_latency_ms: float = float("nan")  # a look input -> the first frame turned by it (a warped one, or its tick's)
+    look_latency_median_ms: float = float("nan")  # of every look input of the run (set when it ends)
     wall_s: float = 0.0
 
 
@@ -201,6 +202,8 @@ class Game:
         self._frame_times: list[float] = []  # present times in the last second
         self.warp = config.warp and bool(getattr(frontend, "warps", False)) and source is None
         self._look_latency = _Ema()
+        self._look_taken: float | None = None  # look input a tick took (shown with that tick, without the warp)
+        self._look_ticked: float | None = None  # ... once that tick has ended
         self.look_latencies: list[float] = []  # every look input's latency (ms), for benchmarks
         self._prev_c2w: np.ndarray | None = None  # the camera before the latest frame's (its step, for dead reckoning)
         self._tick_started = -1e9  # when the latest tick took its input
@@ -232,6 +235,8 @@ class Game:
                     self._worker.shutdown(wait=True)
                 self.stop_recording()
         self.stats.wall_s = self.clock() - self._t_start
+        if self.look_latencies:
+            self.stats.look_latency_median_ms = float(np.median(self.look_latencies))
         return self.stats
 
     def frame(self) -> None:
@@ -375,7 +380,15 @@ class Game:
             action = scripted
         t0 = self.clock()
         self._tick_started = t0
+        if not self._warps_now():
+            taken = self.input.take_look_time()
+            self._look_taken = taken if self._look_taken is None else self._look_taken
         return action, first_input, t0
+
+    def _warps_now(self) -> bool:
+        from engine.warp import can_warp
+
+        return self.warp and can_warp(self.obs)
 
     def _start_tick(self, share: float) -> None:
         """Begin a tick on the worker thread (tick_thread); `_collect` ends it."""
@@ -416,6 +429,8 @@ class Game:
             self._pending_input = first_input
         self.stats.ticks += 1
         self._rate_window.append(t1)
+        if self._look_taken is not None and self._look_ticked is None:
+            self._look_ticked, self._look_taken = self._look_taken, None
 
     def _source_ended(self) -> None:
         """Stop, or, in a window with an end message, hold the last frame and say so."""
@@ -436,14 +451,17 @@ class Game:
         if t0 > self._message_until:
             self.message = ""
         self._update_rates(t0)
-        look_input = self.input.take_look_time() if self.warp else None
+        if self._warps_now():  # the frame follows the view: it shows every look input gathered so far
+            look_input = self.input.take_look_time()
+        else:  # look input shows with the tick that took it
+            look_input, self._look_ticked = self._look_ticked, None
         if rel is not None:
             self.frontend.present(self.obs, self.hud(), rel)
         else:
             self.frontend.present(self.obs, self.hud())
         t1 = self.clock()
         self._present_ms.add((t1 - t0) * 1e3)
-        if look_input is not None and (rel is not None or self._pending_input is not None):
+        if look_input is not None:
             self._look_latency.add((t1 - look_input) * 1e3)
             self.look_latencies.append((t1 - look_input) * 1e3)
             if len(self.look_latencies) > 100_000:
