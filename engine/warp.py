@@ -69,17 +69,25 @@ def clean_depth(depth: np.ndarray) -> np.ndarray:
 
 
 def border(width: int, height: int) -> int:
-    """Pixels of stretched edge drawn past each side of a frame: a quarter of its larger side, so a turn of up to
-    about a third of the field of view between two ticks shows no black."""
-    return max(4, int(math.ceil(max(width, height) / 4)))
+    """Pixels of stretched edge drawn past each side of a frame: half its larger side, so a turn of up to about half
+    the field of view between the frame's tick and the view (a slow tick, a fast mouse) shows no black."""
+    return max(4, int(math.ceil(max(width, height) / 2)))
 
 
-def grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """The mesh: vertices at pixel centres from `border` pixels before the frame to as many past it, [N, 2] float32
-    (x, y in pixels), and two triangles per cell, [M, 3] int32."""
+MESH_SIDE = 64  # vertices along the mesh's longer side at most (a software GL rasterizes ~8k triangles in ~3 ms)
+
+
+def mesh_stride(width: int, height: int) -> int:
+    """Pixels between two mesh vertices: 1, or more where the frame and its border would pass MESH_SIDE."""
+    return max(1, math.ceil((max(width, height) + 2 * border(width, height)) / MESH_SIDE))
+
+
+def grid(width: int, height: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh: vertices at every `stride`-th pixel centre from `border` pixels before the frame to as many past
+    it, [N, 2] float32 (x, y in pixels), and two triangles per cell, [M, 3] int32."""
     e = border(width, height)
-    xs = np.arange(-e, width + e, dtype=np.float32) + 0.5
-    ys = np.arange(-e, height + e, dtype=np.float32) + 0.5
+    xs = np.arange(-e, width + e, stride, dtype=np.float32) + 0.5
+    ys = np.arange(-e, height + e, stride, dtype=np.float32) + 0.5
     gx, gy = np.meshgrid(xs, ys)
     verts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
     nx, ny = len(xs), len(ys)

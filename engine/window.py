@@ -19,7 +19,7 @@ import numpy as np
 from engine.files import save_png
 from engine.game import Hud
 from engine.input import InputAccumulator, Keymap
-from engine.warp import FAR_M, NEAR_M, clean_depth, grid
+from engine.warp import FAR_M, NEAR_M, clean_depth, grid, mesh_stride
 from engine.world import Observation
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -58,7 +58,7 @@ uniform vec2 clip;     // near, far (m)
 in vec2 in_px;         // a pixel centre, maybe past the frame's edge (the stretched border)
 out vec2 uv;
 void main() {
-    uv = clamp(in_px / size, 0.5 / size, 1.0 - 0.5 / size);
+    uv = in_px / size;  // past the edge the textures clamp to it (the stretched border)
     float d = texture(depth_tex, uv).r;
     vec4 q = rel * vec4((in_px.x - intr.z) / intr.x * d, (in_px.y - intr.w) / intr.y * d, d, 1.0);
     float n = clip.x, f = clip.y;
@@ -170,7 +170,7 @@ class WarpMesh:
         for obj in (self.vao, self.vbo, self.ibo, self.depth_tex):
             if obj is not None:
                 obj.release()
-        verts, tris = grid(width, height)
+        verts, tris = grid(width, height, mesh_stride(width, height))
         self.vbo = self.ctx.buffer(verts.tobytes())
         self.ibo = self.ctx.buffer(tris.tobytes())
         self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "2f", "in_px")], index_buffer=self.ibo,
