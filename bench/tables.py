@@ -234,6 +234,16 @@ def presets(d: dict) -> list[str]:
             table(PRESET_HEADER, preset_rows(d))]
 
 
+def window(d: dict) -> list[str]:
+    head = (f"{fmt(d['minutes'])} minutes of a scripted session in a {d['window'][0]}×{d['window'][1]} window each way "
+            f"({d['world']}, {d['display']}, {d['machine']}, fp32 GEMM {fmt(d['fp32_gemm_gflops'])} GFLOP/s, {d['time']}).")
+    rows = [["frames between ticks" if r["warp"] else "ticks only", m["minute"], m["frames_per_s"], m["ticks_per_s"],
+             m["dropped"], m["look_latency_ms_median"], m["look_latency_ms_p90"], m["step_ms_median"],
+             m["memory_ms_median"], m["gaussians"]] for r in d["runs"] for m in r["minutes"]]
+    return [head, table(["path", "minute", "frames/s", "ticks/s", "dropped", "look latency ms (median)", "p90",
+                         "step ms", "memory ms", "Gaussians"], rows)]
+
+
 def generic(d: dict) -> list[str]:
     return [table(["key", "value"], _flatten(d))]
 
@@ -249,6 +259,7 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "gpu": ("GPU", "bash bench/gpu_check.sh; bash bench/gpu_train.sh", gpu),
     "startup": ("Start-up: launch to the first dreamed frame", "python bench/bench_startup.py", startup),
     "presets": ("Training presets: the dream's tick per size", "python bench/bench_presets.py", presets),
+    "window": ("The window: frames between ticks", "python bench/bench_window.py", window),
 }
 
 

@@ -208,6 +208,7 @@ class Game:
         self._prev_c2w: np.ndarray | None = None  # the camera before the latest frame's (its step, for dead reckoning)
         self._tick_started = -1e9  # when the latest tick took its input
         self._owed = 0  # ticks due that wait for the one in flight (tick_thread)
+        self._unshown = False  # a tick ended whose frame is not yet presented
         self._inflight: tuple[Any, Any, float | None, float] | None = None  # (future, action, first input, start)
         self._worker = None
         if config.tick_thread:
@@ -272,13 +273,19 @@ class Game:
                 self.tick(share=1.0 / (due - i))  # steps the world and records the step
                 ran += 1
         # Between ticks the frame has not changed, unless it is warped to the player's view: present what is new
-        # (and the HUD, 4x a second).
+        # (and the HUD, 4x a second). Warped frames come at most at the display rate (max_fps): presenting costs CPU
+        # the tick needs; a tick landing between two display frames waits for the next.
+        self._unshown = self._unshown or bool(ran)
         rel = self._view() if self.warp else None
-        presented = bool(ran or commands or rel is not None or now - self._last_present >= 0.25)
-        if presented:
+        wanted = bool(self._unshown or commands or rel is not None or now - self._last_present >= 0.25)
+        hz = getattr(self.frontend, "max_fps", None)
+        due = not (self.warp and hz and self.config.realtime) or bool(commands) \
+            or now - self._last_present >= 1.0 / hz - 1e-3
+        if wanted and due:
             self._present(rel)
+            self._unshown = False
         if self.config.realtime and self.running:
-            self._pace(presented)
+            self._pace(wanted)
 
     def _view(self) -> np.ndarray | None:
         """The latest frame's camera coordinates -> the player's view now (engine.warp): the look input since that
@@ -308,23 +315,21 @@ class Game:
         rel = warp.relative(obs.cam_to_world, view)
         return None if warp.is_identity(rel) else rel
 
-    def _pace(self, presented: bool = True) -> None:
+    def _pace(self, wanted: bool = True) -> None:
         """Sleep until the next tick is due or the frontend wants to poll input again (with frames between ticks and a
-        frame just presented: its next display frame), whichever is first; a tick in flight that lands sooner wakes
-        the loop to show it."""
+        frame to show: its next display frame), whichever is first; a tick in flight that lands sooner wakes the loop
+        (to show it at once without frames between ticks; with them, to start the next tick on time)."""
         now = self.clock()
         wait = 1.0 / 60.0 if self.paused else self.fixed.time_to_next(now)
         poll_hz = getattr(self.frontend, "max_fps", None)
         if poll_hz:
-            display = self._last_present + 1.0 / poll_hz - now if self.warp and presented else 1.0 / poll_hz
+            display = self._last_present + 1.0 / poll_hz - now if self.warp and wanted else 1.0 / poll_hz
             wait = min(wait, display)
-        if wait <= 0:
-            return
-        if self._inflight is not None:
+        if self._inflight is not None:  # overdue or not, nothing can start before it lands: never spin on it
             from concurrent.futures import wait as wait_for
 
-            wait_for([self._inflight[0]], timeout=wait)
-        else:
+            wait_for([self._inflight[0]], timeout=wait if wait > 0 else 1.0 / (poll_hz or 60.0))
+        elif wait > 0:
             self.sleep(wait)
 
     def _ticks_due(self, now: float, held: set[str]) -> int:
