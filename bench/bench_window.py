@@ -14,7 +14,6 @@ time, and for the dream its scene memory's Gaussians and render + insert ms.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -166,20 +165,13 @@ def main() -> int:
     from bench.bench_startup import gemm_gflops
 
     gemm = gemm_gflops()
-    r, w = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    with os.fdopen(r) as f:
-        display = f":{f.readline().strip()}"
+    from engine.xvfb import virtual_display
+
     os.environ.pop("SDL_VIDEODRIVER", None)
-    try:
+    with virtual_display() as display:
         paths = [] if args.only == "ticks" else [True]
         paths += [] if args.only == "warp" else [False]
         runs = [run_path(args.world, {}, warp_on, args.minutes, display) for warp_on in paths]
-    finally:
-        xvfb.terminate()
-        xvfb.wait(timeout=10)
     result = {"bench": "window", "world": args.world, "minutes": args.minutes, "fp32_gemm_gflops": gemm,
               "machine": f"{os.cpu_count()} cores", "display": "Xvfb (Mesa llvmpipe)", "window": [640, 640],
               "time": time.strftime("%Y-%m-%d %H:%M"), "runs": runs}

@@ -96,7 +96,7 @@ def test_paired_bootstrap_on_a_known_difference():
 def test_copy_last_and_truth_as_models_score_as_the_baseline_and_perfect():
     """score_open_loop: a "model" predicting the last real frame scores exactly the copy-last baseline, and one
     predicting the truth scores perfectly; the mean-frame baseline is the same image at every horizon."""
-    from worldmodel.evaluate import score_open_loop
+    from worldmodel.evaluation.openloop import score_open_loop
     from worldmodel.evaluation.trajectories import Trajectory
 
     trajs = [Trajectory(textured(30, 32, seed=s), np.ones((30, 32, 32), np.float32), np.tile(np.eye(4), (30, 1, 1)),
@@ -119,7 +119,7 @@ def test_copy_last_and_truth_as_models_score_as_the_baseline_and_perfect():
 def test_the_seen_baseline_shows_the_context_where_it_looks_and_the_fill_where_it_never_looked():
     """seen: the real context frames in the splat memory at the true camera. Facing what the context saw, it covers
     the frame and renders the view (> 25 dB); turned round, it saw nothing there: coverage 0 and exactly the fill."""
-    from worldmodel.evaluate import score_open_loop
+    from worldmodel.evaluation.openloop import score_open_loop
     from worldmodel.evaluation.baselines import mean_frame, seen
     from worldmodel.evaluation.trajectories import Trajectory
 
@@ -238,7 +238,7 @@ def test_returns_are_found_where_the_camera_comes_back_and_only_there():
 
 
 def test_recordings_without_poses_depth_or_returns_say_why_in_one_line():
-    from worldmodel.evaluate import recorded_returns
+    from worldmodel.evaluation.revisits import recorded_returns
     from worldmodel.evaluation.trajectories import Trajectory
 
     def traj(c2w, K=np.eye(3)):
@@ -287,7 +287,7 @@ def test_evaluate_data_scores_the_returns_found_in_ones_own_recordings(tmp_path)
 def test_wall_in_first_view_known_cases():
     """The wall probe's split: a wall straight ahead of the first camera at the depth its frame shows is seen; the
     same wall behind something nearer, or a walk off to the side, is one the dream has to invent."""
-    from worldmodel.evaluate import wall_in_first_view
+    from worldmodel.evaluation.places import wall_in_first_view
     from worldmodel.evaluation.trajectories import Trajectory
 
     T = 10
@@ -304,3 +304,15 @@ def test_wall_in_first_view_known_cases():
     side = c2w.copy()
     side[:, 2, 3], side[:, 0, 3] = 0.0, np.linspace(0.0, 4.65, T + 1)  # the walk goes along +x: outside the view
     assert not wall_in_first_view(traj(5.0, side), T)
+
+
+def test_parts_merge_dicts_key_by_key():
+    from worldmodel.evaluation.parts import merge
+
+    a = {"timings": {"idle_s": 1.0}, "self_consistency": {"physics_agreement": {"wall": 1}}, "idle": {"x": 1}}
+    b = {"timings": {"long_walk_s": 2.0}, "self_consistency": {"physics_agreement": {"long_walk": 2}, "long_play": 3},
+         "idle": 5}
+    assert merge(a, b) == {"timings": {"idle_s": 1.0, "long_walk_s": 2.0},
+                           "self_consistency": {"physics_agreement": {"wall": 1, "long_walk": 2}, "long_play": 3},
+                           "idle": 5}
+

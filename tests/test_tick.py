@@ -33,7 +33,7 @@ def _single(seed: int, acts: np.ndarray, **kw) -> tuple[list, "object"]:
 
 def test_the_vector_env_the_dream_and_the_evaluation_dream_the_same_frames_with_the_memory_on():
     from worldmodel.checkpoint import load_model
-    from worldmodel.evaluate import batch_dreams, dream_batch
+    from worldmodel.evaluation.dreaming import batch_dreams, dream_batch
     from worldmodel.tick import prompt_view
     from worldmodel.vector import DreamVectorEnv
 
@@ -127,11 +127,11 @@ def test_the_oracle_memory_stops_the_camera_at_the_true_walls():
     wall, the dream's camera stops where the player does (before, it had none and walked through)."""
     from engine.arena.splits import entry_actions
     from splat import SceneMemory
-    from worldmodel.evaluate import _entries
+    from worldmodel.evaluation.dreaming import held_out
     from worldmodel.evaluation.baselines import GroundTruthMemory
     from worldmodel.evaluation.trajectories import render_trajectory
 
-    e = _entries("validation", "wall", None)[1]
+    e = held_out("validation", "wall", None)[1]
     _, world = _single(e.level_seed, np.zeros((0, 8), np.float32))
     try:
         tr = render_trajectory(e, (world.H, world.W), (128, 128))

@@ -219,7 +219,7 @@ def test_the_selection_rule_gates_first_then_realism_then_sharpness():
 
 
 def test_the_headline_warns_when_the_dream_is_a_blur_or_no_better_than_the_mean_frame():
-    from worldmodel.evaluate import quality_warnings
+    from worldmodel.evaluation.openloop import quality_warnings
 
     def report(sharp, model_psnr, model_lpips):
         return {"sharpness": {"model": {"8": sharp[0], "32": sharp[1]}},

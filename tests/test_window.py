@@ -24,15 +24,10 @@ pytestmark = [
 @pytest.fixture
 def xvfb():
     """A private X server; yields its DISPLAY."""
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()
-    yield f":{number}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    from engine.xvfb import virtual_display
+
+    with virtual_display() as display:
+        yield display
 
 
 def xdo(display, *args, timeout=20):

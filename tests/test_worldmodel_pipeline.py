@@ -347,6 +347,34 @@ def test_evaluate_writes_the_report_and_plots(tiny_model, tmp_path):
     assert (tmp_path / "eval" / "psnr.png").stat().st_size > 0 and (tmp_path / "eval" / "strip.png").stat().st_size > 0
 
 
+def test_the_parts_in_worker_processes_give_what_they_give_in_this_one(tiny_model):
+    """evaluation.parts: a place walk and the revisits run in two spawned workers (one thread each) give the figures
+    the same parts give run here, and a part's error reaches the caller as itself."""
+    from worldmodel.evaluation.parts import Parts
+
+    got = {}
+    for workers in (1, 2):
+        parts = Parts(workers)
+        try:
+            parts.submit("places", model_dir=tiny_model, max_entries=1, kinds=("idle",), device="cpu")
+            parts.submit("revisit", model_dir=tiny_model, max_entries=1, device="cpu")
+            assert parts.running == (workers == 2)
+            got[workers] = {name: result for name, result, _ in parts.results()}
+        finally:
+            parts.close()
+    for key in ("frame_change_db", "pose_drift_m"):
+        assert got[2]["places"]["idle"][key] == pytest.approx(got[1]["places"]["idle"][key], abs=0.05)
+    for key in ("memory_on", "memory_off", "memory_oracle"):
+        assert got[2]["revisit"]["revisit"][key] == pytest.approx(got[1]["revisit"]["revisit"][key], abs=0.05)
+    parts = Parts(2)
+    try:
+        parts.submit("places", model_dir=tiny_model, max_entries=1, kinds=("idle",), split="training")
+        with pytest.raises(ValueError, match="training"):
+            list(parts.results())
+    finally:
+        parts.close()
+
+
 def test_dream_gym_env_passes_check_env(tiny_model):
     import gymnasium
     from gymnasium.utils.env_checker import check_env
@@ -410,7 +438,7 @@ def test_vector_env_latent_observations_decode_to_the_rgb_ones(tiny_model):
 
 
 def test_revisit_benchmark_reports_memory_on_off_and_fidelity(tiny_model):
-    from worldmodel.evaluate import revisit
+    from worldmodel.evaluation.revisits import revisit
 
     r = revisit(tiny_model, max_entries=1)
     assert np.isfinite(r["revisit"]["memory_on"]) and np.isfinite(r["revisit"]["memory_off"])
@@ -429,7 +457,7 @@ def test_truth_at_given_poses_matches_the_trajectory():
     """render_at_poses (the revisit benchmark's truth at the dream's cameras) gives the trajectory's own frames
     when handed the trajectory's own cameras, and something else from other cameras."""
     from engine.arena.splits import held_out_test_set
-    from worldmodel.evaluate import render_at_poses, render_trajectory
+    from worldmodel.evaluation.trajectories import render_at_poses, render_trajectory
 
     entry = next(e for e in held_out_test_set() if e.kind == "revisit")
     tr = render_trajectory(entry, (32, 32), (64, 64))
@@ -626,7 +654,7 @@ def test_fine_tune_on_the_models_own_rollouts(tiny_model, arena_data, tmp_path):
     """memory_mode rollout: the dream's own context latents and memory images per frame, in segments from real
     frames, exactly what the dream committed; clips stay in one segment; the inputs are the dream's."""
     from worldmodel.data import FrameStore
-    from worldmodel.evaluate import recorded_dream_world
+    from worldmodel.evaluation.dreaming import recorded_dream_world
     from worldmodel.training.rollouts import clip_starts_within, rollout_segments, segment_ids
 
     out = tmp_path / "rollout"

@@ -241,3 +241,11 @@ def paired_bootstrap(a: FrameScores, b: FrameScores, groups: np.ndarray, metric:
         diffs[i] = stat(a.take(idx)) - stat(b.take(idx))
     lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
     return stat(a) - stat(b), float(lo), float(hi)
+
+
+CI_METRICS = ("psnr", "ssim", "lpips", "sharpness")  # the metrics reports give paired intervals for
+
+
+def ci95(a: FrameScores, b: FrameScores, groups: np.ndarray) -> dict[str, list[float]]:
+    """a - b with its paired bootstrap 95% interval over `groups` (paired_bootstrap), per CI_METRICS metric."""
+    return {m: [round(v, 4) for v in paired_bootstrap(a, b, groups, m)] for m in CI_METRICS}

@@ -22,7 +22,7 @@ import numpy as np
 from engine.cli import Parser
 from engine.files import atomic_path, save_png
 
-from worldmodel.evaluation.metrics import FrameScores, paired_bootstrap
+from worldmodel.evaluation.metrics import CI_METRICS, FrameScores, paired_bootstrap
 
 # kind -> (begin marker, end marker); the tables themselves come from TABLES below.
 MARKERS = {
@@ -35,7 +35,6 @@ METHODS = ("model", "copy_last", "mean_frame", "geometric", "seen")
 METHOD_NAMES = {"model": "model", "copy_last": "copy last frame", "mean_frame": "mean frame",
                 "geometric": "geometric (true frames in the splat memory, true camera)",
                 "seen": "seen (the real context frames in the splat memory, true camera, mean frame elsewhere)"}
-CI_METRICS = ("psnr", "ssim", "lpips", "sharpness")
 
 
 def draw_plot(path: Path, series: dict[str, list[float]], horizons: tuple[int, ...], title: str) -> None:

@@ -129,7 +129,7 @@ class MemoryImages:
         the one batched tick), with this run's memory settings; its context latents and memory images per frame."""
         from worldmodel.checkpoint import load_model
         from worldmodel.dream import dream_choices
-        from worldmodel.evaluate import batch_dreams
+        from worldmodel.evaluation.dreaming import batch_dreams
 
         source = load_model(self.cfg.init_from, device=self.device)
         settings = self.memory_settings or None
