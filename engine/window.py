@@ -359,11 +359,13 @@ class WindowFrontend:
         scale = min(w / fw, h / fh)
         vw, vh = max(1, int(round(fw * scale))), max(1, int(round(fh * scale)))
         ctx.viewport = ((w - vw) // 2, (h - vh) // 2, vw, vh)
+        # The frame as it is; with frames between ticks, behind its reprojection: what the mesh leaves uncovered
+        # (its triangles cut by the near plane when the view walks past something the frame shows close) shows the
+        # frame there, never black.
+        self.frame_tex.use(0)
+        self.vao.render(moderngl.TRIANGLE_STRIP)
         if rel is not None and obs.depth is not None and obs.K is not None:
             self.warp.draw(self.frame_tex, obs.depth, obs.K, rel)
-        else:
-            self.frame_tex.use(0)
-            self.vao.render(moderngl.TRIANGLE_STRIP)
         if self.show_hud:
             self._draw_overlay(self._hud_texture(hud, w), HUD_MARGIN, HUD_MARGIN, w, h)
         if hud.show_help:

@@ -251,13 +251,22 @@ expect = warp.project(np.array([[32.5, 32.5]]), obs.depth, K, rel)[0, 0] * 4
 col = int(np.argmin(np.abs(after[128, :, 0] - 128)))
 assert abs(col - expect) <= 4, (col, expect)
 assert not (after.sum(-1) == 0).any()
+near = obs.depth.copy()
+near[24:40, 24:40] = 0.3  # something close ahead; the view walks 0.6 m past it: its triangles are cut by the near plane
+walked = c2w.copy()
+walked[:3, 3] += 0.6 * c2w[:3, 2]
+rgb_near = rgb.copy()
+rgb_near[..., 2] = 200
+obs = Observation(rgb=rgb_near, depth=near, cam_to_world=c2w, K=K, tick=0, info={})
+assert not (shown(warp.relative(c2w, walked)).sum(-1) == 0).any(), "holes show black"
 print("OK")
 """
 
 
 def test_the_window_draws_the_warp_the_geometry_gives():
     """The mesh at the frame's own camera is the plain quad pixel for pixel; turned 10 deg right, the frame's centre
-    column lands where engine.warp.project says (x4 in a 256 px window), and nothing is black. In its own process:
+    column lands where engine.warp.project says (x4 in a 256 px window), and nothing is black, not even where the view
+    walks past something close (the near plane cuts its triangles). In its own process:
     an offscreen SDL window must not share a process with the arena's EGL contexts."""
     import subprocess
     import sys
