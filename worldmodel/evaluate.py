@@ -7,10 +7,12 @@ Choose settings and models on `--split validation` (trajectories planned the sam
 score the test set once for a candidate that is to ship. Compare two reports with paired bootstrap intervals:
 `python -m worldmodel.evaluation.report compare A/report.json B/report.json`.
 
-The parts (worldmodel/evaluation/): `trajectories` renders the held-out walks, `metrics` measures frames (PSNR,
+The parts (worldmodel/evaluation/): `trajectories` renders the held-out walks, `dreaming` dreams them through the
+one tick, `openloop` scores part 1, `places` runs part 2 and `revisits` part 3, `metrics` measures frames (PSNR,
 SSIM, ST-LPIPS, sharpness, brightness and contrast drift, paired bootstrap), `baselines` holds copy-last, the
 mean frame and the geometric baseline (the true frames lifted into the splat memory, rendered at the true
-camera), `report` writes the plots, the strip and the README table.
+camera), `unseen` and `realism` judge what no context saw, `report` writes the plots, the strip and the README
+table. Parts 2 and 3 run in worker processes beside part 1 (`--workers`, evaluation.parts).
 
 1. Open loop (`psnr`, `ssim`, `lpips`, `sharpness`, `sharpness_hf`, `brightness_drift`, `contrast_ratio`, each
    {model, copy_last, mean_frame, geometric: {horizon: value}}): for every "moving" walk and several start
@@ -54,7 +56,7 @@ from engine.files import atomic_write_text, check_write_target, io_reason
 from worldmodel.checkpoint import CheckpointError, LoadedModel, load_model
 from worldmodel.device import DEVICE_CHOICES
 from worldmodel.evaluation.baselines import GEOMETRIC_MEMORY, mean_frame
-from worldmodel.evaluation.consistency import PhysicsAgreement, physics_agreement
+from worldmodel.evaluation.consistency import PhysicsAgreement, consistency_summary, physics_agreement
 from worldmodel.evaluation.dreaming import (decode, dream_open_loop, encode, held_out, measure_ticks_per_s,
                                             render_size, say)
 from worldmodel.evaluation.metrics import CI_METRICS, ci95, psnr, score_frames, summarize
@@ -65,7 +67,8 @@ from worldmodel.evaluation.report import draw_plot, save_strip
 from worldmodel.evaluation.revisits import revisit
 from worldmodel.evaluation.trajectories import Trajectory, recorded_trajectories, recordings_setup, render_trajectory
 from worldmodel.evaluation.unseen import (BANDS, LONG_BAND, REFERENCE_FROM, REFERENCE_STRIDE, FrameSet, band_name,
-                                          band_ticks, realism_scores, realism_setup, reference_set, seen_cells)
+                                          band_ticks, depth_block, realism_block, realism_scores, realism_setup,
+                                          reference_set, seen_cells)
 from worldmodel.motion import MotionModel
 from worldmodel.pose import decompose, wrap_deg
 
@@ -190,15 +193,15 @@ def _collect_parts(parts: Parts, report: dict[str, Any], data: list[str] | None,
         bands = report.pop("realism_bands")
         if long_realism:  # the band past the open loop's horizons, from the 1,000-tick walks
             bands[band_name(LONG_BAND)] = long_realism
-            report["realism"] = {**_realism_block(bands), "setup": report["realism"]["setup"]}
+            report["realism"] = {**realism_block(bands), "setup": report["realism"]["setup"]}
             if "depth_plausibility" in report:
-                report["depth_plausibility"] = _depth_block(bands)
+                report["depth_plausibility"] = depth_block(bands)
         report.update(placed)
         report["self_consistency_parts"] = consistency
     consistency = report.pop("self_consistency_parts", {})
     report.pop("realism_bands", None)
     if consistency:
-        report["self_consistency"] = _consistency_summary(consistency, report.get("wall"))
+        report["self_consistency"] = consistency_summary(consistency, report.get("wall"))
     if revisit_part:
         report.setdefault("skipped", {}).update(revisit_part.pop("skipped", {}))
         report.update(revisit_part)
@@ -294,10 +297,10 @@ def _open_loop(model: LoadedModel, model_dir: Path, trajs: list[Trajectory], sta
                     "floor": FrameSet(flat(views.frames["truth"]), g, flat(views.depth["truth"]) if has_depth else None)}
             unseen = ~seen_cells(flat(views.alpha), cell) if views.alpha is not None else None
             realism_bands[band_name(b)] = realism_scores(sets, reference, unseen, exclude_cross, max_depth, seed)
-        report["realism"] = {**_realism_block(realism_bands), "setup": realism_setup(reference_what, exclude_cross,
+        report["realism"] = {**realism_block(realism_bands), "setup": realism_setup(reference_what, exclude_cross,
                                                                                     max_depth)}
         if has_depth:
-            report["depth_plausibility"] = _depth_block(realism_bands)
+            report["depth_plausibility"] = depth_block(realism_bands)
     timings["realism_s"] = round(time.perf_counter() - t_phase, 1)
     say(f"open loop scored; realism in {timings['realism_s']:.0f} s")
     consistency: dict[str, Any] = {}
@@ -364,53 +367,6 @@ def _realism_reference(trajs: list[Trajectory], data: list[str] | None, split: s
     return reference_set(ref, group_offset=10_000), (f"{len(ref)} other wanders on the same {split} levels "
                                                      f"(engine.arena.splits.reference_entries), every {REFERENCE_STRIDE}nd "
                                                      f"tick from {REFERENCE_FROM}"), False
-
-
-def _realism_block(bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per band realism_scores -> {kid, fd, unseen_kid, unseen_fd: {method: {band: value}}}."""
-    out: dict[str, Any] = {}
-    for band, scores in bands.items():
-        for key in ("kid", "fd", "unseen_kid", "unseen_fd"):
-            for method, value in scores.get(key, {}).items():
-                out.setdefault(key, {}).setdefault(method, {})[band] = value
-    return out
-
-
-def _depth_block(bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per band realism_scores' depth -> {w1_m, near_share: {method: {band: value}}}."""
-    out: dict[str, Any] = {}
-    for band, scores in bands.items():
-        for key, per_method in scores.get("depth", {}).items():
-            for method, value in per_method.items():
-                out.setdefault(key, {}).setdefault(method, {})[band] = value
-    return out
-
-
-def _consistency_summary(parts: dict[str, Any], wall: dict[str, Any] | None) -> dict[str, Any]:
-    """The self_consistency block: the dream revisit's headline (the turn probe's pairs whose first view the dream
-    invented), physics agreement pooled over the dream's scenarios (the truth's beside it), the wall stop error at the
-    walls the real first view showed."""
-    out: dict[str, Any] = {}
-    revisit = parts.get("dream_revisit")
-    if revisit:
-        out["dream_revisit_db"] = revisit["turn"]["invented"]["psnr_db"]
-        out["dream_revisit"] = revisit
-    physics = parts.get("physics_agreement", {})
-    if physics:
-        pooled = {who: PhysicsAgreement() for who in ("dream", "truth")}
-        for name, counts in physics.items():
-            pooled["truth" if name.startswith("truth_") else "dream"] += PhysicsAgreement(
-                **{k: v for k, v in counts.items() if k != "share"})
-        out["physics_agreement"] = pooled["dream"].share if pooled["dream"].ticks else None
-        out["physics_agreement_truth"] = pooled["truth"].share if pooled["truth"].ticks else None
-        out["physics"] = {"dream": pooled["dream"].to_json(), "truth": pooled["truth"].to_json(), "per_scenario": physics}
-    if "long_play" in parts:
-        out["long_play"] = parts["long_play"]
-    if wall:
-        shown = wall.get("memory_on", wall)
-        out["wall_stop_error_m_seen_walls"] = shown.get("stop_error_m_wall_seen")
-        out["walls_seen"] = int(sum(wall.get("wall_in_first_view", [])))
-    return out
 
 
 def _json_ready(x: Any) -> Any:

@@ -17,6 +17,7 @@ the first view never showed and back, and minutes of walking that push into wall
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -159,3 +160,30 @@ def long_play_actions(ticks: int) -> list[Action]:
     cycle = ([Action(forward=True)] * 200 + _turn(6.0, 30) + [Action(forward=True)] * 200 + _turn(-6.0, 15)
              + _turn(4.0, 20) + _turn(-4.0, 20) + [NOOP] * 15)
     return (cycle * (ticks // len(cycle) + 1))[:ticks]
+
+
+def consistency_summary(parts: dict[str, Any], wall: dict[str, Any] | None) -> dict[str, Any]:
+    """The self_consistency block: the dream revisit's headline (the turn probe's pairs whose first view the dream
+    invented), physics agreement pooled over the dream's scenarios (the truth's beside it), the wall stop error at the
+    walls the real first view showed."""
+    out: dict[str, Any] = {}
+    revisit = parts.get("dream_revisit")
+    if revisit:
+        out["dream_revisit_db"] = revisit["turn"]["invented"]["psnr_db"]
+        out["dream_revisit"] = revisit
+    physics = parts.get("physics_agreement", {})
+    if physics:
+        pooled = {who: PhysicsAgreement() for who in ("dream", "truth")}
+        for name, counts in physics.items():
+            pooled["truth" if name.startswith("truth_") else "dream"] += PhysicsAgreement(
+                **{k: v for k, v in counts.items() if k != "share"})
+        out["physics_agreement"] = pooled["dream"].share if pooled["dream"].ticks else None
+        out["physics_agreement_truth"] = pooled["truth"].share if pooled["truth"].ticks else None
+        out["physics"] = {"dream": pooled["dream"].to_json(), "truth": pooled["truth"].to_json(), "per_scenario": physics}
+    if "long_play" in parts:
+        out["long_play"] = parts["long_play"]
+    if wall:
+        shown = wall.get("memory_on", wall)
+        out["wall_stop_error_m_seen_walls"] = shown.get("stop_error_m_wall_seen")
+        out["walls_seen"] = int(sum(wall.get("wall_in_first_view", [])))
+    return out

@@ -125,3 +125,23 @@ def realism_setup(reference: str, exclude_cross: bool, max_depth: float | None) 
             "interval": "95%, resampling whole walks of both sets", "seen_cell": SEEN_CELL,
             "depth": (f"Wasserstein-1 (m) of the unseen cells' depth against the reference's at the same cells, both "
                       f"clipped at {max_depth:g} m; near_share: depth < {NEAR_M:g} m") if max_depth else None}
+
+
+def realism_block(bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per band realism_scores -> {kid, fd, unseen_kid, unseen_fd: {method: {band: value}}}."""
+    out: dict[str, Any] = {}
+    for band, scores in bands.items():
+        for key in ("kid", "fd", "unseen_kid", "unseen_fd"):
+            for method, value in scores.get(key, {}).items():
+                out.setdefault(key, {}).setdefault(method, {})[band] = value
+    return out
+
+
+def depth_block(bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per band realism_scores' depth -> {w1_m, near_share: {method: {band: value}}}."""
+    out: dict[str, Any] = {}
+    for band, scores in bands.items():
+        for key, per_method in scores.get("depth", {}).items():
+            for method, value in per_method.items():
+                out.setdefault(key, {}).setdefault(method, {})[band] = value
+    return out
