@@ -1,7 +1,7 @@
 """Gaussian-splat scene memory (gsplat conventions): Gaussians, cameras, rendering, the memory.
 
     from splat import SceneMemory, rasterize
-    memory = SceneMemory(width=64, height=64)             # splat.memory: insert / render / reset
+    memory = SceneMemory(width=64, height=64)             # splat.memory: insert / render / obstacles / reset
     memory.insert(rgb, depth, cam_to_world, K, tick)
     view = memory.render(next_cam_to_world, K, tick + 1)  # .rgb uint8, .depth, .alpha
 
@@ -13,9 +13,9 @@
 """
 
 from splat.gaussians import Gaussians
-from splat.memory import MemoryConfig, MemoryRender, SceneMemory
+from splat.memory import MemoryConfig, MemoryRender, SceneMemory, SceneMemoryLike
 from splat.ply import PlyError, read_ply, write_ply
 from splat.render import RenderResult, rasterize, rasterize_reference
 
-__all__ = ["Gaussians", "MemoryConfig", "MemoryRender", "SceneMemory", "RenderResult", "rasterize",
-           "rasterize_reference", "PlyError", "read_ply", "write_ply"]
+__all__ = ["Gaussians", "MemoryConfig", "MemoryRender", "SceneMemory", "SceneMemoryLike", "RenderResult",
+           "rasterize", "rasterize_reference", "PlyError", "read_ply", "write_ply"]

@@ -51,6 +51,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -125,6 +126,26 @@ class MemoryRender:
     alpha: np.ndarray
 
 
+class SceneMemoryLike(Protocol):
+    """What a dream needs of a scene memory (worldmodel.tick): SceneMemory implements it, and so does the
+    evaluation's ground-truth memory (worldmodel.evaluation.baselines.GroundTruthMemory)."""
+
+    def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
+               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None: ...
+
+    def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int) -> MemoryRender: ...
+
+    def obstacles(self, focal: float) -> tuple[np.ndarray, np.ndarray]:
+        """(points that block the camera [N, 3], points that block until they have held it a while [M, 3])."""
+        ...
+
+    def reset(self) -> None: ...
+
+    def save_ply(self, path: str | Path) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
 @dataclass
 class InsertStats:
     """What the last insert did (for logs and tests)."""
@@ -147,7 +168,7 @@ class SceneMemory:
     """A budgeted, tick-stamped Gaussian-splat memory of what was dreamed (see the module docstring).
 
     `SceneMemory(width=64, height=64, budget=20000, ...)` takes MemoryConfig's fields as keywords, or `config=`.
-    Implements worldmodel.tick.SceneMemoryLike: insert / render / obstacles / reset (and save_ply).
+    Implements SceneMemoryLike: insert / render / obstacles / reset / save_ply.
     """
 
     def __init__(self, config: MemoryConfig | None = None, **overrides: object) -> None:

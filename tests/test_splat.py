@@ -459,3 +459,20 @@ def test_export_rejects_recordings_without_depth(tmp_path: Path) -> None:
     assert main([str(rec), "--ply", str(tmp_path / "x.ply")]) == 2
     assert not (tmp_path / "x.ply").exists()
     assert main([str(tmp_path / "nothing_here"), "--ply", str(tmp_path / "x.ply")]) == 2
+
+
+def test_both_scene_memories_implement_the_interface_the_dream_uses():
+    """splat.SceneMemoryLike: the splat memory and the evaluation's ground-truth memory (the revisit oracle) both
+    give every method a dream calls, with the protocol's parameters."""
+    import inspect
+
+    from splat import SceneMemory, SceneMemoryLike
+    from worldmodel.evaluation.baselines import GroundTruthMemory
+
+    wanted = {n: inspect.signature(getattr(SceneMemoryLike, n)) for n in
+              ("insert", "render", "obstacles", "reset", "save_ply", "__len__")}
+    for cls in (SceneMemory, GroundTruthMemory):
+        for name, sig in wanted.items():
+            assert callable(getattr(cls, name, None)), f"{cls.__name__} has no {name}"
+            got = list(inspect.signature(getattr(cls, name)).parameters)
+            assert got == list(sig.parameters), (cls.__name__, name, got)

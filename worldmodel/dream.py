@@ -29,7 +29,8 @@ from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings
 from worldmodel.device import default_amp, resolve_device
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import MotionModel
-from worldmodel.tick import Dreams, SceneMemoryLike, StartView, TickOutput, prompt_view
+from splat.memory import SceneMemoryLike
+from worldmodel.tick import Dreams, StartView, TickOutput, prompt_view
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "assets" / "model"

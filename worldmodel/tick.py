@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -37,30 +37,8 @@ from worldmodel.data import area_resize, fit_K, frames_to_tensor, tensor_to_fram
 from worldmodel.device import autocast
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import CameraMotion, MotionModel
+from splat.memory import MemoryRender, SceneMemoryLike
 from worldmodel.pose import apply_ego_motion
-
-
-class MemoryRender(Protocol):
-    rgb: np.ndarray  # [H, W, 3] uint8
-    depth: np.ndarray  # [H, W] float32 metres
-    alpha: np.ndarray  # [H, W] float32 coverage in [0, 1]
-
-
-class SceneMemoryLike(Protocol):
-    """What the dream needs from a scene memory (splat.SceneMemory implements it)."""
-
-    def insert(self, rgb: np.ndarray, depth: np.ndarray, cam_to_world: np.ndarray, K: np.ndarray, tick: int,
-               dynamic_mask: np.ndarray | None = None, source_age: int = 0) -> None: ...
-
-    def render(self, cam_to_world: np.ndarray, K: np.ndarray, tick: int) -> MemoryRender: ...
-
-    def obstacles(self, focal: float) -> tuple[np.ndarray, np.ndarray]:
-        """(points that block the camera [N, 3], points that block until they have held it a while [M, 3])."""
-        ...
-
-    def reset(self) -> None: ...
-
-    def __len__(self) -> int: ...
 
 
 # Memory first: the memory's render is the frame where its coverage (alpha) reaches MEMORY_GATE[1], the model's
