@@ -279,9 +279,9 @@ class Game:
         rel = self._view() if self.warp else None
         wanted = bool(self._unshown or commands or rel is not None or now - self._last_present >= 0.25)
         hz = getattr(self.frontend, "max_fps", None)
-        due = not (self.warp and hz and self.config.realtime) or bool(commands) \
+        display_due = not (self.warp and hz and self.config.realtime) or bool(commands) \
             or now - self._last_present >= 1.0 / hz - 1e-3
-        if wanted and due:
+        if wanted and display_due:
             self._present(rel)
             self._unshown = False
         if self.config.realtime and self.running:

@@ -45,6 +45,7 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,21 +132,20 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
                       memory_settings=memory_settings)
         if parts.running:  # beside the workers, one thread: the cores are theirs too
             torch.set_num_threads(1)
-        report = _open_loop(model, model_dir, trajs, starts, groups, horizons, context, steps, seed, context_noise,
+        report, loop = _open_loop(model, model_dir, trajs, starts, groups, horizons, context, steps, seed, context_noise,
                             data, split, max_entries, render_scale)
-        _collect_parts(parts, report, data, places)
+        _collect_parts(parts, report, loop, data, places)
     except BaseException:
         parts.close(abort=True)
         raise
     parts.close()
     report["setup"]["workers"] = workers
-    strip_rows = report.pop("strip_rows")
     out.mkdir(parents=True, exist_ok=True)
     write_report(out / "report.json", report)
     draw_plot(out / "psnr.png", {name: [report["psnr"][name][str(h)] for h in horizons]
                                  for name in ("model", "copy_last", "mean_frame", "geometric") if name in report["psnr"]},
               horizons, f"PSNR on held-out {'recordings' if data else split + ' walks'} ({len(starts)} rollouts)")
-    save_strip(out / "strip.png", strip_rows)
+    save_strip(out / "strip.png", loop.strip_rows)
     return report
 
 
@@ -166,55 +166,56 @@ def _submit_parts(parts: Parts, model_dir: Path, data: list[str] | None, places:
         parts.submit("revisit", split=split, render_scale=render_scale, memory_settings=memory_settings, **common)
 
 
-def _collect_parts(parts: Parts, report: dict[str, Any], data: list[str] | None, places: bool) -> None:
+@dataclass
+class OpenLoopParts:
+    """What the open loop leaves for the other parts to finish: the strip's rows, the realism per band (the long
+    walks add theirs) and the self-consistency parts (the places add theirs)."""
+
+    strip_rows: list
+    realism_bands: dict[str, Any]
+    consistency: dict[str, Any]
+
+
+def _collect_parts(parts: Parts, report: dict[str, Any], loop: OpenLoopParts, data: list[str] | None,
+                   places: bool) -> None:
     """The parts' results into the open loop's report: the places (their realism band past the open loop's
     horizons, their self-consistency parts, their strip rows), the revisits; each part's time in setup.timings_s."""
     timings = report["setup"]["timings_s"]
     placed: dict[str, Any] = {}
-    revisit_part: dict[str, Any] = {}
     for name, result, wall_s in parts.results():
-        say(f"{'places: ' + ', '.join(result.get('timings', {})).replace('_s', '') if name == 'places' else name} "
-            f"done in {wall_s:.0f} s")
+        say(f"{name} done in {wall_s:.0f} s")
         if name == "places":
-            merge(placed, result)
+            timings.update(result.pop("timings", {}))
             timings["places_s"] = round(timings.get("places_s", 0.0) + wall_s, 1)
+            loop.strip_rows += result.pop("strip_rows", [])
+            merge(placed, result)
         else:
-            revisit_part = result
             timings["revisit_s"] = wall_s
+            report.setdefault("skipped", {}).update(result.pop("skipped", {}))
+            report.update(result)
     if places and data:
-        report["skipped"] = {**report.get("skipped", {}),
-                             "places": f"{', '.join(PLACE_KINDS)} are scripted arena walks: not run with --data"}
-    if placed:
-        timings.update(placed.pop("timings", {}))
-        report["strip_rows"] += placed.pop("strip_rows", [])
-        consistency = report.pop("self_consistency_parts", {})
-        merge(consistency, placed.pop("self_consistency", {}))
-        long_realism = placed.get("long_walk", {}).pop("realism", None)
-        bands = report.pop("realism_bands")
-        if long_realism:  # the band past the open loop's horizons, from the 1,000-tick walks
-            bands[band_name(LONG_BAND)] = long_realism
-            report["realism"] = {**realism_block(bands), "setup": report["realism"]["setup"]}
-            if "depth_plausibility" in report:
-                report["depth_plausibility"] = depth_block(bands)
-        report.update(placed)
-        report["self_consistency_parts"] = consistency
-    consistency = report.pop("self_consistency_parts", {})
-    report.pop("realism_bands", None)
-    if consistency:
-        report["self_consistency"] = consistency_summary(consistency, report.get("wall"))
-    if revisit_part:
-        report.setdefault("skipped", {}).update(revisit_part.pop("skipped", {}))
-        report.update(revisit_part)
-        if not report["skipped"]:
-            del report["skipped"]
+        report.setdefault("skipped", {})["places"] = (f"{', '.join(PLACE_KINDS)} are scripted arena walks: not run "
+                                                      "with --data")
+    merge(loop.consistency, placed.pop("self_consistency", {}))
+    long_realism = placed.get("long_walk", {}).pop("realism", None)
+    if long_realism:  # the band past the open loop's horizons, from the 1,000-tick walks
+        loop.realism_bands[band_name(LONG_BAND)] = long_realism
+        report["realism"] = {**realism_block(loop.realism_bands), "setup": report["realism"]["setup"]}
+        if "depth_plausibility" in report:
+            report["depth_plausibility"] = depth_block(loop.realism_bands)
+    report.update(placed)
+    if loop.consistency:
+        report["self_consistency"] = consistency_summary(loop.consistency, report.get("wall"))
+    if not report.get("skipped", True):
+        del report["skipped"]
 
 
 def _open_loop(model: LoadedModel, model_dir: Path, trajs: list[Trajectory], starts: list[tuple[int, int]],
                groups: np.ndarray, horizons: tuple[int, ...], context: int, steps: int, seed: int,
                context_noise: float, data: list[str] | None, split: str, max_entries: int | None,
-               render_scale: int) -> dict[str, Any]:
-    """Part 1: the open loop dreamed and scored, its realism bands and physics agreement. The report, with
-    `strip_rows`, `realism_bands` and `self_consistency_parts` for _collect_parts to finish."""
+               render_scale: int) -> tuple[dict[str, Any], OpenLoopParts]:
+    """Part 1: the open loop dreamed and scored, its realism bands and physics agreement: its report, and what
+    _collect_parts finishes."""
     H, W = model.config.frame_size
     hmax = max(horizons)
     t_start = time.perf_counter()
@@ -349,8 +350,7 @@ def _open_loop(model: LoadedModel, model_dir: Path, trajs: list[Trajectory], sta
     report["setup"]["timings_s"] = timings
     if skipped:
         report["skipped"] = {**report.get("skipped", {}), **skipped}
-    report.update(strip_rows=strip_rows, realism_bands=realism_bands, self_consistency_parts=consistency)
-    return report
+    return report, OpenLoopParts(strip_rows, realism_bands, consistency)
 
 
 def _realism_reference(trajs: list[Trajectory], data: list[str] | None, split: str, max_entries: int | None,

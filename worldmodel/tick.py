@@ -31,13 +31,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from splat.memory import MemoryRender, SceneMemoryLike
 from worldmodel.autoencoder import DecodedFrame
 from worldmodel.checkpoint import LoadedModel
 from worldmodel.data import area_resize, fit_K, frames_to_tensor, tensor_to_frames
 from worldmodel.device import autocast
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import CameraMotion, MotionModel
-from splat.memory import MemoryRender, SceneMemoryLike
 from worldmodel.pose import apply_ego_motion
 
 
