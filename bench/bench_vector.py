@@ -183,7 +183,7 @@ def memory_on(args, B: int = 16) -> dict:
     res["batched_ms_per_env_tick"] = parts(tim, B)
     res["gaussians_per_memory"] = int(np.mean([len(m) for m in envs.memories]))
     envs.close()
-    worlds = [DreamWorld(args.checkpoint, device=args.device) for _ in range(B)]
+    worlds = [DreamWorld(args.checkpoint, device=args.device, upsample=False) for _ in range(B)]
     for i, w in enumerate(worlds):
         w.reset(i)
     for a in acts[:5]:

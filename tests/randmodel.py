@@ -30,10 +30,25 @@ def random_networks(seed: int = 0, perturb: float = 0.05):
     return cfg, ae.eval(), dyn.eval()
 
 
-def random_model_dir(path: Path, seed: int = 0, perturb: float = 0.05) -> Path:
-    """Save the tiny preset with random weights to `path`, prompted by the plane world (no GL) at 64x64."""
+def random_model_dir(path: Path, seed: int = 0, perturb: float = 0.05, upsampler: bool = False) -> Path:
+    """Save the tiny preset with random weights to `path`, prompted by the plane world (no GL) at 64x64; with
+    `upsampler`, a random shown-frame upsampler too (model.upsampler.scale 2)."""
+    import dataclasses
+
     from worldmodel.checkpoint import save_model
+    from worldmodel.config import UpsamplerConfig
+    from worldmodel.upsampler import FrameUpsampler
 
     cfg, ae, dyn = random_networks(seed, perturb)
-    save_model(path, cfg, ae, dyn, {"prompt_world": "plane", "prompt_config": {"width": 64, "height": 64}})
+    up = None
+    if upsampler:
+        cfg = dataclasses.replace(cfg, upsampler=UpsamplerConfig(scale=2, channels=8, blocks=1))
+        torch.manual_seed(seed + 2)
+        up = FrameUpsampler(cfg.upsampler)
+        with torch.no_grad():
+            for p in up.parameters():
+                p.add_(torch.randn(p.shape) * perturb)
+        up.eval()
+    save_model(path, cfg, ae, dyn, {"prompt_world": "plane", "prompt_config": {"width": 64, "height": 64}},
+               upsampler=up)
     return path

@@ -705,3 +705,28 @@ def test_fine_tune_on_the_models_own_rollouts(tiny_model, arena_data, tmp_path):
               "--set", "ae_steps=0", "--set", f"init_from={tiny_model}", "--set", "memory_mode=rollout",
               "--set", "model.dynamics.use_memory=false")
     assert p.returncode == 2 and "use_memory" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_model_with_an_upsampler_is_evaluated_at_the_shown_size(tiny_model, arena_data, tmp_path):
+    """The upsampler trained on the arena's recordings at twice the model's size; the evaluation's open loop then
+    scores the shown frames there against the truth rendered there, next to the bilinear upsampling, and the
+    README's summary says so."""
+    from worldmodel.evaluate import evaluate
+    from worldmodel.evaluation.report import summary_table
+    from worldmodel.training import upsampler as training
+
+    run = tmp_path / "up"
+    assert training.main(["--model", str(tiny_model), "--data", str(arena_data), "--out", str(run), "--steps", "4",
+                          "--batch", "4", "--eval-every", "2", "--val-episodes", "1", "--channels", "8",
+                          "--blocks", "1"]) == 0
+    report = evaluate(run / "model", tmp_path / "eval", context=4, starts_per_traj=2, max_entries=1, places=False)
+    shown = report["shown"]
+    assert shown["size"] == [64, 64]
+    for metric in ("psnr", "lpips", "sharpness"):
+        for method in ("upsampler", "bilinear", "truth_bilinear"):
+            assert list(shown[metric][method]) == list(report["psnr"]["model"])
+        diff, lo, hi = shown["ci95"][metric]["bilinear"]["8"]
+        assert lo <= diff <= hi
+    # the true model-size frame upsampled beats the tiny model's dream upsampled the same way
+    assert shown["psnr"]["truth_bilinear"]["8"] > shown["psnr"]["bilinear"]["8"]
+    assert "The frame the window shows, 64×64" in summary_table(report)

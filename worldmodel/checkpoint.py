@@ -3,7 +3,7 @@
 A model directory holds
 
     model.yaml          {model: <ModelConfig>, info: {...training facts...}, weights_hash: <file_hash of the weights>}
-    model.safetensors   autoencoder.* and dynamics.* weights
+    model.safetensors   autoencoder.* and dynamics.* weights (and upsampler.* when model.upsampler.scale > 1)
 
 Loading checks the weights against `weights_hash` (models written before it existed have none and load
 unchecked), so a damaged or swapped weights file is named instead of dreaming noise. An export writes both
@@ -35,6 +35,7 @@ from worldmodel.autoencoder import FrameAutoencoder
 from worldmodel.config import ConfigError, ModelConfig, _build
 from worldmodel.device import resolve_device
 from worldmodel.dynamics import DynamicsTransformer
+from worldmodel.upsampler import FrameUpsampler
 
 MODEL_YAML = "model.yaml"
 MODEL_WEIGHTS = "model.safetensors"
@@ -44,7 +45,7 @@ HASH_KEY = "weights_hash"  # model.yaml: file_hash(model.safetensors)
 INFO_KEYS: tuple[str, ...] = ("stage", "step", "frames", "episodes", "data", "has_pose", "time", "prompt_world",
                               "prompt_config", "render_size", "sampling", "memory", "fine_tune", "pose_refit",
                               "dream", "motion", "stages", "decoder_fine_tune",
-                              "adversarial")
+                              "adversarial", "upsampler")
 
 
 class CheckpointError(RuntimeError):
@@ -59,6 +60,7 @@ class LoadedModel:
     info: dict[str, Any]
     hash: str  # sha256 of the weights file (first 16 hex digits): recordings cite it
     settings_hash: str = ""  # sha256 of model.yaml's model and info sections (how it dreams): recordings cite it too
+    upsampler: FrameUpsampler | None = None  # the shown-frame upsampler (model.upsampler.scale > 1), else None
 
     @property
     def device(self) -> torch.device:
@@ -111,17 +113,24 @@ def file_hash(path: Path) -> str:
 
 def save_model(directory: str | Path, config: ModelConfig, autoencoder: FrameAutoencoder,
                dynamics: DynamicsTransformer, info: dict[str, Any] | None = None, half: bool = False,
-               hook: Any = None) -> Path:
+               hook: Any = None, upsampler: FrameUpsampler | None = None) -> Path:
     """Write model.safetensors + model.yaml into `directory` as one unit. `half`: store bf16 weights.
 
     Both are written in full to temporary names first (model.yaml.tmp carrying the new weights' hash), then
     renamed weights first: a kill between the two renames leaves new weights beside model.yaml.tmp, and
     `load_model` finishes that export (see `finish_interrupted_export`) instead of calling the weights damaged.
-    `hook(point)`: fault injection for tests ("weights_renamed": between the two renames)."""
+    `hook(point)`: fault injection for tests ("weights_renamed": between the two renames). `upsampler`: the
+    shown-frame upsampler, required when config.upsampler.scale > 1 (and refused otherwise)."""
+    if (upsampler is not None) != (config.upsampler.scale > 1):
+        raise ValueError(f"save_model: config.upsampler.scale is {config.upsampler.scale} but "
+                         f"{'an' if upsampler is not None else 'no'} upsampler was given")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {}
-    for prefix, module in (("autoencoder.", autoencoder), ("dynamics.", dynamics)):
+    modules = [("autoencoder.", autoencoder), ("dynamics.", dynamics)]
+    if upsampler is not None:
+        modules.append(("upsampler.", upsampler))
+    for prefix, module in modules:
         for k, v in module.state_dict().items():
             if half and v.is_floating_point() and "norm" not in k:  # keep latent statistics exact
                 v = v.to(torch.bfloat16)
@@ -139,6 +148,11 @@ def save_model(directory: str | Path, config: ModelConfig, autoencoder: FrameAut
         hook("weights_renamed")
     os.replace(yaml_tmp, directory / MODEL_YAML)
     return directory
+
+
+def save_loaded(directory: str | Path, model: LoadedModel, info: dict[str, Any]) -> Path:
+    """Write a loaded model (every network it has, the upsampler included) with new model.yaml `info`."""
+    return save_model(directory, model.config, model.autoencoder, model.dynamics, info, upsampler=model.upsampler)
 
 
 def finish_interrupted_export(directory: Path) -> None:
@@ -290,6 +304,8 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
         shapes = {f"autoencoder.{k}": v.shape for k, v in FrameAutoencoder(config.autoencoder).state_dict().items()}
         shapes.update({f"dynamics.{k}": v.shape
                        for k, v in DynamicsTransformer(config.dynamics, config.latent_shape).state_dict().items()})
+        if config.upsampler.scale > 1:
+            shapes.update({f"upsampler.{k}": v.shape for k, v in FrameUpsampler(config.upsampler).state_dict().items()})
     _match_header(header, shapes, weights)
     try:
         tensors = load_file(str(weights), device="cpu")  # checked here, then the modules move as a whole
@@ -301,11 +317,12 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
                               f"records {HASH_KEY}: {expected} (copy the model again, or retrain it)")
     ae = FrameAutoencoder(config.autoencoder)
     dyn = DynamicsTransformer(config.dynamics, config.latent_shape)
-    for prefix, module in (("autoencoder.", ae), ("dynamics.", dyn)):
+    up = FrameUpsampler(config.upsampler) if config.upsampler.scale > 1 else None
+    modules = [("autoencoder.", ae), ("dynamics.", dyn)] + ([("upsampler.", up)] if up is not None else [])
+    for prefix, module in modules:
         _load_into(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{weights} ({prefix[:-1]})")
-    ae.to(device).eval()
-    dyn.to(device).eval()
-    return LoadedModel(config, ae, dyn, info, actual, settings_hash(config, info))
+        module.to(device).eval()
+    return LoadedModel(config, ae, dyn, info, actual, settings_hash(config, info), upsampler=up)
 
 
 WEIGHT_DTYPES = ("F32", "F16", "BF16")  # safetensors dtype names of the floats a model may hold

@@ -113,12 +113,28 @@ class DynamicsConfig:
 
 
 @dataclass
+class UpsamplerConfig:
+    """The shown-frame upsampler (worldmodel/upsampler.py): the frame a tick shows (RGB + depth at frame_size) ->
+    RGB at `scale` x frame_size. scale 1: none (the frame is shown as dreamed)."""
+
+    scale: int = 1  # 1 (off) or 2
+    channels: int = 32
+    blocks: int = 4  # residual blocks at the input size
+
+    def __post_init__(self) -> None:
+        _check_ranges("upsampler", self, {"channels": (1, 1024), "blocks": (0, 32)})
+        if self.scale not in (1, 2):
+            raise ConfigError(f"upsampler.scale must be 1 (no upsampler) or 2, got {brief(self.scale)}")
+
+
+@dataclass
 class ModelConfig:
     """Everything needed to build the networks: frame size, autoencoder, dynamics."""
 
     frame_size: tuple[int, int] = (64, 64)  # (H, W) pixels
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    upsampler: UpsamplerConfig = field(default_factory=UpsamplerConfig)  # scale 1: none
 
     def __post_init__(self) -> None:
         _check_ranges("model", self, {"frame_size": (8, 4096)})
@@ -141,9 +157,19 @@ class ModelConfig:
         """Build from the ``model:`` section of a preset; `source` (a file name) goes into errors."""
         return _build(cls, data, "model", source)
 
+    @property
+    def shown_size(self) -> tuple[int, int]:
+        """(H, W) of the frame a tick shows: frame_size times the upsampler's scale."""
+        s = self.upsampler.scale
+        return (self.frame_size[0] * s, self.frame_size[1] * s)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (tuples as lists) that `from_dict` reads back and `yaml.safe_dump` writes."""
-        return _plain(dataclasses.asdict(self))
+        """Plain dict (tuples as lists) that `from_dict` reads back and `yaml.safe_dump` writes. A model without an
+        upsampler has no `upsampler` key (so its settings hash is what it was before upsamplers existed)."""
+        d = _plain(dataclasses.asdict(self))
+        if self.upsampler.scale == 1:
+            del d["upsampler"]
+        return d
 
 
 def read_preset(path: str | Path) -> dict[str, Any]:

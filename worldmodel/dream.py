@@ -26,6 +26,7 @@ from engine.action import Action
 from engine.files import brief
 from engine.world import Observation, World, check_config_types, check_world_name, make_world, world_factory
 from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings, load_model
+from worldmodel.data import fit_K
 from worldmodel.device import default_amp, resolve_device
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import MotionModel
@@ -124,14 +125,15 @@ def scene_memories(settings: dict[str, Any], n: int, device: torch.device, H: in
 
 def build_dreams(model: LoadedModel, checkpoint: str, batch: int, sampler: FlowSampler, amp: bool,
                  camera: str | None = None, memory: bool | None = None, memory_first: bool | None = None,
-                 memory_settings: dict[str, Any] | None = None) -> tuple[Dreams, DreamChoices]:
+                 memory_settings: dict[str, Any] | None = None, upsample: bool = False) -> tuple[Dreams, DreamChoices]:
     """`batch` dreams of one model (worldmodel.tick) dreaming as the model chose (`dream_choices`), each with its
-    own scene memory when it dreams with one; the KV cache in bf16 under autocast (`amp`), else the dynamics' dtype."""
+    own scene memory when it dreams with one; the KV cache in bf16 under autocast (`amp`), else the dynamics' dtype;
+    `upsample`: the shown frames through the model's upsampler too (TickOutput.shown)."""
     chosen = dream_choices(model, checkpoint, camera, memory, memory_first, memory_settings)
     H, W = model.config.frame_size
     memories = scene_memories(chosen.memory_settings, batch, model.device, H, W) if chosen.memory else None
     dtype = torch.bfloat16 if amp else model.dynamics.dtype
-    return Dreams(model, batch, sampler, chosen.rules, memories, chosen.memory_first, amp, dtype), chosen
+    return Dreams(model, batch, sampler, chosen.rules, memories, chosen.memory_first, amp, dtype, upsample), chosen
 
 
 class DreamWorld(World):
@@ -147,6 +149,10 @@ class DreamWorld(World):
 
     `memory`, `camera` ("model" or "action") and `memory_first`: None takes the model's own choice (model.yaml
     `info.dream`; the shipped model: memory on, camera from the actions, memory first).
+
+    `upsample`: show the frames through the model's upsampler (worldmodel/upsampler.py) at twice the model's size,
+    with the depth (nearest) and intrinsics to match; None: when the model has one. The dream itself, its memory
+    included, stays at the model's size.
     """
 
     name = "dream"
@@ -157,7 +163,7 @@ class DreamWorld(World):
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
                  memory: bool | None = None, bf16: bool = False, threads: int | None = None,
                  memory_settings: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None,
-                 camera: str | None = None, memory_first: bool | None = None) -> None:
+                 camera: str | None = None, memory_first: bool | None = None, upsample: bool | None = None) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
         if threads is not None:  # only when asked: torch's thread count is the whole process's
             if not 1 <= threads <= MAX_THREADS:
@@ -169,6 +175,10 @@ class DreamWorld(World):
         self.amp = default_amp(self.device) if amp is None else bool(amp)
         self.model: LoadedModel = load_model(self.checkpoint, device=self.device)
         cfg = self.model.config
+        if upsample and self.model.upsampler is None:
+            raise ValueError(f"upsample=true: {self.checkpoint} has no upsampler (model.yaml model.upsampler); train "
+                             f"one with python -m worldmodel.training.upsampler, or leave upsample unset")
+        upsample = self.model.upsampler is not None if upsample is None else bool(upsample)
         self.H, self.W = cfg.frame_size
         if context_noise is None:  # the level chosen for this model on validation data (model.yaml), else clean
             context_noise = self.model.context_noise
@@ -178,7 +188,7 @@ class DreamWorld(World):
             self.model.dynamics.to(torch.bfloat16)
         # the one dream tick (worldmodel.tick), for a batch of one
         self.dreams, chosen = build_dreams(self.model, self.checkpoint, 1, self.sampler, self.amp, camera, memory,
-                                           memory_first, memory_settings)
+                                           memory_first, memory_settings, upsample)
         camera, memory, memory_settings = chosen.camera, chosen.memory, chosen.memory_settings
         self.memory_first = chosen.memory_first
         self.prompt_name = prompt_world_name(self.model, self.checkpoint, prompt_world)
@@ -188,7 +198,7 @@ class DreamWorld(World):
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
                             prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads,
                             memory_settings=dict(memory_settings), device=str(self.device), amp=self.amp,
-                            camera=camera, memory_first=self.memory_first)
+                            camera=camera, memory_first=self.memory_first, upsample=upsample)
         self.prompt: World | None = None
         self.committed: torch.Tensor | None = None  # [1, C, h, w] the last tick's context latent (see step)
         self.memory_image: torch.Tensor | None = None  # [1, C+1, h, w] the memory image it was conditioned on
@@ -271,8 +281,14 @@ class DreamWorld(World):
         hud = f"DREAM  model {self.model.hash[:8]}  {self.sampler.steps}-step"
         if self.memory is not None:
             hud += "  memory " + (f"on: {len(self.memory)} Gaussians" if self.memory_enabled else "off")
-        return Observation(rgb=out.rgb[0], depth=None if out.depth is None else out.depth[0],
-                           cam_to_world=out.cam_to_world[0].copy(), K=self.dreams.K[0].copy(), tick=self.tick,
+        rgb, depth, K = out.rgb[0], None if out.depth is None else out.depth[0], self.dreams.K[0].copy()
+        if out.shown is not None:  # the upsampled frame, its depth (nearest) and intrinsics at its size
+            s = out.shown.shape[1] // rgb.shape[0]
+            K = fit_K(K, rgb.shape[:2], out.shown.shape[1:3])
+            rgb = out.shown[0]
+            if depth is not None:
+                depth = np.repeat(np.repeat(depth, s, axis=0), s, axis=1)
+        return Observation(rgb=rgb, depth=depth, cam_to_world=out.cam_to_world[0].copy(), K=K, tick=self.tick,
                            info={"hud": hud, "dream": True})
 
     def hud_extra(self) -> str:

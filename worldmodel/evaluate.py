@@ -66,6 +66,7 @@ from worldmodel.evaluation.parts import PLACE_GROUPS, Parts, default_workers, me
 from worldmodel.evaluation.places import PLACE_KINDS
 from worldmodel.evaluation.report import draw_plot, save_strip
 from worldmodel.evaluation.revisits import revisit
+from worldmodel.evaluation.shown import resized, shown_block
 from worldmodel.evaluation.trajectories import Trajectory, recorded_trajectories, recordings_setup, render_trajectory
 from worldmodel.evaluation.unseen import (BANDS, LONG_BAND, REFERENCE_FROM, REFERENCE_STRIDE, FrameSet, band_name,
                                           band_ticks, depth_block, realism_block, realism_scores, realism_setup,
@@ -106,8 +107,13 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
         context_noise = model.context_noise
     H, W = model.config.frame_size
     context = min(context, model.config.dynamics.window)
+    full = None  # the walks at the shown size, for a model with an upsampler (evaluation.shown)
     if data:
         trajs = recorded_trajectories(data, (H, W))[:max_entries]
+    elif model.upsampler is not None:
+        full = [render_trajectory(e, model.config.shown_size, render_size(H, W, render_scale))
+                for e in held_out(split, "moving", max_entries)]
+        trajs = [resized(tr, (H, W)) for tr in full]
     else:
         trajs = [render_trajectory(e, (H, W), render_size(H, W, render_scale))
                  for e in held_out(split, "moving", max_entries)]
@@ -133,7 +139,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
         if parts.running:  # beside the workers, one thread: the cores are theirs too
             torch.set_num_threads(1)
         report, loop = _open_loop(model, model_dir, trajs, starts, groups, horizons, context, steps, seed, context_noise,
-                            data, split, max_entries, render_scale)
+                            data, split, max_entries, render_scale, full)
         _collect_parts(parts, report, loop, data, places)
     except BaseException:
         parts.close(abort=True)
@@ -213,9 +219,10 @@ def _collect_parts(parts: Parts, report: dict[str, Any], loop: OpenLoopParts, da
 def _open_loop(model: LoadedModel, model_dir: Path, trajs: list[Trajectory], starts: list[tuple[int, int]],
                groups: np.ndarray, horizons: tuple[int, ...], context: int, steps: int, seed: int,
                context_noise: float, data: list[str] | None, split: str, max_entries: int | None,
-               render_scale: int) -> tuple[dict[str, Any], OpenLoopParts]:
+               render_scale: int, full: list[Trajectory] | None = None) -> tuple[dict[str, Any], OpenLoopParts]:
     """Part 1: the open loop dreamed and scored, its realism bands and physics agreement: its report, and what
-    _collect_parts finishes."""
+    _collect_parts finishes. `full`: the walks at the shown size (a model with an upsampler): the shown frames
+    scored there too (report "shown", evaluation.shown)."""
     H, W = model.config.frame_size
     hmax = max(horizons)
     t_start = time.perf_counter()
@@ -257,6 +264,10 @@ def _open_loop(model: LoadedModel, model_dir: Path, trajs: list[Trajectory], sta
         for h in scores["model"]:
             for m, v in ci95(scores["model"][h], scores[b][h], groups).items():
                 report["ci95"][m][b][h] = v
+    if full is not None:  # the shown frames at their size, against the truth there (evaluation.shown)
+        t_shown = time.perf_counter()
+        report["shown"] = shown_block(model, full, starts, horizons, result.pred, result.depth, groups)
+        timings["shown_s"] = round(time.perf_counter() - t_shown, 1)
     if coverage:  # how much of each frame the real context saw, at the true camera (the seen baseline's coverage)
         report["seen_coverage"] = coverage
     if regions:  # every per-frame score on the seen cells and on the unseen ones (evaluation.unseen)

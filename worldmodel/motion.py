@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from engine.cli import Parser
-    from worldmodel.checkpoint import CheckpointError, load_model, save_model
+    from worldmodel.checkpoint import CheckpointError, load_model, save_loaded
 
     p = Parser(prog="python -m worldmodel.motion", description=main.__doc__)
     p.add_argument("--checkpoint", required=True, help="model directory")
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     info = dict(model.info)
     info["motion"] = {**rules.to_info(), "held_out": check}
     info["dream"] = {**(info.get("dream") or {}), "camera": "action"}
-    save_model(args.out, model.config, model.autoencoder, model.dynamics, info)
+    save_loaded(args.out, model, info)
     print(f"fitted on {source}: {rules.to_info()}\nheld-out mean abs error per tick: {check}\nwritten to {args.out}")
     return 0
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from engine.cli import Parser
-from worldmodel.checkpoint import CheckpointError, load_model, save_model
+from worldmodel.checkpoint import CheckpointError, load_model, save_loaded
 from worldmodel.pose import ego_motion
 
 COMPONENTS = ("dx_m", "dy_m", "dz_m", "dyaw_deg", "dpitch_deg")
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [level for level, _ in pairs]
     # Half the dreams with the scene memory on, half off: the dream runs both ways.
     # On the CPU, in fp32, whatever the machine: the features are read off the dream's tensors on the host
-    dreams = {on: DreamWorld(args.checkpoint, memory=on, prompt_config=prompt, device="cpu") for on in (False, True)}
+    dreams = {on: DreamWorld(args.checkpoint, memory=on, prompt_config=prompt, device="cpu", upsample=False)
+              for on in (False, True)}
     scale = model.dynamics.pose_scale.double().numpy()
     feats, truth, preds, episode = [], [], [], []
     t0 = time.perf_counter()
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     report["held_out_after"]["dyaw_deg"]["bias"]],
                           "how": "dynamics.pose_head refit on the model's own dreams (worldmodel.posefit)"}
     out = Path(args.out)
-    save_model(out, model.config, model.autoencoder, model.dynamics, info)
+    save_loaded(out, model, info)
     (out / "posefit.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("kept", "selection_normalised_mse", "held_out_before", "held_out_after")},
                      indent=1))

@@ -11,7 +11,9 @@ and noise generator. A tick (docs/architecture.md, "A dream's tick"), for every 
 5. decode RGB and depth in one batch; with `memory_first`, the memory where it covers and the model's frame
    elsewhere (`memory_first_frame`);
 6. commit the latent the frame shows to the context (one batched pass) at the context noise level;
-7. give each row's frame, depth and pose to its memory.
+7. give each row's frame, depth and pose to its memory;
+8. with `upsample` and a model that has one, the shown frames at twice the size (worldmodel/upsampler.py): what a
+   player sees; everything above, the memory included, stays at the model's size.
 
 Row b draws its noise from `generators[b]` in the order a lone dream draws it (the sample's noise, then the
 context noise), so row b of a batch dreams what a batch of one started with the same seed dreams (up to the
@@ -39,6 +41,7 @@ from worldmodel.device import autocast
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import CameraMotion, MotionModel
 from worldmodel.pose import apply_ego_motion
+from worldmodel.upsampler import upsample_frames
 
 
 # Memory first: the memory's render is the frame where its coverage (alpha) reaches MEMORY_GATE[1], the model's
@@ -145,6 +148,7 @@ class TickOutput:
     committed: torch.Tensor  # [B, C, h, w] float32: the latent committed as context (before its context noise)
     memory_image: torch.Tensor | None  # [B, C+1, h, w] float32: what the sample was conditioned on (None: nothing)
     timings: dict[str, float]  # milliseconds for the whole batch, by part
+    shown: np.ndarray | None = None  # [B, sH, sW, 3] uint8: the frames upsampled (Dreams.upsample), else None
 
 
 class Dreams:
@@ -152,12 +156,13 @@ class Dreams:
 
     `memories`: one scene memory per row (None: no memory); `memory_enabled` turns their use off and on for all rows
     together (off: the dream neither reads nor feeds them, and nothing blocks the camera). `rules`: the fitted camera
-    rules (camera = "action"), None for the ego-motion head. `amp`: bf16 autocast for the dynamics (CUDA).
+    rules (camera = "action"), None for the ego-motion head. `amp`: bf16 autocast for the dynamics (CUDA). `upsample`:
+    also give the shown frames through the model's upsampler (TickOutput.shown; ignored for a model without one).
     """
 
     def __init__(self, model: LoadedModel, batch: int, sampler: FlowSampler, rules: MotionModel | None = None,
                  memories: Sequence[SceneMemoryLike] | None = None, memory_first: bool = False,
-                 amp: bool = False, cache_dtype: torch.dtype | None = None) -> None:
+                 amp: bool = False, cache_dtype: torch.dtype | None = None, upsample: bool = False) -> None:
         if batch < 1:
             raise ValueError(f"a batch of dreams needs at least one row, got {batch}")
         if memories is not None and len(memories) != batch:
@@ -169,6 +174,7 @@ class Dreams:
         self.memories = list(memories) if memories is not None else None
         self.memory_enabled = self.memories is not None
         self.memory_first = memory_first
+        self.upsample = upsample and model.upsampler is not None
         self.cameras = [CameraMotion(rules) for _ in range(batch)] if rules is not None else None
         self.state = None
         self.c2w = np.tile(np.eye(4), (batch, 1, 1))
@@ -245,7 +251,15 @@ class Dreams:
         shown = [self._shown_start(r, v, rgb[r], None if depth is None else depth[r]) for r, v in enumerate(views)]
         rgb = np.stack([s[0] for s in shown])
         depth = None if depth is None else np.stack([s[1] for s in shown])
-        return TickOutput(rgb, depth, self.c2w.copy(), last.float(), last.float(), None, {})
+        return TickOutput(rgb, depth, self.c2w.copy(), last.float(), last.float(), None, {},
+                          shown=self._upsampled(rgb, depth))
+
+    def _upsampled(self, rgb: np.ndarray | None, depth: np.ndarray | None) -> np.ndarray | None:
+        """The shown frames [B, H, W, 3] uint8 (depth [B, H, W] metres, or None) through the model's upsampler:
+        [B, sH, sW, 3] uint8; None unless `upsample` (and frames were made)."""
+        if not self.upsample or rgb is None:
+            return None
+        return upsample_frames(self.model, rgb, depth)
 
     @staticmethod
     def _to_host(frame: DecodedFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -360,6 +374,8 @@ class Dreams:
                 self.memories[r].insert(rgb[r], depth[r], self.c2w[r], self.K[r], int(self.tick[r]),
                                         source_age=int(self.tick[r] - self.anchor[r]))
         t6 = time.perf_counter()
+        shown_up = self._upsampled(rgb, depth) if pixels else None
+        t7 = time.perf_counter()
         image = None
         if memory is not None and dyn.config.use_memory:
             image = memory.float()
@@ -367,6 +383,6 @@ class Dreams:
                 image[rows] = 0.0
         timings = {"pose_ms": (t1 - t0) * 1e3, "memory_render_ms": (t2 - t1) * 1e3, "sample_ms": (t3 - t2) * 1e3,
                    "decode_ms": (t4 - t3) * 1e3, "commit_ms": (t5 - t4) * 1e3, "memory_insert_ms": (t6 - t5) * 1e3,
-                   "total_ms": (t6 - t0) * 1e3}
-        return TickOutput(rgb, depth, self.c2w.copy(), latent, committed, image, timings)
+                   "upsample_ms": (t7 - t6) * 1e3, "total_ms": (t7 - t0) * 1e3}
+        return TickOutput(rgb, depth, self.c2w.copy(), latent, committed, image, timings, shown=shown_up)
 

@@ -92,7 +92,7 @@ def recorded_dream_world(model_dir: Path, memory: bool, steps: int = 1, context_
     from worldmodel.dream import DreamWorld
 
     return DreamWorld(str(model_dir), steps=steps, memory=memory, context_noise=context_noise, prompt_world="plane",
-                      memory_settings=memory_settings, device=device)
+                      memory_settings=memory_settings, device=device, upsample=False)
 
 
 def dream_from(world, tr: Trajectory, t0: int, context: int, horizon: int,

@@ -82,7 +82,7 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
     shown = "memory_on" if played else "model"  # the dream as play.py runs it
     # the policy-driven and probe walks: the dream as play.py runs it, one at a time
     world = DreamWorld(str(model_dir), steps=steps, memory=played, prompt_config=prompt, context_noise=context_noise,
-                       device=device)
+                       device=device, upsample=False)  # scored at the model's size, as the truth is
     arena = make_world("arena", **prompt)  # the first real view of every batched walk
     rules = MotionModel.from_info(model.info.get("motion")) or MotionModel()
     has_depth = model.autoencoder.config.use_depth

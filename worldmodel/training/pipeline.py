@@ -194,11 +194,11 @@ class Pipeline:
 
     def _candidate(self, model_dir: Path, name: str, info_update: dict[str, Any]) -> Path:
         """A copy of `model_dir`'s model with `info_update` in its model.yaml, in RUN/choose/NAME."""
-        from worldmodel.checkpoint import load_model, save_model
+        from worldmodel.checkpoint import load_model, save_loaded
 
         m = load_model(model_dir)
         path = self.out / "choose" / name
-        save_model(path, m.config, m.autoencoder, m.dynamics, {**m.info, **info_update})
+        save_loaded(path, m, {**m.info, **info_update})
         return path
 
     def _score(self, name: str, model_dir: Path, val: list[str], context_noise: float) -> float:
@@ -269,13 +269,13 @@ class Pipeline:
     def _publish(self, model_dir: Path, chosen: dict[str, Any], final: bool) -> None:
         """The model of `model_dir` with the dream settings `chosen`, written to RUN (model.yaml info.stages says which
         stages it went through and whether the run has finished)."""
-        from worldmodel.checkpoint import load_model, save_model
+        from worldmodel.checkpoint import load_model, save_loaded
 
         m = load_model(model_dir)
         ran = [s for s in ("split", "base", "camera", "memory", "choose") if s in self.state["done"]]
         info = {**m.info, **chosen, "stages": {"from": model_dir.name, "ran": ran, "finished": final,
                                                "split": self.state["done"]["split"]}}
-        save_model(self.out, m.config, m.autoencoder, m.dynamics, info)
+        save_loaded(self.out, m, info)
         dream = chosen.get("dream") or {}
         memory = (f"memory on{', memory first' if dream.get('memory_first') else ''}, camera "
                   f"{'rules' if dream.get('camera') == 'action' else 'head'}" if dream.get("memory")
