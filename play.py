@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-video", action="store_true", help="record without the mp4")
     p.add_argument("--keymap", type=Path, default=None, help="your key bindings (YAML; overrides assets/keymap.yaml)")
     p.add_argument("--size", default="640x640", help="window size WxH")
-    p.add_argument("--filter", choices=["nearest", "linear"], default="nearest", help="frame upscaling")
+    p.add_argument("--filter", choices=["nearest", "linear"], default="linear",
+                   help="how the frame is scaled to the window (F2 toggles; default linear)")
     p.add_argument("--summary", type=Path, default=None, help="write the run summary JSON here")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where a dream's model runs: auto (default) = CUDA when torch sees a GPU, else the CPU")

@@ -44,7 +44,7 @@ def run_world(
     record_dir: Path | None = None,
     keymap: Keymap | None = None,
     size: tuple[int, int] = (640, 640),
-    filter: str = "nearest",
+    filter: str = "linear",
     video: bool = True,
     model_hash: str | None = None,
     summary_json: Path | None = None,

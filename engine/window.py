@@ -225,7 +225,7 @@ class WindowFrontend:
     warps = True  # present() takes `rel`: frames between ticks
 
     def __init__(self, keymap: Keymap, title: str = "dreamwalk", size: tuple[int, int] = (640, 640),
-                 filter: str = "nearest", max_fps: float = 60.0, capture_mouse: bool = True) -> None:
+                 filter: str = "linear", max_fps: float = 60.0, capture_mouse: bool = True) -> None:
         ok, why = display_available()
         if not ok:
             raise DisplayError(why)

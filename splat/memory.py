@@ -30,7 +30,9 @@ insert (SplaTAM-style densification from RGB-D with a known pose, plus a 4D twis
    the most trusted Gaussians survive
    deduplication: a dream's frames blur and drift with their horizon (the open-loop PSNR falls from ~23 dB one
    tick out to ~14 dB at 32), so what the memory learnt from the early, sharp ones is not overwritten by later,
-   worse views of the same place (the confidence idea of GEN3C's cache, here per source frame).
+   worse views of the same place (the confidence idea of GEN3C's cache, here per source frame). With
+   `unshown_trust` > 0 (a dream that shows only trusted memory: worldmodel.tick.memory_first_frame), dreamed
+   Gaussians below it are left out of `obstacles`: the dream does not show them, so they block nobody.
 
 render skips Gaussians hidden behind nearer ones with a coarse z-buffer of the means (see `_visible`): back-to-front
 blending cannot stop early, so hidden Gaussians would otherwise cost as much as visible ones.
@@ -91,6 +93,9 @@ class MemoryConfig:
     unpremultiply: bool = True  # render rgb as colour / alpha (full colour where covered, black where empty)
     backend: str = "auto"  # rasterize backend: "auto", "cpu" or "gsplat"
     trust_half_life: float = 0.0  # ticks of source_age that halve a frame's trust (0: no trust weighting)
+    # Gaussians less trusted than this are not what a trust-gated dream shows (worldmodel.tick.memory_first_frame, its
+    # gate's lower end): they condition the dream but block nobody (obstacles); the picture shown in their place does
+    unshown_trust: float = 0.0
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -101,6 +106,8 @@ class MemoryConfig:
             raise ValueError(f"subsample must be >= 1 (got {self.subsample})")
         if not 0 < self.prune_to <= 1:
             raise ValueError(f"prune_to must be in (0, 1] (got {self.prune_to})")
+        if not 0.0 <= self.unshown_trust <= 1.0:
+            raise ValueError(f"unshown_trust must be within [0, 1] (got {self.unshown_trust}); 0 turns it off")
         if not self.trust_half_life >= 0:
             raise ValueError(f"trust_half_life must be >= 0 ticks (got {self.trust_half_life}); 0 turns trust off")
         if self.sky_depth and not self.max_depth < self.sky_depth < self.far_plane:
@@ -119,11 +126,14 @@ class MemoryRender:
     rgb:   [H, W, 3] uint8 (black where empty; colour / alpha where covered when `unpremultiply`)
     depth: [H, W] float32 expected depth in metres, 0 where empty
     alpha: [H, W] float32 coverage in [0, 1]
+    trust: [H, W] float32 the expected trust of what is drawn (item 6 of the module docstring: 1 from real views,
+           less the further a dreamed view was from one), 0 where empty; None: a memory of real views alone
     """
 
     rgb: np.ndarray
     depth: np.ndarray
     alpha: np.ndarray
+    trust: np.ndarray | None = None
 
 
 class SceneMemoryLike(Protocol):
@@ -200,12 +210,14 @@ class SceneMemory:
     def obstacles(self, focal: float) -> tuple[np.ndarray, np.ndarray]:
         """The Gaussian centres that block a player (worldmodel.motion): (from real views (trust 1) [N, 3], dreamed
         ones lifted from within DREAMED_OBSTACLE_RANGE_M [M, 3]: a Gaussian's sigma says from how far it was lifted,
-        sigma = scale_factor * subsample * depth / focal). `focal`: the focal length in pixels of the frames inserted."""
+        sigma = scale_factor * subsample * depth / focal), less those below `unshown_trust`. `focal`: the focal length in
+        pixels of the frames inserted."""
         g, cfg = self.gaussians, self.config
         lifted_from = g.live("scales")[:, 0] * focal / (cfg.scale_factor * cfg.subsample)
-        real = g.live("trust") >= 1.0
+        trust = g.live("trust")
+        real = trust >= 1.0
         means = g.live("means")
-        return means[real], means[~real & (lifted_from < DREAMED_OBSTACLE_RANGE_M)]
+        return means[real], means[~real & (lifted_from < DREAMED_OBSTACLE_RANGE_M) & (trust >= cfg.unshown_trust)]
 
     def save_ply(self, path: str | Path) -> int:
         """Write the live Gaussians as a 3DGS .ply (whole or not at all); returns how many."""
@@ -225,12 +237,13 @@ class SceneMemory:
         sel = self._visible(viewmat, K, width, height) if len(g) else np.zeros(0, np.int64)
         self.last_drawn = int(sel.size)
         if sel.size == 0:
-            res = RenderResult(np.zeros((1, height, width, 3), np.float32), np.zeros((1, height, width), np.float32),
-                               np.zeros((1, height, width), np.float32))
+            zero = np.zeros((1, height, width), np.float32)
+            res = RenderResult(np.zeros((1, height, width, 3), np.float32), zero, zero.copy(), zero.copy())
         else:
             res = rasterize(g.means[sel], g.quats[sel], g.scales[sel], g.opacities[sel], g.colors[sel],
                             viewmat[None], K[None], width, height,
-                            near_plane=cfg.near_plane, far_plane=cfg.far_plane, backend=cfg.backend)
+                            near_plane=cfg.near_plane, far_plane=cfg.far_plane, backend=cfg.backend,
+                            extras=g.trust[sel])
         self._cache = (key, self._version, res)
         return res
 
@@ -297,7 +310,8 @@ class SceneMemory:
             covered = alpha >= 1.0 / 255.0
             rgb = np.where(covered[..., None], rgb / np.maximum(alpha, 1e-6)[..., None], 0.0)
         out = MemoryRender(rgb=(np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8),
-                           depth=res.depth[0].astype(np.float32), alpha=alpha.astype(np.float32))
+                           depth=res.depth[0].astype(np.float32), alpha=alpha.astype(np.float32),
+                           trust=np.clip(res.extra[0], 0.0, 1.0).astype(np.float32))
         self.last_render_ms = (time.perf_counter() - t0) * 1e3
         return out
 

@@ -60,11 +60,14 @@ class RenderResult:
     rgb:   [C, H, W, 3] premultiplied colour in [0, 1] over a black background
     depth: [C, H, W] expected depth in metres (gsplat "ED"), 0 where nothing was drawn
     alpha: [C, H, W] coverage 1 - prod(1 - a_i) in [0, 1]
+    extra: [C, H, W] the expected value of a per-Gaussian scalar (`rasterize(extras=...)`), composited like the
+           depth and normalised by the coverage the same way (0 where nothing was drawn); None when not asked for
     """
 
     rgb: np.ndarray
     depth: np.ndarray
     alpha: np.ndarray
+    extra: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,15 +94,17 @@ class _Inputs:
     colors: np.ndarray  # [N, 3]
     viewmats: np.ndarray  # [C, 4, 4]
     Ks: np.ndarray  # [C, 3, 3]
+    extras: np.ndarray | None = None  # [N]
 
 
 def _check_inputs(means: Any, quats: Any, scales: Any, opacities: Any, colors: Any, viewmats: Any, Ks: Any,
-                  width: int, height: int) -> _Inputs:
+                  width: int, height: int, extras: Any = None) -> _Inputs:
     inp = _Inputs(_numpy(means, "means", (3,)), _numpy(quats, "quats", (4,)), _numpy(scales, "scales", (3,)),
                   _numpy(opacities, "opacities", ()), _numpy(colors, "colors", (3,)),
-                  _numpy(viewmats, "viewmats", (4, 4)), _numpy(Ks, "Ks", (3, 3)))
+                  _numpy(viewmats, "viewmats", (4, 4)), _numpy(Ks, "Ks", (3, 3)),
+                  None if extras is None else _numpy(extras, "extras", ()))
     n = inp.means.shape[0]
-    for name in ("quats", "scales", "opacities", "colors"):
+    for name in ("quats", "scales", "opacities", "colors") + (("extras",) if extras is not None else ()):
         if getattr(inp, name).shape[0] != n:
             raise ValueError(f"{name} has {getattr(inp, name).shape[0]} rows but means has {n}")
     if inp.viewmats.shape[0] != inp.Ks.shape[0]:
@@ -115,13 +120,15 @@ def _check_inputs(means: Any, quats: Any, scales: Any, opacities: Any, colors: A
 
 def rasterize(means: Any, quats: Any, scales: Any, opacities: Any, colors: Any, viewmats: Any, Ks: Any,
               width: int, height: int, near_plane: float = 0.05, far_plane: float = 100.0,
-              backend: str = "auto") -> RenderResult:
+              backend: str = "auto", extras: Any = None) -> RenderResult:
     """Render N Gaussians into C cameras, like `gsplat.rasterization(..., render_mode="RGB+ED")`.
 
     means [N, 3], quats [N, 4] (wxyz, normalised here as gsplat does), scales [N, 3] (linear), opacities [N] in
     [0, 1], colors [N, 3] in [0, 1], viewmats [C, 4, 4] world-to-camera (OpenCV axes), Ks [C, 3, 3] in pixels;
     numpy or torch. Gaussians whose mean has camera depth outside (near_plane, far_plane) are skipped.
-    Returns RenderResult with numpy float32 rgb [C, H, W, 3], depth [C, H, W], alpha [C, H, W].
+    `extras` [N]: one more scalar per Gaussian, rendered like the depth (gsplat: a fourth colour channel; the CPU
+    renderer: a spare channel of its depth target, so it costs no second pass) into RenderResult.extra.
+    Returns RenderResult with numpy float32 rgb [C, H, W, 3], depth [C, H, W], alpha [C, H, W] (, extra).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -129,8 +136,8 @@ def rasterize(means: Any, quats: Any, scales: Any, opacities: Any, colors: Any, 
         backend = "gsplat" if gsplat_available() else "cpu"
     if backend == "gsplat":
         return _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                                 near_plane, far_plane)
-    inp = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height)
+                                 near_plane, far_plane, extras)
+    inp = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, extras)
     return _gl_renderer().render(inp, width, height, near_plane, far_plane)
 
 
@@ -190,7 +197,7 @@ def gsplat_available() -> bool:
 
 
 def _rasterize_gsplat(means: Any, quats: Any, scales: Any, opacities: Any, colors: Any, viewmats: Any, Ks: Any,
-                      width: int, height: int, near_plane: float, far_plane: float) -> RenderResult:
+                      width: int, height: int, near_plane: float, far_plane: float, extras: Any = None) -> RenderResult:
     import torch
 
     if not torch.cuda.is_available():
@@ -204,22 +211,28 @@ def _rasterize_gsplat(means: Any, quats: Any, scales: Any, opacities: Any, color
         raise RuntimeError("backend='gsplat': gsplat's CUDA extension is not available (no CUDA toolkit to build it "
                            f"with?); {GSPLAT_BUILD_HINT}; or use backend='cpu'")
 
-    inp = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height)
+    inp = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, extras)
     C = inp.viewmats.shape[0]
+    ne = 0 if inp.extras is None else 1
     if inp.means.shape[0] == 0:
-        return RenderResult(np.zeros((C, height, width, 3), np.float32), np.zeros((C, height, width), np.float32),
-                            np.zeros((C, height, width), np.float32))
+        zero = np.zeros((C, height, width), np.float32)
+        return RenderResult(np.zeros((C, height, width, 3), np.float32), zero, zero.copy(),
+                            zero.copy() if ne else None)
     # One host-to-device copy of the Gaussians (the memory keeps them on the host) and one copy of the image back.
-    packed = torch.from_numpy(np.concatenate([inp.means, inp.quats, inp.scales, inp.opacities[:, None], inp.colors], 1))
-    m, q, sc, op, col = (x.contiguous() for x in packed.cuda().split([3, 4, 3, 1, 3], dim=1))
+    cols = inp.colors if not ne else np.concatenate([inp.colors, inp.extras[:, None]], 1)
+    packed = torch.from_numpy(np.concatenate([inp.means, inp.quats, inp.scales, inp.opacities[:, None], cols], 1))
+    m, q, sc, op, col = (x.contiguous() for x in packed.cuda().split([3, 4, 3, 1, 3 + ne], dim=1))
     cams = torch.from_numpy(np.concatenate([inp.viewmats.reshape(C, 16), inp.Ks.reshape(C, 9)], 1)).cuda()
     out, alphas, _ = gsplat.rasterization(
         m, q, sc, op[:, 0].contiguous(), col, cams[:, :16].reshape(C, 4, 4).contiguous(),
         cams[:, 16:].reshape(C, 3, 3).contiguous(), width, height, near_plane=near_plane, far_plane=far_plane,
         eps2d=EPS2D, render_mode="RGB+ED", packed=False)
-    res = torch.cat([out.float(), alphas.float()], -1).cpu().numpy()  # [C, H, W, 5]: RGB, expected depth, alpha
-    return RenderResult(rgb=np.ascontiguousarray(res[..., :3]), depth=np.ascontiguousarray(res[..., 3]),
-                        alpha=np.ascontiguousarray(res[..., 4]))
+    res = torch.cat([out.float(), alphas.float()], -1).cpu().numpy()  # [C, H, W, 5 (+1)]: RGB, (extra,) ED, alpha
+    extra = None
+    if ne:  # premultiplied like the colours: normalised by the coverage, as the expected depth is
+        extra = np.ascontiguousarray(res[..., 3] / np.maximum(res[..., -1], 1e-10) * (res[..., -1] > 0))
+    return RenderResult(rgb=np.ascontiguousarray(res[..., :3]), depth=np.ascontiguousarray(res[..., 3 + ne]),
+                        alpha=np.ascontiguousarray(res[..., 4 + ne]), extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,6 +246,7 @@ in vec4 in_quat;   // w, x, y, z
 in vec3 in_scale;  // linear sigmas
 in float in_opacity;
 in vec3 in_color;
+in float in_extra;
 
 uniform mat3 u_R;      // world -> camera rotation
 uniform vec3 u_t;      // world -> camera translation
@@ -248,6 +262,7 @@ flat out float v_opacity;
 flat out vec3 v_conic;
 flat out vec2 v_center;
 flat out float v_depth;
+flat out float v_extra;
 
 void cull() {
     gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: the point is dropped
@@ -259,6 +274,7 @@ void main() {
     v_color = in_color;
     v_opacity = in_opacity;
     v_depth = p.z;
+    v_extra = in_extra;
     if (p.z <= u_clip.x || p.z >= u_clip.y) { cull(); return; }
     // 3D covariance from rotation and scale (3DGS): Sigma = M M^T with M = R S, here already in camera axes
     vec4 q = normalize(in_quat);
@@ -303,6 +319,7 @@ flat in float v_opacity;
 flat in vec3 v_conic;
 flat in vec2 v_center;
 flat in float v_depth;
+flat in float v_extra;
 uniform vec2 u_size;
 uniform float u_alpha_max;
 uniform float u_alpha_min;
@@ -318,11 +335,11 @@ void main() {
     if (sigma < 0.0 || alpha < u_alpha_min) discard;
     // premultiplied: blending ONE, ONE_MINUS_SRC_ALPHA is "over", back to front
     out_color = vec4(v_color * alpha, alpha);
-    out_depth = vec4(v_depth * alpha, 0.0, 0.0, alpha);
+    out_depth = vec4(v_depth * alpha, v_extra * alpha, 0.0, alpha);
 }
 """
 
-_INSTANCE_FLOATS = 14  # mean 3, quat 4, scale 3, opacity 1, color 3
+_INSTANCE_FLOATS = 15  # mean 3, quat 4, scale 3, opacity 1, color 3, extra 1
 _TILE = 254  # largest point sprite llvmpipe draws is 255 px (GL_POINT_SIZE_RANGE); larger images go in tiles
 
 
@@ -382,7 +399,7 @@ class _GLRasterizer:
             self.buf.release()
         self.buf = self.ctx.buffer(reserve=cap * _INSTANCE_FLOATS * 4, dynamic=True)
         self.vao = self.ctx.vertex_array(self.prog, [
-            (self.buf, "3f 4f 3f 1f 3f", "in_mean", "in_quat", "in_scale", "in_opacity", "in_color")])
+            (self.buf, "3f 4f 3f 1f 3f 1f", "in_mean", "in_quat", "in_scale", "in_opacity", "in_color", "in_extra")])
         self.capacity = cap
 
     def _fbo(self, width: int, height: int) -> Any:
@@ -398,6 +415,8 @@ class _GLRasterizer:
         rgb = np.zeros((C, height, width, 3), np.float32)
         depth = np.zeros((C, height, width), np.float32)
         alpha = np.zeros((C, height, width), np.float32)
+        extra = np.zeros((C, height, width), np.float32) if inp.extras is not None else None
+        ext = inp.extras if inp.extras is not None else np.zeros(len(inp.means), np.float32)
         mgl = self._mgl
         with self.lock, borrowed(self.ctx):
             fbo = self._fbo(width, height)
@@ -412,7 +431,7 @@ class _GLRasterizer:
                 if order.size:
                     self._ensure_capacity(order.size)
                     packed = np.concatenate([inp.means[order], inp.quats[order], inp.scales[order],
-                                             inp.opacities[order, None], inp.colors[order]], 1)
+                                             inp.opacities[order, None], inp.colors[order], ext[order, None]], 1)
                     self.buf.write(packed.tobytes())
                     self.prog["u_R"].write(np.ascontiguousarray(R.T).tobytes())  # GLSL reads column-major
                     self.prog["u_t"].value = tuple(float(v) for v in t)
@@ -440,7 +459,9 @@ class _GLRasterizer:
                 rgb[c] = col[..., :3]
                 alpha[c] = col[..., 3]
                 depth[c] = dep[..., 0] / np.maximum(col[..., 3], 1e-10)  # gsplat's ED: normalise by coverage
-        return RenderResult(rgb=rgb, depth=depth, alpha=alpha)
+                if extra is not None:
+                    extra[c] = dep[..., 1] / np.maximum(col[..., 3], 1e-10)
+        return RenderResult(rgb=rgb, depth=depth, alpha=alpha, extra=extra)
 
     def close(self) -> None:
         with preserving_current():
@@ -477,17 +498,18 @@ def _quat_to_rotmat(q: np.ndarray) -> np.ndarray:
 
 def rasterize_reference(means: Any, quats: Any, scales: Any, opacities: Any, colors: Any, viewmats: Any, Ks: Any,
                         width: int, height: int, near_plane: float = 0.05, far_plane: float = 100.0,
-                        early_stop: bool = True) -> RenderResult:
+                        early_stop: bool = True, extras: Any = None) -> RenderResult:
     """Brute force in float64: for every pixel centre evaluate every Gaussian's projected 2D Gaussian and composite
     front to back in the order of the means' camera depth (gsplat's order), with gsplat's alpha clamp and threshold,
     and (early_stop=True) gsplat's exclusive stop at transmittance 1e-4; early_stop=False is what the CPU renderer
     computes. Same arguments and result as `rasterize`. O(C H W N): tests only.
     """
-    inp = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height)
+    inp = _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, extras)
     C = inp.viewmats.shape[0]
     rgb = np.zeros((C, height, width, 3), np.float32)
     depth = np.zeros((C, height, width), np.float32)
     alpha = np.zeros((C, height, width), np.float32)
+    extra = np.zeros((C, height, width), np.float32) if inp.extras is not None else None
     means64 = inp.means.astype(np.float64)
     Rq = _quat_to_rotmat(inp.quats.astype(np.float64))
     M = Rq * inp.scales.astype(np.float64)[:, None, :]  # R S
@@ -527,6 +549,8 @@ def rasterize_reference(means: Any, quats: Any, scales: Any, opacities: Any, col
         T = np.ones((height, width))
         acc_c = np.zeros((height, width, 3))
         acc_d = np.zeros((height, width))
+        acc_e = np.zeros((height, width))
+        ext = inp.extras[idx].astype(np.float64) if inp.extras is not None else np.zeros(idx.size)
         done = np.zeros((height, width), bool)
         cols = inp.colors[idx].astype(np.float64)
         for i in range(idx.size):  # front to back
@@ -537,8 +561,11 @@ def rasterize_reference(means: Any, quats: Any, scales: Any, opacities: Any, col
             w = np.where(done, 0.0, a_i * T)
             acc_c += w[..., None] * cols[i]
             acc_d += w * zz[i]
+            acc_e += w * ext[i]
             T = np.where(done | (a_i == 0), T, next_T)
         rgb[c] = acc_c
         alpha[c] = 1 - T
         depth[c] = acc_d / np.maximum(1 - T, 1e-10)
-    return RenderResult(rgb=rgb, depth=depth, alpha=alpha)
+        if extra is not None:
+            extra[c] = acc_e / np.maximum(1 - T, 1e-10)
+    return RenderResult(rgb=rgb, depth=depth, alpha=alpha, extra=extra)

@@ -84,6 +84,25 @@ def test_cpu_renderer_matches_reference(n: int, seed: int) -> None:
     assert_close(cpu, ref, max_err=EARLY_STOP_ERR)
 
 
+def test_a_per_gaussian_scalar_renders_like_the_depth() -> None:
+    """`extras` (the memory's trust): composited like the expected depth on the CPU as in the reference, and a
+    constant scalar renders as that constant wherever anything is drawn."""
+    scene = random_scene(120, 5)
+    viewmats, Ks = cameras(32, 32)
+    values = np.random.default_rng(5).uniform(0, 1, len(scene[0])).astype(np.float32)
+    cpu = rasterize(*scene, viewmats, Ks, 32, 32, backend="cpu", extras=values)
+    ref = rasterize_reference(*scene, viewmats, Ks, 32, 32, early_stop=False, extras=values)
+    assert_close(cpu, ref)
+    covered = ref.alpha > 0.05
+    assert np.abs(cpu.extra - ref.extra)[covered].max() < MAX_ERR / 0.05
+    assert 0.2 < cpu.extra[covered].mean() < 0.8  # a blend of the values, not one of them
+    same = rasterize(*scene, viewmats, Ks, 32, 32, backend="cpu", extras=np.full(len(values), 0.25, np.float32))
+    assert np.allclose(same.extra[same.alpha > 1e-3], 0.25, atol=1e-3)
+    assert rasterize(*scene, viewmats, Ks, 32, 32, backend="cpu").extra is None
+    plain = rasterize(*scene, viewmats, Ks, 32, 32, backend="cpu")
+    assert np.array_equal(plain.rgb, cpu.rgb) and np.array_equal(plain.depth, cpu.depth)  # nothing else changes
+
+
 def test_cpu_renderer_large_image_tiles() -> None:
     """Images beyond the 254-px point-sprite tile are drawn in tiles, with the same result."""
     scene = random_scene(30, 3)
@@ -114,6 +133,12 @@ def test_gsplat_matches_cpu() -> None:
     capped = scene[:3] + (np.minimum(scene[3], 0.9),) + scene[4:]
     gs = rasterize(*capped, viewmats, Ks, 64, 64, backend="gsplat")
     assert_close(gs, rasterize(*capped, viewmats, Ks, 64, 64, backend="cpu"), max_err=EARLY_STOP_ERR)
+    values = np.random.default_rng(4).uniform(0, 1, len(scene[0])).astype(np.float32)
+    gs = rasterize(*capped, viewmats, Ks, 64, 64, backend="gsplat", extras=values)
+    cpu = rasterize(*capped, viewmats, Ks, 64, 64, backend="cpu", extras=values)
+    assert_close(gs, cpu, max_err=EARLY_STOP_ERR)
+    covered = cpu.alpha > 0.05
+    assert np.abs(gs.extra - cpu.extra)[covered].max() < EARLY_STOP_ERR / 0.05
 
 
 # -- memory on arena frames ---------------------------------------------------------------------------------------

@@ -173,3 +173,64 @@ def test_the_split_view_takes_the_dreams_own_settings():
         again.close()
     finally:
         world.close()
+
+
+def test_the_trust_gate_shows_the_memory_only_where_it_is_trusted():
+    """memory_first_frame with a trust gate: a fully covered memory render is the frame where its trust reaches the
+    gate's top, the model's frame where it is below its bottom (unless it is within reach of the camera), and half
+    and half midway; without a gate, trust does not matter; a bad gate is refused by name."""
+    import torch
+
+    from splat.memory import MemoryRender
+    from worldmodel.autoencoder import DecodedFrame
+    from worldmodel.tick import check_trust_gate, memory_first_frame
+
+    H = W = 8
+    model_rgb = torch.full((1, 3, H, W), -1.0)  # black
+    memory_img = np.full((H, W, 3), 255, np.uint8)  # white, everywhere covered
+    trust = np.zeros((H, W), np.float32)
+    trust[:, 2:4], trust[:, 4:] = 0.075, 1.0  # columns 0-1: trust 0; 2-3: midway in the gate; 4-: real
+    mem_depth = np.full((H, W), 5.0, np.float32)
+    mem_depth[:4, :2] = 1.0  # ... but the top of columns 0-1 is a surface within reach: shown whatever its trust
+    render = MemoryRender(memory_img, mem_depth, np.ones((H, W), np.float32), trust)
+    frame = DecodedFrame(rgb=model_rgb, depth=torch.full((1, 1, H, W), 2.0))
+    latent, memory = torch.zeros(1, 8, 2, 2), torch.ones(1, 9, 2, 2)
+    shown, _ = memory_first_frame(frame, latent, [render], memory, (0.05, 0.1))
+    rgb = shown.rgb[0, 0].numpy()
+    assert np.allclose(rgb[4:, :2], -1.0) and np.allclose(rgb[:, 4:], 1.0) and np.allclose(rgb[:, 2:4], 0.0, atol=1e-5)
+    assert np.allclose(rgb[:4, :2], 1.0)  # near: the memory's
+    assert np.allclose(shown.depth[0, 0, 4:, :2].numpy(), 2.0) and np.allclose(shown.depth[0, 0, :, 4:].numpy(), 5.0)
+    ungated, _ = memory_first_frame(frame, latent, [render], memory)
+    assert np.allclose(ungated.rgb.numpy(), 1.0)
+    assert check_trust_gate([0, 0.5]) == (0.0, 0.5) and check_trust_gate(None) is None
+    for bad in ([0.5, 0.1], [0.1], "high", [0, 2]):
+        with pytest.raises(ValueError, match="memory_first_trust must be"):
+            check_trust_gate(bad)
+
+
+def test_a_model_yaml_trust_gate_is_checked_and_recorded(tmp_path):
+    """info.dream.memory_first_trust: a bad one is refused by name on load; a good one reaches the tick, the
+    memory (its unshown_trust) and the dream's recorded config (so a replay dreams the same)."""
+    import yaml
+
+    from worldmodel.checkpoint import CheckpointError, load_model
+    from worldmodel.dream import DreamWorld
+    from tests.randmodel import random_model_dir
+
+    path = random_model_dir(tmp_path / "m")
+    data = yaml.safe_load((path / "model.yaml").read_text())
+    data["info"]["dream"] = {"memory": True, "memory_first": True, "memory_first_trust": [0.3, 0.1]}
+    (path / "model.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(CheckpointError, match="info.dream.memory_first_trust must be"):
+        load_model(path)
+    data["info"]["dream"]["memory_first_trust"] = [0.01, 0.05]
+    (path / "model.yaml").write_text(yaml.safe_dump(data))
+    world = DreamWorld(str(path), device="cpu")
+    assert world.dreams.memory_first_trust == (0.01, 0.05)
+    assert world.memory.config.unshown_trust == 0.01
+    assert world.config["memory_first_trust"] == [0.01, 0.05]
+    again = DreamWorld(**world.config)  # what a replay builds from the recording's config
+    assert again.dreams.memory_first_trust == (0.01, 0.05)
+    world.reset(1)
+    world.step(Action(forward=True))
+    assert world.dreams.shown_obstacles[0] is not None  # the shown frame's near surfaces block the next tick

@@ -52,7 +52,7 @@ def test_window_presents_the_frame_and_obeys_keys(xvfb, tmp_path):
     record = tmp_path / "rec"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "play.py"), "--world", "plane", "--set", "width=64", "--set", "height=64",
-         "--size", "640x640", "--seed", "3", "--record", str(record), "--no-video"],
+         "--size", "640x640", "--seed", "3", "--record", str(record), "--no-video", "--filter", "nearest"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

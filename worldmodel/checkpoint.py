@@ -235,12 +235,20 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
 
 
 def check_dream_settings(info: dict[str, Any], path: Path) -> None:
-    """info.dream ({camera: model|action, memory_first: bool, memory: bool, chosen_by}) and info.motion (numbers for
-    worldmodel.motion.MotionModel): raise CheckpointError naming the bad key or value."""
+    """info.dream ({camera: model|action, memory_first: bool, memory_first_trust: [lo, hi], memory: bool, chosen_by})
+    and info.motion (numbers for worldmodel.motion.MotionModel): raise CheckpointError naming the bad key or value."""
     dream = info.get("dream") or {}
-    if not isinstance(dream, dict) or set(dream) - {"camera", "memory_first", "memory", "chosen_by"}:
-        raise CheckpointError(f"{path}: info.dream must be a mapping with the keys camera, memory_first, memory, chosen_by; "
+    keys = {"camera", "memory_first", "memory_first_trust", "memory", "chosen_by"}
+    if not isinstance(dream, dict) or set(dream) - keys:
+        raise CheckpointError(f"{path}: info.dream must be a mapping with the keys {', '.join(sorted(keys))}; "
                               f"got {brief(dream)}")
+    if "memory_first_trust" in dream:
+        from worldmodel.tick import check_trust_gate
+
+        try:
+            check_trust_gate(dream["memory_first_trust"])
+        except ValueError as e:
+            raise CheckpointError(f"{path}: info.dream.{e}") from None
     if dream.get("camera", "model") not in ("model", "action"):
         raise CheckpointError(f"{path}: info.dream.camera must be 'model' or 'action', got {brief(dream['camera'])}")
     for key in ("memory_first", "memory"):

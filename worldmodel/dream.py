@@ -31,7 +31,7 @@ from worldmodel.device import default_amp, resolve_device
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import MotionModel
 from splat.memory import SceneMemoryLike
-from worldmodel.tick import Dreams, StartView, TickOutput, prompt_view
+from worldmodel.tick import Dreams, StartView, TickOutput, check_trust_gate, prompt_view
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "assets" / "model"
@@ -88,10 +88,12 @@ class DreamChoices:
     memory: bool  # dream with a scene memory
     memory_first: bool  # the memory is the frame where it covers; the model paints the rest
     memory_settings: dict[str, Any]  # the scene memory's settings (splat.MemoryConfig)
+    memory_first_trust: tuple[float, float] | None = None  # memory first only where trusted (tick.memory_first_frame)
 
 
 def dream_choices(model: LoadedModel, checkpoint: str, camera: str | None = None, memory: bool | None = None,
-                  memory_first: bool | None = None, memory_settings: dict[str, Any] | None = None) -> DreamChoices:
+                  memory_first: bool | None = None, memory_settings: dict[str, Any] | None = None,
+                  memory_first_trust: Any = None) -> DreamChoices:
     """The dream's camera, memory and memory-first choice: each None takes the model's own (the shipped model: camera
     from the actions, memory on, memory first). One clear error, before anything is built, for a bad choice."""
     info = model.dream_settings
@@ -108,9 +110,10 @@ def dream_choices(model: LoadedModel, checkpoint: str, camera: str | None = None
         memory_settings = model.memory_settings
     else:
         memory_settings = check_memory_settings(memory_settings, "memory_settings")
+    trust = check_trust_gate(info.get("memory_first_trust") if memory_first_trust is None else memory_first_trust)
     return DreamChoices(camera, rules, bool(info.get("memory", False) if memory is None else memory),
                         bool(info.get("memory_first", False) if memory_first is None else memory_first),
-                        dict(memory_settings))
+                        dict(memory_settings), trust)
 
 
 def scene_memories(settings: dict[str, Any], n: int, device: torch.device, H: int, W: int) -> list:
@@ -125,15 +128,20 @@ def scene_memories(settings: dict[str, Any], n: int, device: torch.device, H: in
 
 def build_dreams(model: LoadedModel, checkpoint: str, batch: int, sampler: FlowSampler, amp: bool,
                  camera: str | None = None, memory: bool | None = None, memory_first: bool | None = None,
-                 memory_settings: dict[str, Any] | None = None, upsample: bool = False) -> tuple[Dreams, DreamChoices]:
+                 memory_settings: dict[str, Any] | None = None, upsample: bool = False,
+                 memory_first_trust: Any = None) -> tuple[Dreams, DreamChoices]:
     """`batch` dreams of one model (worldmodel.tick) dreaming as the model chose (`dream_choices`), each with its
     own scene memory when it dreams with one; the KV cache in bf16 under autocast (`amp`), else the dynamics' dtype;
     `upsample`: the shown frames through the model's upsampler too (TickOutput.shown)."""
-    chosen = dream_choices(model, checkpoint, camera, memory, memory_first, memory_settings)
+    chosen = dream_choices(model, checkpoint, camera, memory, memory_first, memory_settings, memory_first_trust)
     H, W = model.config.frame_size
-    memories = scene_memories(chosen.memory_settings, batch, model.device, H, W) if chosen.memory else None
+    settings = dict(chosen.memory_settings)
+    if chosen.memory_first_trust is not None:  # what the dream does not show, the pictures shown supersede
+        settings.setdefault("unshown_trust", chosen.memory_first_trust[0])
+    memories = scene_memories(settings, batch, model.device, H, W) if chosen.memory else None
     dtype = torch.bfloat16 if amp else model.dynamics.dtype
-    return Dreams(model, batch, sampler, chosen.rules, memories, chosen.memory_first, amp, dtype, upsample), chosen
+    return Dreams(model, batch, sampler, chosen.rules, memories, chosen.memory_first, amp, dtype, upsample,
+                  chosen.memory_first_trust), chosen
 
 
 class DreamWorld(World):
@@ -148,7 +156,8 @@ class DreamWorld(World):
     bf16 rounding).
 
     `memory`, `camera` ("model" or "action") and `memory_first`: None takes the model's own choice (model.yaml
-    `info.dream`; the shipped model: memory on, camera from the actions, memory first).
+    `info.dream`; the shipped model: memory on, camera from the actions, memory first). `memory_first_trust` [lo, hi]:
+    memory first only where the memory's content is trusted (worldmodel.tick.memory_first_frame); None: the model's.
 
     `upsample`: show the frames through the model's upsampler (worldmodel/upsampler.py) at twice the model's size,
     with the depth (nearest) and intrinsics to match; None: when the model has one. The dream itself, its memory
@@ -163,7 +172,8 @@ class DreamWorld(World):
                  prompt_world: str | None = None, prompt_config: dict[str, Any] | None = None,
                  memory: bool | None = None, bf16: bool = False, threads: int | None = None,
                  memory_settings: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None,
-                 camera: str | None = None, memory_first: bool | None = None, upsample: bool | None = None) -> None:
+                 camera: str | None = None, memory_first: bool | None = None, upsample: bool | None = None,
+                 memory_first_trust: list[float] | None = None) -> None:
         self.checkpoint = str(checkpoint or SHIPPED_MODEL)
         if threads is not None:  # only when asked: torch's thread count is the whole process's
             if not 1 <= threads <= MAX_THREADS:
@@ -188,7 +198,7 @@ class DreamWorld(World):
             self.model.dynamics.to(torch.bfloat16)
         # the one dream tick (worldmodel.tick), for a batch of one
         self.dreams, chosen = build_dreams(self.model, self.checkpoint, 1, self.sampler, self.amp, camera, memory,
-                                           memory_first, memory_settings, upsample)
+                                           memory_first, memory_settings, upsample, memory_first_trust)
         camera, memory, memory_settings = chosen.camera, chosen.memory, chosen.memory_settings
         self.memory_first = chosen.memory_first
         self.prompt_name = prompt_world_name(self.model, self.checkpoint, prompt_world)
@@ -198,7 +208,9 @@ class DreamWorld(World):
         self._config = dict(checkpoint=self.checkpoint, steps=steps, context_noise=context_noise, prompt_world=self.prompt_name,
                             prompt_config=self.prompt_config, memory=memory, bf16=bf16, threads=threads,
                             memory_settings=dict(memory_settings), device=str(self.device), amp=self.amp,
-                            camera=camera, memory_first=self.memory_first, upsample=upsample)
+                            camera=camera, memory_first=self.memory_first, upsample=upsample,
+                            **({"memory_first_trust": list(chosen.memory_first_trust)}
+                               if chosen.memory_first_trust is not None else {}))
         self.prompt: World | None = None
         self.committed: torch.Tensor | None = None  # [1, C, h, w] the last tick's context latent (see step)
         self.memory_image: torch.Tensor | None = None  # [1, C+1, h, w] the memory image it was conditioned on

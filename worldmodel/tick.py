@@ -33,7 +33,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from splat.memory import MemoryRender, SceneMemoryLike
+from splat.camera import lift_pixels
+from splat.memory import DREAMED_OBSTACLE_RANGE_M, MemoryRender, SceneMemoryLike
 from worldmodel.autoencoder import DecodedFrame
 from worldmodel.checkpoint import LoadedModel
 from worldmodel.data import area_resize, fit_K, frames_to_tensor, tensor_to_frames
@@ -77,17 +78,57 @@ def memory_latent(model: LoadedModel, renders: Sequence[MemoryRender]) -> torch.
     return torch.cat([z, alpha], 1)
 
 
+# With a trust gate, the memory is shown whatever its trust where it draws a surface nearer than NEAR_SHOWN_M[0] (the
+# range its dreamed Gaussians block the camera from), not above NEAR_SHOWN_M[1], a ramp between: a wall the camera
+# stops at is a wall the player sees.
+NEAR_SHOWN_M = (DREAMED_OBSTACLE_RANGE_M, DREAMED_OBSTACLE_RANGE_M + 0.5)
+
+
+def near_points(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, stride: int = 2) -> np.ndarray:
+    """A shown frame's surfaces within DREAMED_OBSTACLE_RANGE_M (every `stride`-th pixel) as world points [M, 3]."""
+    rows, cols = np.mgrid[stride // 2:depth.shape[0]:stride, stride // 2:depth.shape[1]:stride]
+    d = depth[rows, cols]
+    with np.errstate(invalid="ignore"):
+        near = np.isfinite(d) & (d > 0) & (d < DREAMED_OBSTACLE_RANGE_M)
+    return lift_pixels(rows[near], cols[near], d[near], K, c2w)
+
+
+def check_trust_gate(gate) -> tuple[float, float] | None:
+    """A memory-first trust gate (`memory_first_frame`): None, or [lo, hi] with 0 <= lo < hi <= 1; ValueError naming
+    it otherwise."""
+    if gate is None:
+        return None
+    if not (isinstance(gate, (list, tuple)) and len(gate) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gate)
+            and 0.0 <= gate[0] < gate[1] <= 1.0):
+        raise ValueError(f"memory_first_trust must be [lo, hi] with 0 <= lo < hi <= 1 (the trust from which the memory "
+                         f"is shown, fully from hi), got {gate!r}")
+    return float(gate[0]), float(gate[1])
+
+
 def memory_first_frame(frame: DecodedFrame, latent: torch.Tensor, renders: Sequence[MemoryRender],
-                       memory: torch.Tensor) -> tuple[DecodedFrame, torch.Tensor]:
+                       memory: torch.Tensor, trust_gate: tuple[float, float] | None = None
+                       ) -> tuple[DecodedFrame, torch.Tensor]:
     """The memory where it covers, the model's frame elsewhere (GEN3C's cache as the frame, the generator painting the
     holes). frame: the decoded samples [B, 3, H, W] (+ depth); latent: the samples [B, C, h, w]; renders: each row's
     memory at its camera; memory: their conditioning latents [B, C+1, h, w] (memory_latent). Returns the shown frames
     (rgb and depth) and the latents to commit as context: per latent cell the memory's where the whole cell is
-    covered."""
+    covered. `trust_gate` (lo, hi): the memory is shown only where what it draws is trusted (MemoryRender.trust: 1 from
+    real views, halving every trust_half_life ticks of dreaming after one), not at all below lo, fully from hi, or near
+    (NEAR_SHOWN_M); elsewhere the model's own frame is shown (the memory still conditions it). None: trust does not
+    matter."""
     lo, hi = MEMORY_GATE
     dev = frame.rgb.device
     alpha = torch.from_numpy(np.stack([r.alpha for r in renders]).astype(np.float32)).to(dev)[:, None]
     gate = ((alpha - lo) / (hi - lo)).clamp(0.0, 1.0)
+    if trust_gate is not None:
+        t = torch.from_numpy(np.stack([r.trust if r.trust is not None else np.ones_like(r.alpha)
+                                       for r in renders]).astype(np.float32)).to(dev)[:, None]
+        d = torch.from_numpy(np.stack([r.depth for r in renders]).astype(np.float32)).to(dev)[:, None]
+        trusted = ((t - trust_gate[0]) / (trust_gate[1] - trust_gate[0])).clamp(0.0, 1.0)
+        # what the memory holds within reach of the camera is shown whatever its trust: it is what blocks the camera
+        near = ((NEAR_SHOWN_M[1] - d) / (NEAR_SHOWN_M[1] - NEAR_SHOWN_M[0])).clamp(0.0, 1.0)
+        gate = gate * torch.maximum(trusted, near)
     rgb = gate * frames_to_tensor(np.stack([r.rgb for r in renders])).to(dev) + (1 - gate) * frame.rgb
     depth = frame.depth
     if depth is not None:
@@ -158,11 +199,13 @@ class Dreams:
     together (off: the dream neither reads nor feeds them, and nothing blocks the camera). `rules`: the fitted camera
     rules (camera = "action"), None for the ego-motion head. `amp`: bf16 autocast for the dynamics (CUDA). `upsample`:
     also give the shown frames through the model's upsampler (TickOutput.shown; ignored for a model without one).
+    `memory_first_trust`: memory first only where the memory's content is trusted (memory_first_frame).
     """
 
     def __init__(self, model: LoadedModel, batch: int, sampler: FlowSampler, rules: MotionModel | None = None,
                  memories: Sequence[SceneMemoryLike] | None = None, memory_first: bool = False,
-                 amp: bool = False, cache_dtype: torch.dtype | None = None, upsample: bool = False) -> None:
+                 amp: bool = False, cache_dtype: torch.dtype | None = None, upsample: bool = False,
+                 memory_first_trust: tuple[float, float] | None = None) -> None:
         if batch < 1:
             raise ValueError(f"a batch of dreams needs at least one row, got {batch}")
         if memories is not None and len(memories) != batch:
@@ -174,6 +217,7 @@ class Dreams:
         self.memories = list(memories) if memories is not None else None
         self.memory_enabled = self.memories is not None
         self.memory_first = memory_first
+        self.memory_first_trust = check_trust_gate(memory_first_trust)
         self.upsample = upsample and model.upsampler is not None
         self.cameras = [CameraMotion(rules) for _ in range(batch)] if rules is not None else None
         self.state = None
@@ -182,6 +226,9 @@ class Dreams:
         self.tick = np.zeros(batch, np.int64)  # each row's tick (its start view's last frame is tick N - 1)
         self.anchor = np.zeros(batch, np.int64)  # the tick of each row's last real frame
         self.generators = [torch.Generator() for _ in range(batch)]
+        # with a trust gate: what each row's last shown frame showed within DREAMED_OBSTACLE_RANGE_M, world points [M, 3]
+        # that block its camera beside the memory's (the picture, not the untrusted memory it replaced, is the wall)
+        self.shown_obstacles: list[np.ndarray | None] = [None] * batch
 
     @property
     def started(self) -> bool:
@@ -200,6 +247,7 @@ class Dreams:
         n = len(view.rgb)
         self.generators[r].manual_seed(int(seed))
         self.tick[r] = self.anchor[r] = n - 1
+        self.shown_obstacles[r] = None
         self.c2w[r] = np.asarray(view.cam_to_world[-1], np.float64)
         self.K[r] = np.asarray(view.K, np.float64)
         if self.cameras is not None:
@@ -304,6 +352,8 @@ class Dreams:
                 mem = self.memories[r] if use_memory else None
                 if mem is not None:
                     real, dreamed = mem.obstacles(float(np.sqrt(self.K[r][0, 0] * self.K[r][1, 1])))
+                    if self.shown_obstacles[r] is not None:
+                        dreamed = np.concatenate([dreamed, self.shown_obstacles[r]])
                 motion[r] = self.cameras[r].step(self.c2w[r], actions[r], real, dreamed)
         next_c2w = self.c2w.copy()
         if moving:
@@ -336,7 +386,7 @@ class Dreams:
         committed = latent
         frame = ae.decode(latent) if pixels or use_memory else None
         if renders is not None and self.memory_first:  # the memory where it covers, the model elsewhere
-            shown, composite = memory_first_frame(frame, latent, renders, memory)
+            shown, composite = memory_first_frame(frame, latent, renders, memory, self.memory_first_trust)
             if moving == list(range(self.B)):
                 frame, committed = shown, composite.float()
             else:  # restarted rows show and commit their own start view
@@ -373,6 +423,8 @@ class Dreams:
             for r in moving:  # every frame after a real one is dreamed: its content is `tick - anchor` ticks from one
                 self.memories[r].insert(rgb[r], depth[r], self.c2w[r], self.K[r], int(self.tick[r]),
                                         source_age=int(self.tick[r] - self.anchor[r]))
+                if self.memory_first_trust is not None:
+                    self.shown_obstacles[r] = near_points(depth[r], self.K[r], self.c2w[r])
         t6 = time.perf_counter()
         shown_up = self._upsampled(rgb, depth) if pixels else None
         t7 = time.perf_counter()

@@ -60,7 +60,8 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
             memories = [GroundTruthMemory(SceneMemory(width=W, height=H, **memory_settings), tr,
                                           render_at_truth=kind == "oracle") for tr in trs]
             dreams = Dreams(model, len(entries), base.sampler, base.cameras[0].model if base.cameras else None,
-                            memories, base.memory_first, base.amp, base.cache_dtype)
+                            memories, base.memory_first, base.amp, base.cache_dtype,
+                            memory_first_trust=base.memory_first_trust)
         else:
             dreams = batch_dreams(model_dir, model, len(entries), steps, context_noise, memory=kind != "off",
                                   memory_settings=memory_settings)
