@@ -26,6 +26,7 @@ def _actions(n: int, rows: int, seed: int = 3) -> np.ndarray:
 def _single(seed: int, acts: np.ndarray, **kw) -> tuple[list, "object"]:
     from worldmodel.dream import DreamWorld
 
+    kw.setdefault("upsample", False)  # the dream's own frames (the shown ones are these upsampled: test_upsampler)
     world = DreamWorld(str(SHIPPED), prompt_config=PROMPT, device="cpu", **kw)
     obs = [world.reset(seed)] + [world.step(Action.from_array(a)) for a in acts]
     return obs, world

@@ -729,4 +729,7 @@ def test_a_model_with_an_upsampler_is_evaluated_at_the_shown_size(tiny_model, ar
         assert lo <= diff <= hi
     # the true model-size frame upsampled beats the tiny model's dream upsampled the same way
     assert shown["psnr"]["truth_bilinear"]["8"] > shown["psnr"]["bilinear"]["8"]
-    assert "The frame the window shows, 64×64" in summary_table(report)
+    table = summary_table(report)
+    assert "The frame the window shows, 64×64" in table
+    psnr_row = next(line for line in table.splitlines() if line.startswith("| PSNR dB ↑ | "))
+    assert f"{shown['psnr']['upsampler']['1']:.1f} / {shown['psnr']['bilinear']['1']:.1f}" in psnr_row

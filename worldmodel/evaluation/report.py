@@ -297,24 +297,20 @@ def _consistency_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-SHOWN_NAMES = {"upsampler": "shown (upsampler)", "bilinear": "model frame, bilinear",
-               "truth_bilinear": "true model-size frame, bilinear"}
-
-
 def shown_lines(report: dict[str, Any], hs: list[str]) -> list[str]:
-    """The shown frame at its size (report "shown", evaluation.shown): a table of its PSNR, ST-LPIPS and sharpness
-    next to the model-size frame upsampled bilinearly; nothing for a model without an upsampler."""
+    """The shown frame at its size (report "shown", evaluation.shown): its PSNR, ST-LPIPS and sharpness against the
+    truth there, each beside the model-size frame upsampled bilinearly; nothing for a model without an upsampler."""
     sh = report.get("shown")
     if not sh:
         return []
     H, W = sh["size"]
     hs = [h for h in hs if h in sh["psnr"]["upsampler"]]
-    lines = ["", f"The frame the window shows, {W}×{H} (the model's frame through its upsampler), against the truth "
-             f"rendered at {W}×{H}:", "", "| at tick | " + " | ".join(hs) + " |", "|---|" + "---|" * len(hs)]
-    for metric, digits, note in (("psnr", 1, "PSNR dB ↑"), ("lpips", 2, "ST-LPIPS ↓"), ("sharpness", 2, "sharpness (truth 1)")):
-        for method in ("upsampler", "bilinear", "truth_bilinear"):
-            vals = sh[metric][method]
-            lines.append(f"| {note}, {SHOWN_NAMES[method]} | " + " | ".join(_fmt(vals.get(h), digits) for h in hs) + " |")
+    lines = ["", f"The frame the window shows, {W}×{H} through the model's upsampler / the model's frame upsampled "
+             f"bilinearly, against the truth at {W}×{H}:", "",
+             "| at tick | " + " | ".join(hs) + " |", "|---|" + "---|" * len(hs)]
+    for metric, digits, note in (("psnr", 1, "PSNR dB ↑"), ("lpips", 2, "ST-LPIPS ↓"), ("sharpness", 2, "sharpness")):
+        up, bi = sh[metric]["upsampler"], sh[metric]["bilinear"]
+        lines.append(f"| {note} | " + " | ".join(f"{_fmt(up.get(h), digits)} / {_fmt(bi.get(h), digits)}" for h in hs) + " |")
     return lines
 
 
