@@ -105,6 +105,11 @@ def test_the_training_run_trains_resumes_and_exports_a_model_with_its_upsampler(
     assert training.main(["--model", str(model), "--data", str(data), "--steps", "2", *common]) == 0
     assert training.main(["--model", str(model), "--data", str(data), "--steps", "2", *common]) == 2  # not over a run
     assert training.main(["--resume", "--steps", "4", *common]) == 0
+    small = tmp_path / "small"
+    rollout("plane", small, episodes=1, ticks=3, policy="random", split=None, config={"width": 32, "height": 32},
+            progress=False)
+    assert training.main(["--model", str(model), "--data", str(small), "--out", str(tmp_path / "run2")]) == 2
+    assert not (tmp_path / "run2" / training.RUN_FILE).exists()  # refused before anything was written
     log = [__import__("json").loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 2, 4]  # resumed at 2, not from the start
     assert all(np.isfinite(r["truth_up_psnr"]) and r["truth_up_psnr"] > 5 for r in log)

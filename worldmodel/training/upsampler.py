@@ -32,6 +32,7 @@ from worldmodel.checkpoint import CheckpointError, load_model, load_state, read_
 from worldmodel.config import UpsamplerConfig
 from worldmodel.data import DataError, FrameStore, area_resize, frames_to_tensor, tensor_to_frames
 from worldmodel.evaluation.metrics import gradient_sum, psnr
+from worldmodel.evaluation.trajectories import recordings_setup
 from worldmodel.upsampler import FrameUpsampler
 
 RUN_FILE = "upsampler.yaml"  # the run's settings (what --resume continues with)
@@ -164,16 +165,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     H, W = model.config.frame_size
     cfg = UpsamplerConfig(scale=2, channels=args.channels, blocks=args.blocks)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        run_file.write_text(yaml.safe_dump(_settings(args), sort_keys=False))
     t_load = time.time()
     try:
+        small = [r for r in recordings_setup([str(d) for d in args.data])["resolutions"] if r[0] < 2 * H or r[1] < 2 * W]
+        if small:
+            raise DataError(f"recordings at {small[0][1]}x{small[0][0]} are smaller than twice the model's frame "
+                            f"({2 * W}x{2 * H}): the upsampler learns from frames at least that large (record with "
+                            f"--set width={2 * W} --set height={2 * H})")
         store = FrameStore.load([str(d) for d in args.data], (2 * H, 2 * W), progress=True)
     except DataError as e:
         print(f"error: --data: {e}", file=sys.stderr)
         return 2
     pairs = Pairs(model, store)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:  # written once the data is known good: a refused start leaves no run behind
+        run_file.write_text(yaml.safe_dump(_settings(args), sort_keys=False))
     print(f"{len(pairs.target):,} frames at {2 * H}x{2 * W} and their inputs at {H}x{W} ready in "
           f"{time.time() - t_load:.0f} s", flush=True)
     ep = pairs.episode
