@@ -30,9 +30,7 @@ insert (SplaTAM-style densification from RGB-D with a known pose, plus a 4D twis
    the most trusted Gaussians survive
    deduplication: a dream's frames blur and drift with their horizon (the open-loop PSNR falls from ~23 dB one
    tick out to ~14 dB at 32), so what the memory learnt from the early, sharp ones is not overwritten by later,
-   worse views of the same place (the confidence idea of GEN3C's cache, here per source frame). With
-   `unshown_trust` > 0 (a dream that shows only trusted memory: worldmodel.tick.memory_first_frame), dreamed
-   Gaussians below it are left out of `obstacles`: the dream does not show them, so they block nobody.
+   worse views of the same place (the confidence idea of GEN3C's cache, here per source frame).
 
 render skips Gaussians hidden behind nearer ones with a coarse z-buffer of the means (see `_visible`): back-to-front
 blending cannot stop early, so hidden Gaussians would otherwise cost as much as visible ones.
@@ -93,9 +91,6 @@ class MemoryConfig:
     unpremultiply: bool = True  # render rgb as colour / alpha (full colour where covered, black where empty)
     backend: str = "auto"  # rasterize backend: "auto", "cpu" or "gsplat"
     trust_half_life: float = 0.0  # ticks of source_age that halve a frame's trust (0: no trust weighting)
-    # Gaussians less trusted than this are not what a trust-gated dream shows (worldmodel.tick.memory_first_frame, its
-    # gate's lower end): they condition the dream but block nobody (obstacles); the picture shown in their place does
-    unshown_trust: float = 0.0
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -106,8 +101,6 @@ class MemoryConfig:
             raise ValueError(f"subsample must be >= 1 (got {self.subsample})")
         if not 0 < self.prune_to <= 1:
             raise ValueError(f"prune_to must be in (0, 1] (got {self.prune_to})")
-        if not 0.0 <= self.unshown_trust <= 1.0:
-            raise ValueError(f"unshown_trust must be within [0, 1] (got {self.unshown_trust}); 0 turns it off")
         if not self.trust_half_life >= 0:
             raise ValueError(f"trust_half_life must be >= 0 ticks (got {self.trust_half_life}); 0 turns trust off")
         if self.sky_depth and not self.max_depth < self.sky_depth < self.far_plane:
@@ -210,14 +203,12 @@ class SceneMemory:
     def obstacles(self, focal: float) -> tuple[np.ndarray, np.ndarray]:
         """The Gaussian centres that block a player (worldmodel.motion): (from real views (trust 1) [N, 3], dreamed
         ones lifted from within DREAMED_OBSTACLE_RANGE_M [M, 3]: a Gaussian's sigma says from how far it was lifted,
-        sigma = scale_factor * subsample * depth / focal), less those below `unshown_trust`. `focal`: the focal length in
-        pixels of the frames inserted."""
+        sigma = scale_factor * subsample * depth / focal). `focal`: the focal length in pixels of the frames inserted."""
         g, cfg = self.gaussians, self.config
         lifted_from = g.live("scales")[:, 0] * focal / (cfg.scale_factor * cfg.subsample)
-        trust = g.live("trust")
-        real = trust >= 1.0
+        real = g.live("trust") >= 1.0
         means = g.live("means")
-        return means[real], means[~real & (lifted_from < DREAMED_OBSTACLE_RANGE_M) & (trust >= cfg.unshown_trust)]
+        return means[real], means[~real & (lifted_from < DREAMED_OBSTACLE_RANGE_M)]
 
     def save_ply(self, path: str | Path) -> int:
         """Write the live Gaussians as a 3DGS .ply (whole or not at all); returns how many."""

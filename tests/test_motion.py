@@ -127,23 +127,6 @@ def test_only_trusted_memory_points_block():
     assert len(dreamed) == 256 and np.all(dreamed[:, 2] > 0.5)  # the near dreamed one behind (+z), not the far one
 
 
-def test_dreamed_points_a_trust_gated_dream_does_not_show_block_nobody():
-    from splat import SceneMemory
-
-    K = np.array([[8.0, 0, 8], [0, 8.0, 8], [0, 0, 1]])
-    rgb = np.full((16, 16, 3), 128, np.uint8)
-    near = compose(np.zeros(3), 180.0, 0.0)
-    counts = []
-    for unshown in (0.0, 0.5, 0.6):
-        mem = SceneMemory(width=16, height=16, subsample=1, scale_factor=0.3, trust_half_life=10.0,
-                          unshown_trust=unshown)
-        mem.insert(rgb, np.full((16, 16), 10.0, np.float32), compose(np.zeros(3), 0.0, 0.0), K, 0)  # real
-        mem.insert(rgb, np.full((16, 16), 1.0, np.float32), near, K, 10, source_age=10)  # dreamed: trust 0.5
-        real, dreamed = mem.obstacles(focal=8.0)
-        counts.append((len(real), len(dreamed)))
-    assert counts == [(256, 256), (256, 256), (256, 0)]  # trust 0.5 blocks unless the dream hides it (below 0.6)
-
-
 def test_a_trust_gated_dream_is_blocked_by_what_its_last_frame_showed_near():
     from worldmodel.tick import near_points
 

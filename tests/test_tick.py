@@ -211,7 +211,7 @@ def test_the_trust_gate_shows_the_memory_only_where_it_is_trusted():
 
 def test_a_model_yaml_trust_gate_is_checked_and_recorded(tmp_path):
     """info.dream.memory_first_trust: a bad one is refused by name on load; a good one reaches the tick, the
-    memory (its unshown_trust) and the dream's recorded config (so a replay dreams the same)."""
+    and the dream's recorded config (so a replay dreams the same)."""
     import yaml
 
     from worldmodel.checkpoint import CheckpointError, load_model
@@ -228,7 +228,6 @@ def test_a_model_yaml_trust_gate_is_checked_and_recorded(tmp_path):
     (path / "model.yaml").write_text(yaml.safe_dump(data))
     world = DreamWorld(str(path), device="cpu")
     assert world.dreams.memory_first_trust == (0.01, 0.05)
-    assert world.memory.config.unshown_trust == 0.01
     assert world.config["memory_first_trust"] == [0.01, 0.05]
     again = DreamWorld(**world.config)  # what a replay builds from the recording's config
     assert again.dreams.memory_first_trust == (0.01, 0.05)

@@ -184,6 +184,15 @@ class AutoencoderLosses:
     freq: Tensor  # focal frequency loss on rgb (0 unless freq_weight > 0)
 
 
+def edge_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """L1 between the finite-difference image gradients (vertical + horizontal) of [B, C, H, W] images."""
+    def grads(x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+    (py, px), (ty, tx) = grads(pred), grads(target)
+    return F.l1_loss(py, ty) + F.l1_loss(px, tx)
+
+
 def focal_frequency_loss(pred: Tensor, target: Tensor, alpha: float = 1.0) -> Tensor:
     """The focal frequency loss (Jiang et al., arXiv 2012.12821) of [B, C, H, W] images: the squared distance of
     their 2D spectra, each frequency weighted by its own distance ** alpha (scaled to [0, 1] per image and
@@ -217,12 +226,7 @@ class AutoencoderLoss:
         recon = out.recon.float()
         l_rgb = F.l1_loss(recon[:, :3], target[:, :3])
         l_depth = F.l1_loss(recon[:, 3:], target[:, 3:]) if model.config.use_depth else recon.new_zeros(())
-
-        def grads(x: Tensor) -> tuple[Tensor, Tensor]:
-            return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
-
-        (ry, rx), (ty, tx) = grads(recon), grads(target)
-        l_edge = F.l1_loss(ry, ty) + F.l1_loss(rx, tx)
+        l_edge = edge_loss(recon, target)
         l_lat = out.latent.float().pow(2).mean()
         l_freq = focal_frequency_loss(recon[:, :3], target[:, :3]) if self.freq_weight > 0 else recon.new_zeros(())
         total = (self.rgb_weight * l_rgb + self.depth_weight * l_depth + self.edge_weight * l_edge

@@ -135,10 +135,7 @@ def build_dreams(model: LoadedModel, checkpoint: str, batch: int, sampler: FlowS
     `upsample`: the shown frames through the model's upsampler too (TickOutput.shown)."""
     chosen = dream_choices(model, checkpoint, camera, memory, memory_first, memory_settings, memory_first_trust)
     H, W = model.config.frame_size
-    settings = dict(chosen.memory_settings)
-    if chosen.memory_first_trust is not None:  # what the dream does not show, the pictures shown supersede
-        settings.setdefault("unshown_trust", chosen.memory_first_trust[0])
-    memories = scene_memories(settings, batch, model.device, H, W) if chosen.memory else None
+    memories = scene_memories(chosen.memory_settings, batch, model.device, H, W) if chosen.memory else None
     dtype = torch.bfloat16 if amp else model.dynamics.dtype
     return Dreams(model, batch, sampler, chosen.rules, memories, chosen.memory_first, amp, dtype, upsample,
                   chosen.memory_first_trust), chosen

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from worldmodel.data import area_resize, fit_K
 from worldmodel.evaluation.metrics import ci95, score_frames, summarize
@@ -27,13 +26,6 @@ def resized(tr: Trajectory, size: tuple[int, int]) -> Trajectory:
                       tr.name, None if tr.K is None else fit_K(tr.K, src, size))
 
 
-def bilinear(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 [N, H, W, 3] -> [N, *size, 3], bilinear (half-pixel centres, as a GL texture's linear filter)."""
-    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    t = torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False)
-    return t.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
 def shown_block(model, full: list[Trajectory], starts: list[tuple[int, int]], horizons: tuple[int, ...],
                 pred: np.ndarray, depth: np.ndarray | None, groups: np.ndarray) -> dict[str, Any]:
     """Scores at the shown size: {"size": [sH, sW], metric: {method: {horizon: value}}, "ci95": {metric: {method:
@@ -46,9 +38,10 @@ def shown_block(model, full: list[Trajectory], starts: list[tuple[int, int]], ho
     for h in horizons:
         truth = np.stack([full[i].rgb[t0 + h] for i, t0 in starts])
         frames = pred[:, h - 1]
+        # area_resize to a larger size is the bilinear upsampling (half-pixel centres, as a GL texture's linear filter)
         cand = {"upsampler": upsample_frames(model, frames, None if depth is None else depth[:, h - 1]),
-                "bilinear": bilinear(frames, size),
-                "truth_bilinear": bilinear(area_resize(truth, (H, W)), size)}
+                "bilinear": area_resize(frames, size),
+                "truth_bilinear": area_resize(area_resize(truth, (H, W)), size)}
         scores = {m: score_frames(f, truth) for m, f in cand.items()}
         for m, s in scores.items():
             for metric, v in summarize(s).items():

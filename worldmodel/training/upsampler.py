@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import time
@@ -27,16 +26,18 @@ import numpy as np
 import torch
 import yaml
 
-from worldmodel.autoencoder import focal_frequency_loss
+from worldmodel.autoencoder import edge_loss, focal_frequency_loss
 from worldmodel.checkpoint import CheckpointError, load_model, load_state, read_progress, save_model, save_state
 from worldmodel.config import UpsamplerConfig
 from worldmodel.data import DataError, FrameStore, area_resize, frames_to_tensor, tensor_to_frames
 from worldmodel.evaluation.metrics import gradient_sum, psnr
 from worldmodel.evaluation.trajectories import recordings_setup
+from worldmodel.training.common import lr_at
 from worldmodel.upsampler import FrameUpsampler
 
 RUN_FILE = "upsampler.yaml"  # the run's settings (what --resume continues with)
 EDGE_WEIGHT, FREQ_WEIGHT = 0.5, 200.0  # the decoder-sharpening stage's weights (training/decoder.py)
+WARMUP = 100  # steps of linear warm-up before the cosine decay (training.common.lr_at)
 
 
 class Pairs:
@@ -77,12 +78,8 @@ class Pairs:
 
 def upsampler_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 + EDGE_WEIGHT x L1 of image gradients + FREQ_WEIGHT x focal frequency loss, rgb in [-1, 1]."""
-    def grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
-
-    (py, px), (ty, tx) = grads(pred), grads(target)
-    edge = (py - ty).abs().mean() + (px - tx).abs().mean()
-    return (pred - target).abs().mean() + EDGE_WEIGHT * edge + FREQ_WEIGHT * focal_frequency_loss(pred, target)
+    return ((pred - target).abs().mean() + EDGE_WEIGHT * edge_loss(pred, target)
+            + FREQ_WEIGHT * focal_frequency_loss(pred, target))
 
 
 def validate(up: FrameUpsampler, ae, pairs: Pairs, rows: np.ndarray) -> dict[str, float]:
@@ -102,12 +99,6 @@ def validate(up: FrameUpsampler, ae, pairs: Pairs, rows: np.ndarray) -> dict[str
                 out[f"{name}_{how}_sharpness"] = float(gradient_sum(f).sum() / gradient_sum(truth).sum())
     up.train()
     return out
-
-
-def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -215,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     up.train()
     while step < args.steps and not stop:
         for g in opt.param_groups:
-            g["lr"] = _lr(step, args.steps, args.lr)
+            g["lr"] = lr_at(step, args.steps, args.lr, WARMUP)
         rows = rng.choice(train_rows, args.batch)
         rgb, d, target = pairs.batch(model.autoencoder, rows, rng.integers(0, 2, args.batch), rng.random(args.batch) < 0.5)
         loss = upsampler_loss(up(rgb, d), target)
