@@ -51,13 +51,13 @@ def prompt_override(checkpoint: str) -> tuple[dict, str]:
     from engine import make_world
     from worldmodel.checkpoint import read_model_config
 
-    _, info = read_model_config(checkpoint)
-    name = info.get("prompt_world", "arena")
+    _, _, settings = read_model_config(checkpoint)
+    name = settings.prompt_world
     try:
-        make_world(name, **(info.get("prompt_config") or {})).close()
+        make_world(name, **dict(settings.prompt_config or {})).close()
         return {}, f"the model's own prompt world ({name})"
     except Exception as e:
-        render = info.get("render_size", [128, 128])
+        render = settings.render_size or (128, 128)
         return ({"prompt_world": "plane", "prompt_config": {"width": render[1], "height": render[0]}},
                 f"plane (the model's prompt world {name} could not start here: {type(e).__name__}: {str(e)[:160]})")
 

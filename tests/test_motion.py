@@ -256,7 +256,7 @@ def test_the_fit_command_writes_a_model_with_its_camera_rules(tmp_path, capsys):
     model = load_model(out)
     assert model.info["motion"]["walk"] == pytest.approx(0.15, abs=1e-6)
     assert set(model.info["motion"]["held_out"]) == {"dx_m", "dy_m", "dz_m", "dyaw_deg", "dpitch_deg"}
-    assert model.dream_settings["camera"] == "action"
+    assert model.settings.camera == "action"
     assert model.hash == load_model(ROOT / "assets" / "model").hash  # the weights are untouched
     assert main(["--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err

@@ -136,7 +136,7 @@ def test_the_oracle_memory_stops_the_camera_at_the_true_walls():
     _, world = _single(e.level_seed, np.zeros((0, 8), np.float32))
     try:
         tr = render_trajectory(e, (world.H, world.W), (128, 128))
-        world.attach_memory(GroundTruthMemory(SceneMemory(width=world.W, height=world.H, **world.model.memory_settings),
+        world.attach_memory(GroundTruthMemory(SceneMemory(width=world.W, height=world.H, **world.model.settings.memory_settings),
                                               tr))
         obs = [world.reset(e.level_seed)] + [world.step(a) for a in entry_actions(e)]
         end, truth = obs[-1].cam_to_world[:3, 3], tr.c2w[-1][:3, 3]
@@ -184,7 +184,8 @@ def test_the_trust_gate_shows_the_memory_only_where_it_is_trusted():
 
     from splat.memory import MemoryRender
     from worldmodel.autoencoder import DecodedFrame
-    from worldmodel.tick import check_trust_gate, memory_first_frame
+    from worldmodel.settings import check_trust_gate
+    from worldmodel.tick import memory_first_frame
 
     H = W = 8
     model_rgb = torch.full((1, 3, H, W), -1.0)  # black

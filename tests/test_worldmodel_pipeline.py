@@ -225,7 +225,7 @@ def test_a_model_carries_its_context_noise_and_bad_values_are_named(tiny_model, 
     from worldmodel.checkpoint import CheckpointError, load_model
     from worldmodel.vector import DreamVectorEnv
 
-    assert load_model(tiny_model).context_noise == 0.0  # a model that does not say commits clean frames
+    assert load_model(tiny_model).settings.context_noise == 0.0  # a model that does not say commits clean frames
     tuned = tmp_path / "tuned"
     shutil.copytree(tiny_model, tuned, ignore=shutil.ignore_patterns("state"))
     cfg = yaml.safe_load((tuned / "model.yaml").read_text())

@@ -32,20 +32,19 @@ from safetensors.torch import load_file, save_file
 
 from engine.files import SharedFileError, brief, check_regular, load_yaml
 from worldmodel.autoencoder import FrameAutoencoder
-from worldmodel.config import ConfigError, ModelConfig, _build
+from worldmodel.config import ConfigError, ModelConfig
 from worldmodel.device import resolve_device
 from worldmodel.dynamics import DynamicsTransformer
+from worldmodel.settings import PROVENANCE_KEYS, SETTING_KEYS, DreamSettings, SettingsError
 from worldmodel.upsampler import FrameUpsampler
 
 MODEL_YAML = "model.yaml"
 MODEL_WEIGHTS = "model.safetensors"
 HASH_KEY = "weights_hash"  # model.yaml: file_hash(model.safetensors)
-# What model.yaml's `info:` may hold (training facts, and settings the dream uses): a key not listed is refused
-# by name, so a misspelt setting is never silently ignored. Code that writes a new info key adds it here.
-INFO_KEYS: tuple[str, ...] = ("stage", "step", "frames", "episodes", "data", "has_pose", "time", "prompt_world",
-                              "prompt_config", "render_size", "sampling", "memory", "fine_tune", "pose_refit",
-                              "dream", "motion", "stages", "decoder_fine_tune",
-                              "adversarial", "upsampler")
+# What model.yaml's `info:` may hold: the dream's settings (worldmodel.settings, read at run time) and provenance
+# (never read at run time). A key not listed is refused by name, so a misspelt setting is never silently ignored.
+# Code that writes a new info key adds it to one of the two.
+INFO_KEYS: tuple[str, ...] = SETTING_KEYS + PROVENANCE_KEYS
 
 
 class CheckpointError(RuntimeError):
@@ -61,29 +60,12 @@ class LoadedModel:
     hash: str  # sha256 of the weights file (first 16 hex digits): recordings cite it
     settings_hash: str = ""  # sha256 of model.yaml's model and info sections (how it dreams): recordings cite it too
     upsampler: FrameUpsampler | None = None  # the shown-frame upsampler (model.upsampler.scale > 1), else None
+    settings: DreamSettings = DreamSettings()  # how it dreams (model.yaml info's settings, checked once)
 
     @property
     def device(self) -> torch.device:
         """Where the networks' weights are (load_model's `device`)."""
         return self.dynamics.image_in.weight.device
-
-    @property
-    def context_noise(self) -> float:
-        """The noise level the dream commits its own frames at, chosen for this model on validation data
-        (model.yaml `info: {sampling: {context_noise: ...}}`); 0 (clean) when the model does not say."""
-        return float((self.info.get("sampling") or {}).get("context_noise", 0.0))
-
-    @property
-    def dream_settings(self) -> dict[str, Any]:
-        """How this model dreams (model.yaml `info: {dream: {camera: model|action, memory_first: bool, memory: bool}}`);
-        {} = the learned camera, the model's frame everywhere, memory off unless asked."""
-        return dict(self.info.get("dream") or {})
-
-    @property
-    def memory_settings(self) -> dict[str, Any]:
-        """splat.MemoryConfig fields the model's scene memory uses (model.yaml `info: {memory: {...}}`): the
-        memory it was fine-tuned with, or the one chosen for it on validation revisits; {} = the defaults."""
-        return {k: v for k, v in (self.info.get("memory") or {}).items() if k != "chosen_by"}
 
 
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -124,6 +106,11 @@ def save_model(directory: str | Path, config: ModelConfig, autoencoder: FrameAut
     if (upsampler is not None) != (config.upsampler.scale > 1):
         raise ValueError(f"save_model: config.upsampler.scale is {config.upsampler.scale} but "
                          f"{'an' if upsampler is not None else 'no'} upsampler was given")
+    unknown = sorted(set(info or {}) - set(INFO_KEYS), key=str)
+    if unknown:  # a writer's typo would make a model.yaml that load_model refuses: refuse it before writing
+        raise ValueError(f"save_model: unknown info key(s) {unknown}; add them to worldmodel.settings' SETTING_KEYS "
+                         "or PROVENANCE_KEYS")
+    DreamSettings.from_info(info or {}, "save_model")  # SettingsError for a bad setting, before anything is written
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -184,14 +171,16 @@ def settings_hash(config: ModelConfig, info: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """The config and info of a model directory's model.yaml, checked; CheckpointError naming what is wrong."""
-    config, info, _ = _read_model_yaml(Path(directory))
-    return config, info
+def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any], DreamSettings]:
+    """The config, info and dream settings of a model directory's model.yaml, checked (the weights are not read);
+    CheckpointError naming what is wrong."""
+    config, info, settings, _ = _read_model_yaml(Path(directory))
+    return config, info, settings
 
 
-def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str | None]:
-    """(config, info, weights_hash or None for models written before the hash was recorded)."""
+def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], DreamSettings, str | None]:
+    """(config, info, the dream settings in info, weights_hash or None for models written before the hash was
+    recorded)."""
     finish_interrupted_export(directory)
     path = directory / MODEL_YAML
     if not directory.is_dir():
@@ -218,78 +207,16 @@ def _read_model_yaml(directory: Path) -> tuple[ModelConfig, dict[str, Any], str 
     if unknown:  # a typo (samplng) would otherwise silently drop a setting the dream depends on
         raise CheckpointError(f"{path}: unknown key(s) info.{unknown[0]}" + (f" (and {brief(unknown[1:])})" if unknown[1:] else "")
                               + f"; the known info keys are {list(INFO_KEYS)} (fix the spelling, or remove the key)")
-    sampling = info.get("sampling") or {}
-    if not isinstance(sampling, dict) or set(sampling) - {"context_noise", "chosen_by"}:
-        raise CheckpointError(f"{path}: info.sampling must be a mapping with the keys context_noise, chosen_by; got {brief(sampling)}")
-    cn = sampling.get("context_noise", 0.0)
-    if isinstance(cn, bool) or not isinstance(cn, (int, float)) or not 0.0 <= cn < 1.0:
-        raise CheckpointError(f"{path}: info.sampling.context_noise must be a number in [0, 1), got {brief(cn)}")
-    check_memory_settings(info.get("memory"), f"{path}: info.memory")
-    check_dream_settings(info, path)
+    try:
+        settings = DreamSettings.from_info(info, str(path))
+    except SettingsError as e:
+        raise CheckpointError(str(e)) from None
     expected = data.get(HASH_KEY)
     if expected is not None and not (isinstance(expected, str) and len(expected) == 16
                                      and all(c in "0123456789abcdef" for c in expected)):
         raise CheckpointError(f"{path}: {HASH_KEY} must be 16 lowercase hex digits (file_hash of {MODEL_WEIGHTS}), "
                               f"got {brief(expected)}")
-    return config, info, expected
-
-
-def check_dream_settings(info: dict[str, Any], path: Path) -> None:
-    """info.dream ({camera: model|action, memory_first: bool, memory_first_trust: [lo, hi], memory: bool, chosen_by})
-    and info.motion (numbers for worldmodel.motion.MotionModel): raise CheckpointError naming the bad key or value."""
-    dream = info.get("dream") or {}
-    keys = {"camera", "memory_first", "memory_first_trust", "memory", "chosen_by"}
-    if not isinstance(dream, dict) or set(dream) - keys:
-        raise CheckpointError(f"{path}: info.dream must be a mapping with the keys {', '.join(sorted(keys))}; "
-                              f"got {brief(dream)}")
-    if "memory_first_trust" in dream:
-        from worldmodel.tick import check_trust_gate
-
-        try:
-            check_trust_gate(dream["memory_first_trust"])
-        except ValueError as e:
-            raise CheckpointError(f"{path}: info.dream.{e}") from None
-    if dream.get("camera", "model") not in ("model", "action"):
-        raise CheckpointError(f"{path}: info.dream.camera must be 'model' or 'action', got {brief(dream['camera'])}")
-    for key in ("memory_first", "memory"):
-        if not isinstance(dream.get(key, False), bool):
-            raise CheckpointError(f"{path}: info.dream.{key} must be true or false, got {brief(dream[key])}")
-    motion = info.get("motion")
-    if dream.get("camera") == "action" and motion is None:
-        raise CheckpointError(f"{path}: info.dream.camera is 'action' but info.motion (the fitted camera rules) is missing")
-    if motion is not None:
-        from worldmodel.motion import MotionModel
-
-        if not isinstance(motion, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                   for k, v in motion.items() if k != "held_out"):
-            raise CheckpointError(f"{path}: info.motion must be a mapping of numbers (worldmodel.motion.MotionModel), got {brief(motion)}")
-        try:
-            MotionModel.from_info(motion)
-        except ValueError as e:
-            raise CheckpointError(f"{path}: {e}") from None
-
-
-def check_memory_settings(settings: Any, where: str) -> dict[str, Any]:
-    """Scene-memory settings: a mapping of splat.MemoryConfig fields (not width/height: the model's frame size
-    sets those) plus an optional `chosen_by` note. Raises CheckpointError naming the bad key or value."""
-    if settings is None:
-        return {}
-    from dataclasses import fields
-
-    from splat import MemoryConfig
-
-    allowed = sorted(f.name for f in fields(MemoryConfig) if f.name not in ("width", "height"))
-    if not isinstance(settings, dict):
-        raise CheckpointError(f"{where} must be a mapping of scene-memory settings, got {brief(settings)}")
-    unknown = sorted(set(settings) - set(allowed) - {"chosen_by"}, key=str)
-    if unknown:
-        raise CheckpointError(f"{where}: unknown key(s) {unknown}; the scene-memory settings are {allowed} (and chosen_by)")
-    values = {k: v for k, v in settings.items() if k != "chosen_by"}
-    try:  # the project's strict config loader checks the types (a YAML true is not a 1), then MemoryConfig its ranges
-        _build(MemoryConfig, values, where, None)
-    except (ConfigError, ValueError) as e:
-        raise CheckpointError(f"{where}: {e}") from None
-    return values
+    return config, info, settings, expected
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -297,7 +224,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     CheckpointError naming what is wrong (missing, truncated, mismatched), DeviceError for a device not here."""
     device = resolve_device(device)
     directory = Path(directory)
-    config, info, expected = _read_model_yaml(directory)
+    config, info, settings, expected = _read_model_yaml(directory)
     weights = directory / MODEL_WEIGHTS
     if not weights.exists():
         raise CheckpointError(f"{directory}: {MODEL_WEIGHTS} is missing")
@@ -330,7 +257,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     for prefix, module in modules:
         _load_into(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{weights} ({prefix[:-1]})")
         module.to(device).eval()
-    return LoadedModel(config, ae, dyn, info, actual, settings_hash(config, info), upsampler=up)
+    return LoadedModel(config, ae, dyn, info, actual, settings_hash(config, info), upsampler=up, settings=settings)
 
 
 WEIGHT_DTYPES = ("F32", "F16", "BF16")  # safetensors dtype names of the floats a model may hold

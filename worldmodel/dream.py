@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,13 @@ import torch
 from engine.action import Action
 from engine.files import brief
 from engine.world import Observation, World, check_config_types, check_world_name, make_world, world_factory
-from worldmodel.checkpoint import MODEL_YAML, LoadedModel, check_memory_settings, load_model
+from worldmodel.checkpoint import MODEL_YAML, LoadedModel, load_model
 from worldmodel.data import fit_K
 from worldmodel.device import default_amp, resolve_device
 from worldmodel.flow import FlowSampler
-from worldmodel.motion import MotionModel
+from worldmodel.settings import DreamSettings
 from splat.memory import SceneMemoryLike
-from worldmodel.tick import Dreams, StartView, TickOutput, check_trust_gate, prompt_view
+from worldmodel.tick import Dreams, StartView, TickOutput, prompt_view
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "assets" / "model"
@@ -46,11 +45,11 @@ def prompt_world_config(model: LoadedModel, prompt_name: str, prompt_world: str 
     (exactly the world the data was recorded in), else the data's render size."""
     if prompt_config is not None:
         return _checked_prompt(prompt_name, prompt_config, "prompt_config")
-    info = model.info
-    if "prompt_config" in info and (prompt_world is None or prompt_world == info.get("prompt_world")):
-        return _checked_prompt(prompt_name, info["prompt_config"], "model.yaml info.prompt_config")
+    own = model.settings
+    if own.prompt_config is not None and (prompt_world is None or prompt_world == own.prompt_world):
+        return _checked_prompt(prompt_name, dict(own.prompt_config), "model.yaml info.prompt_config")
     H, W = model.config.frame_size
-    render = info.get("render_size", [2 * H, 2 * W])
+    render = own.render_size or (2 * H, 2 * W)
     return {"width": render[1], "height": render[0]}
 
 
@@ -73,47 +72,10 @@ def prompt_world_name(model: LoadedModel, checkpoint: str | Path, prompt_world: 
     if prompt_world is not None:
         world_factory(prompt_world)  # the caller's own name (refused too while a data file's world is being built)
         return prompt_world
-    name = model.info.get("prompt_world", "arena")
+    name = model.settings.prompt_world
     source = str(Path(checkpoint) / MODEL_YAML)
     return check_world_name(name, source, hint=f"If you trust this model, name its prompt world yourself: "
                                               f"play.py --set prompt_world={name} (or prompt_world= in Python).")
-
-
-@dataclass(frozen=True)
-class DreamChoices:
-    """How a model dreams, the caller's choice over the model's own (model.yaml info.dream, info.memory)."""
-
-    camera: str  # "action" (the fitted camera rules, with collisions against the memory) or "model" (its ego-motion head)
-    rules: MotionModel | None  # the fitted camera rules when camera == "action"
-    memory: bool  # dream with a scene memory
-    memory_first: bool  # the memory is the frame where it covers; the model paints the rest
-    memory_settings: dict[str, Any]  # the scene memory's settings (splat.MemoryConfig)
-    memory_first_trust: tuple[float, float] | None = None  # memory first only where trusted (tick.memory_first_frame)
-
-
-def dream_choices(model: LoadedModel, checkpoint: str, camera: str | None = None, memory: bool | None = None,
-                  memory_first: bool | None = None, memory_settings: dict[str, Any] | None = None,
-                  memory_first_trust: Any = None) -> DreamChoices:
-    """The dream's camera, memory and memory-first choice: each None takes the model's own (the shipped model: camera
-    from the actions, memory on, memory first). One clear error, before anything is built, for a bad choice."""
-    info = model.dream_settings
-    camera = camera or info.get("camera", "model")
-    if camera not in ("model", "action"):
-        raise ValueError(f"camera must be 'model' or 'action' (got {camera!r})")
-    rules = None
-    if camera == "action":
-        rules = MotionModel.from_info(model.info.get("motion"))
-        if rules is None:
-            raise ValueError(f"{checkpoint}: camera='action' needs the model's fitted motion (model.yaml info.motion); "
-                             "fit it with python -m worldmodel.motion --checkpoint ... or use camera='model'")
-    if memory_settings is None:  # the scene memory the model was tuned with (model.yaml), else the defaults
-        memory_settings = model.memory_settings
-    else:
-        memory_settings = check_memory_settings(memory_settings, "memory_settings")
-    trust = check_trust_gate(info.get("memory_first_trust") if memory_first_trust is None else memory_first_trust)
-    return DreamChoices(camera, rules, bool(info.get("memory", False) if memory is None else memory),
-                        bool(info.get("memory_first", False) if memory_first is None else memory_first),
-                        dict(memory_settings), trust)
 
 
 def scene_memories(settings: dict[str, Any], n: int, device: torch.device, H: int, W: int) -> list:
@@ -129,11 +91,14 @@ def scene_memories(settings: dict[str, Any], n: int, device: torch.device, H: in
 def build_dreams(model: LoadedModel, checkpoint: str, batch: int, sampler: FlowSampler, amp: bool,
                  camera: str | None = None, memory: bool | None = None, memory_first: bool | None = None,
                  memory_settings: dict[str, Any] | None = None, upsample: bool = False,
-                 memory_first_trust: Any = None) -> tuple[Dreams, DreamChoices]:
-    """`batch` dreams of one model (worldmodel.tick) dreaming as the model chose (`dream_choices`), each with its
+                 memory_first_trust: Any = None) -> tuple[Dreams, DreamSettings]:
+    """`batch` dreams of one model (worldmodel.tick) dreaming as the model chose (model.settings, the caller's
+    choices over them: DreamSettings.choose, one clear error for a bad one before anything is built), each with its
     own scene memory when it dreams with one; the KV cache in bf16 under autocast (`amp`), else the dynamics' dtype;
     `upsample`: the shown frames through the model's upsampler too (TickOutput.shown)."""
-    chosen = dream_choices(model, checkpoint, camera, memory, memory_first, memory_settings, memory_first_trust)
+    chosen = model.settings.choose(camera=camera, memory=memory, memory_first=memory_first,
+                                   memory_settings=memory_settings, memory_first_trust=memory_first_trust,
+                                   where=str(checkpoint))
     H, W = model.config.frame_size
     memories = scene_memories(chosen.memory_settings, batch, model.device, H, W) if chosen.memory else None
     dtype = torch.bfloat16 if amp else model.dynamics.dtype
@@ -188,7 +153,7 @@ class DreamWorld(World):
         upsample = self.model.upsampler is not None if upsample is None else bool(upsample)
         self.H, self.W = cfg.frame_size
         if context_noise is None:  # the level chosen for this model on validation data (model.yaml), else clean
-            context_noise = self.model.context_noise
+            context_noise = self.model.settings.context_noise
         self.sampler = FlowSampler(steps=steps, context_noise=context_noise)
         self.bf16 = bf16
         if bf16:

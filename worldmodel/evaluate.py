@@ -104,7 +104,7 @@ def evaluate(model_dir: Path, out: Path, context: int = 8, steps: int = 1, start
     workers = default_workers(str(model.device)) if workers is None else workers
     torch.set_num_threads(2)
     if context_noise is None:
-        context_noise = model.context_noise
+        context_noise = model.settings.context_noise
     H, W = model.config.frame_size
     context = min(context, model.config.dynamics.window)
     full = None  # the walks at the shown size, for a model with an upsampler (evaluation.shown)
@@ -226,7 +226,7 @@ def _open_loop(model: LoadedModel, model_dir: Path, trajs: list[Trajectory], sta
     H, W = model.config.frame_size
     hmax = max(horizons)
     t_start = time.perf_counter()
-    with_memory = bool(model.dream_settings.get("memory")) and all(tr.K is not None for tr in trajs)
+    with_memory = model.settings.memory and all(tr.K is not None for tr in trajs)
     # the dream as play.py runs it (with its scene memory when the model dreams with one), all rollouts together
     result = dream_open_loop(model_dir, model, trajs, starts, context, hmax, steps, seed, context_noise,
                              memory=with_memory)
@@ -317,7 +317,7 @@ def _open_loop(model: LoadedModel, model_dir: Path, trajs: list[Trajectory], sta
     say(f"open loop scored; realism in {timings['realism_s']:.0f} s")
     consistency: dict[str, Any] = {}
     if has_depth and all(tr.K is not None for tr in trajs):
-        rules = MotionModel.from_info(model.info.get("motion")) or MotionModel()
+        rules = model.settings.motion or MotionModel()
         dream_pa, truth_pa = PhysicsAgreement(), PhysicsAgreement()
         for r, (i, t0) in enumerate(starts):
             tr = trajs[i]
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_settings = None
         if args.memory:
             from engine.cli import parse_set
-            from worldmodel.checkpoint import check_memory_settings
+            from worldmodel.settings import check_memory_settings
 
             memory_settings = parse_set(args.memory, "--memory", "subsample=1")
 

@@ -315,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         episodes = recorded_camera_episodes(args.data)
         source = f"recordings {args.data}"
-    elif model.info.get("prompt_world", "arena") == "arena":
-        episodes = arena_episodes(dict(model.info.get("prompt_config", {})), args.episodes, args.ticks)
+    elif model.settings.prompt_world == "arena":
+        episodes = arena_episodes(dict(model.settings.prompt_config or {}), args.episodes, args.ticks)
         source = f"arena train split, {args.episodes} episodes x {args.ticks} ticks"
     else:
         print("error: this model was not trained on the arena; give its recordings with --data", file=sys.stderr)

@@ -143,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if model.info.get("prompt_world", "arena") != "arena":
+    if model.settings.prompt_world != "arena":
         print("error: posefit dreams along arena trajectories; this model was trained on "
-              f"{model.info.get('prompt_world')!r}", file=sys.stderr)
+              f"{model.settings.prompt_world!r}", file=sys.stderr)
         return 2
-    prompt = dict(model.info.get("prompt_config", {}))
+    prompt = dict(model.settings.prompt_config or {})
     # (level, policy) seed pairs exactly as `engine.rollout --split train` recorded the training data
     pairs = episode_seeds("arena", "train", args.episodes, 0, args.offset)
     seeds = [level for level, _ in pairs]

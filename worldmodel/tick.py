@@ -42,6 +42,7 @@ from worldmodel.device import autocast
 from worldmodel.flow import FlowSampler
 from worldmodel.motion import CameraMotion, MotionModel
 from worldmodel.pose import apply_ego_motion
+from worldmodel.settings import check_trust_gate
 from worldmodel.upsampler import upsample_frames
 
 
@@ -91,19 +92,6 @@ def near_points(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, stride: int =
     with np.errstate(invalid="ignore"):
         near = np.isfinite(d) & (d > 0) & (d < DREAMED_OBSTACLE_RANGE_M)
     return lift_pixels(rows[near], cols[near], d[near], K, c2w)
-
-
-def check_trust_gate(gate) -> tuple[float, float] | None:
-    """A memory-first trust gate (`memory_first_frame`): None, or [lo, hi] with 0 <= lo < hi <= 1; ValueError naming
-    it otherwise."""
-    if gate is None:
-        return None
-    if not (isinstance(gate, (list, tuple)) and len(gate) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gate)
-            and 0.0 <= gate[0] < gate[1] <= 1.0):
-        raise ValueError(f"memory_first_trust must be [lo, hi] with 0 <= lo < hi <= 1 (the trust from which the memory "
-                         f"is shown, fully from hi), got {gate!r}")
-    return float(gate[0]), float(gate[1])
 
 
 def memory_first_frame(frame: DecodedFrame, latent: torch.Tensor, renders: Sequence[MemoryRender],

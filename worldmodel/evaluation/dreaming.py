@@ -58,7 +58,7 @@ def batch_dreams(model_dir: Path, model: LoadedModel, batch: int, steps: int = 1
     from worldmodel.device import default_amp
     from worldmodel.dream import build_dreams
 
-    cn = model.context_noise if context_noise is None else context_noise
+    cn = model.settings.context_noise if context_noise is None else context_noise
     return build_dreams(model, str(model_dir), batch, FlowSampler(steps=steps, context_noise=cn),
                         default_amp(model.device), memory=memory, memory_settings=memory_settings)[0]
 

@@ -78,13 +78,13 @@ def place_benchmarks(model_dir: Path, split: str = "test", render_scale: int = 2
     H, W = model.config.frame_size
     rs = render_size(H, W, render_scale)
     prompt = {"preset": TEST_PRESET, "width": rs[1], "height": rs[0], "tick_rate": TEST_TICK_RATE}
-    played = bool(model.dream_settings.get("memory"))
+    played = model.settings.memory
     shown = "memory_on" if played else "model"  # the dream as play.py runs it
     # the policy-driven and probe walks: the dream as play.py runs it, one at a time
     world = DreamWorld(str(model_dir), steps=steps, memory=played, prompt_config=prompt, context_noise=context_noise,
                        device=device, upsample=False)  # scored at the model's size, as the truth is
     arena = make_world("arena", **prompt)  # the first real view of every batched walk
-    rules = MotionModel.from_info(model.info.get("motion")) or MotionModel()
+    rules = model.settings.motion or MotionModel()
     has_depth = model.autoencoder.config.use_depth
     out: dict[str, Any] = {}
     consistency: dict[str, Any] = {}

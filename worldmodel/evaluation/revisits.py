@@ -32,12 +32,12 @@ def revisit(model_dir: Path, render_scale: int = 2, max_entries: int | None = No
     from engine.arena.splits import entry_actions
     from engine.world import make_world
     from splat import SceneMemory
-    from worldmodel.checkpoint import check_memory_settings
+    from worldmodel.settings import check_memory_settings
 
     model = load_model(model_dir, device=device)
     H, W = model.config.frame_size
     if memory_settings is None:
-        memory_settings = model.memory_settings
+        memory_settings = dict(model.settings.memory_settings)
     memory_settings = check_memory_settings(memory_settings, "memory settings")
     entries = held_out(split, "revisit", max_entries)
     rs = (H * render_scale, W * render_scale)
@@ -191,13 +191,13 @@ def recorded_revisit(model_dir: Path, data: list[str], context: int = 8, steps: 
     `at_dream_pose` is arena-only. Returns {"skipped": {"revisit": why}} when the recordings have no camera poses
     or depth, or no returns."""
     from splat import SceneMemory
-    from worldmodel.checkpoint import check_memory_settings
+    from worldmodel.settings import check_memory_settings
 
     model = load_model(model_dir, device=device)
     H, W = model.config.frame_size
     window = model.config.dynamics.window
     context = min(context, window)
-    memory_settings = check_memory_settings(model.memory_settings if memory_settings is None else memory_settings,
+    memory_settings = check_memory_settings(dict(model.settings.memory_settings) if memory_settings is None else memory_settings,
                                             "memory settings")
     trajs = recorded_trajectories(data, (H, W))[:max_entries]
     found, why = recorded_returns(trajs, recordings_setup(data)["has_depth"], window + 1, context)

@@ -21,13 +21,13 @@ import torch.distributed as dist
 import yaml
 
 from worldmodel.autoencoder import FrameAutoencoder
-from worldmodel.checkpoint import (CheckpointError, check_memory_settings, load_state, read_progress, save_model,
-                                   save_state, state_path)
+from worldmodel.checkpoint import load_state, read_progress, save_model, save_state, state_path
 from worldmodel.config import ConfigError, ModelConfig, _build, _plain, read_preset
 from worldmodel.data import DataError, check_actions
 from worldmodel.device import DeviceError, resolve_device
 from worldmodel.dynamics import DynamicsTransformer
 from worldmodel.flow import FlowMatching
+from worldmodel.settings import SettingsError, check_memory_settings
 
 
 MEMORY_MODES = ("reproject", "splat", "splat_predicted", "rollout")
@@ -130,7 +130,7 @@ class TrainConfig:
             raise ConfigError(f"train.pure_noise_prob: {e}") from None
         try:
             check_memory_settings(self.memory, "train.memory")
-        except CheckpointError as e:
+        except SettingsError as e:
             raise ConfigError(str(e)) from None
 
     def _check_ranges(self) -> None:
@@ -539,9 +539,10 @@ class TrainerBase:
             self._say(f"initialised from {cfg.init_from} (model {init.hash})")
         # The scene memory the "splat" modes build, and the dream then builds the same (model.yaml info.memory).
         own = check_memory_settings(cfg.memory, "train.memory")  # without a chosen_by note
-        self.memory_settings = own or (dict(init.memory_settings) if cfg.init_from else {})
+        self.memory_settings = own or (dict(init.settings.memory_settings) if cfg.init_from else {})
         self.init_hash = init.hash if cfg.init_from else ""
         self.init_info = dict(init.info) if cfg.init_from else {}
+        self.init_context_noise = init.settings.context_noise if cfg.init_from else 0.0
         self.step = {"autoencoder": 0, "decoder": 0, "dynamics": 0, "adversarial": 0}  # the step the weights are at, per stage (model.yaml's step)
 
     # -- state -----------------------------------------------------------------------------------------
@@ -643,7 +644,7 @@ class TrainerBase:
     def dream_context_noise(self) -> float:
         """The level the dream commits its frames at: init_from's chosen context noise (model.yaml
         info.sampling), 0 when it has none (then training's context levels, U(0, context_noise_max))."""
-        return float((self.init_info.get("sampling") or {}).get("context_noise", 0.0))
+        return self.init_context_noise
 
     def _say(self, text: str) -> None:
         if self.d.main:

@@ -128,12 +128,11 @@ class MemoryImages:
         """memory_mode "rollout": init_from dreams every episode as play.py dreams it (training/rollouts.py, through
         the one batched tick), with this run's memory settings; its context latents and memory images per frame."""
         from worldmodel.checkpoint import load_model
-        from worldmodel.dream import dream_choices
         from worldmodel.evaluation.dreaming import batch_dreams
 
         source = load_model(self.cfg.init_from, device=self.device)
         settings = self.memory_settings or None
-        if not dream_choices(source, str(self.cfg.init_from), memory=True, memory_settings=settings).memory_first:
+        if not source.settings.memory_first:
             self._say(f"note: {self.cfg.init_from} does not dream memory first (model.yaml info.dream): its own "
                       "rollouts are dreamed as it dreams")
         make = lambda B: batch_dreams(self.cfg.init_from, source, B, memory=True, memory_settings=settings)  # noqa: E731
