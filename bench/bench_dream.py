@@ -107,7 +107,7 @@ def main() -> int:
         # The memory's cost in one stretch of the same run: the same dream without a memory (a second DreamWorld,
         # memory=False) and this one, 200 ticks each, alternating in blocks of 50 so both see the same machine (the
         # target: the memory-on tick <= 1.3x the memory-off tick), beside the GEMM speed of the moment.
-        from bench_dynamics import measure_peak_gflops
+        from worldmodel.device import measure_peak_gflops
 
         gflops = measure_peak_gflops(torch.float32)
         plain = make_world("dream", checkpoint=args.checkpoint, steps=args.steps, memory=False, device=str(device))

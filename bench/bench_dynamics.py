@@ -38,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from worldmodel import attention as attn
 from worldmodel.autoencoder import FrameAutoencoder
 from worldmodel.config import ModelConfig, load_config
+from worldmodel.device import measure_peak_gflops  # noqa: F401  (the benches import it from here too)
 from worldmodel.dynamics import DynamicsTransformer
 from worldmodel.flow import FlowSampler
 
@@ -47,19 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # fp32), so the bench also measures the peak of the machine it runs on and reports both.
 STACK_PEAK_GFLOPS = {"fp32": 149.0, "bf16": 401.0}
 BUDGET_MS = 25.0
-
-
-def measure_peak_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
-    """Best-of-`reps` GFLOP/s of an n x n x n GEMM at the current thread count."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def build(cfg: ModelConfig, mode: str) -> tuple[DynamicsTransformer, FrameAutoencoder, contextlib.AbstractContextManager]:

@@ -103,7 +103,7 @@ def main() -> int:
     args = p.parse_args()
     import worldmodel  # noqa: F401  (sets OMP_WAIT_POLICY before torch)
     import torch
-    from bench_dynamics import measure_peak_gflops
+    from worldmodel.device import measure_peak_gflops
 
     from worldmodel.device import resolve_device
 

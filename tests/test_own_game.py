@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -94,6 +95,19 @@ def test_one_command_from_a_3d_game_to_a_dream_with_its_memory(tmp_path):
     assert info["stages"]["from"] == "memory" and len(info["stages"]["split"]["validation"]) == 1
     state = json.loads((run_dir / "pipeline.json").read_text())
     assert set(state["done"]) == {"split", "base", "memory", "camera", "choose"}
+    # what each part took is recorded (the ETA's rates: bench/bench_presets.py --training); one layer is no preset
+    assert "ETA: no measured training rates for this model config" in p.stdout, p.stdout
+    from worldmodel.training.eta import evaluations, rates_from_run
+
+    base, memory = state["done"]["base"]["times"], state["done"]["memory"]["times"]
+    assert base["autoencoder"][0] == 9 and base["dynamics"][0] == 9 and memory["dynamics"][0] == 4
+    assert base["prepare_reproject"][0] == state["frames"]["train"] == 3 * 41  # 40 ticks and the reset view
+    assert len(state["scores"]) == evaluations(SimpleNamespace(context_noise_choices=[0, 0.35]),
+                                               has_motion=state["done"]["camera"]["motion"] is not None)
+    rates = rates_from_run(state)
+    assert set(rates) == {"autoencoder_step_s", "dynamics_step_s", "prepare_reproject_frame_s", "memory_step_s",
+                          "prepare_splat_predicted_frame_s", "camera_frame_s", "evaluate_recording_s"}
+    assert all(v > 0 for v in rates.values()), rates
     # a second start into the same directory is refused; --resume with everything done only republishes
     p = subprocess.run([sys.executable, "-m", "worldmodel.train", "--preset", "tiny", "--data", str(data), "--out",
                         str(run_dir)], cwd=ROOT, capture_output=True, text=True, timeout=400)

@@ -12,6 +12,7 @@ line). "cuda:1" picks a GPU; under torchrun each rank takes cuda:LOCAL_RANK (wor
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 
@@ -62,3 +63,15 @@ def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
+
+def measure_peak_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
+    """Best-of-`reps` GFLOP/s of an n x n x n GEMM at the current thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9

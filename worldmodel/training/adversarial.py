@@ -164,7 +164,7 @@ class AdversarialStage:
         last_ckpt = time.time()
         B = cfg.batch_size
         try:
-            for step in stoppable_steps("adversarial", bar, self._say):
+            for step in stoppable_steps("adversarial", bar, self._say, self.times):
                 scale = lr_at(step, cfg.adv_steps, 1.0, warmup)
                 opt.param_groups[0]["lr"] = cfg.adv_lr * scale
                 opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale

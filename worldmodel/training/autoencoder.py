@@ -70,7 +70,7 @@ class AutoencoderStage:
         last_ckpt = time.time()
         ae_warmup = min(cfg.warmup, cfg.ae_steps // 10)
         self.ae.train()
-        for step in stoppable_steps("autoencoder", bar, self._say):
+        for step in stoppable_steps("autoencoder", bar, self._say, self.times):
             losses, recon, rgb = self._autoencoder_step(self.ae, opt, loss_fn, lr_at(step, cfg.ae_steps, cfg.ae_lr, ae_warmup))
             if step % cfg.log_every == 0:
                 psnr = recon_psnr(recon, rgb)

@@ -314,23 +314,31 @@ def play_command(out: Path, prompt_world: str | None) -> str:
 ETA_AFTER = 20  # steps a stage runs before it says how long the rest will take
 
 
-def stoppable_steps(stage: str, steps: Iterable[int], say: Any = None) -> Iterator[int]:
+def stoppable_steps(stage: str, steps: Iterable[int], say: Any = None,
+                    times: dict[str, list[float]] | None = None) -> Iterator[int]:
     """Iterate a stage's steps as the stage a signal may stop gracefully; after ETA_AFTER steps, `say` one line with
-    the measured time a step and the time the stage's remaining steps will take (`steps` a tqdm with a total)."""
+    the measured time a step and the time the stage's remaining steps will take (`steps` a tqdm with a total).
+    `times[stage]`: [steps, seconds] of the steps after the first (which warms up), when two or more ran."""
     STOPPABLE.append(stage)
     total = getattr(steps, "total", None)
-    t0 = time.perf_counter()
+    t0 = t1 = time.perf_counter()
+    done = 0  # steps run to their end
     try:
         for k, step in enumerate(steps):
             if k == 0:
                 t0 = time.perf_counter()
-            elif k == ETA_AFTER and say is not None and total:
+            elif k == 1:
+                t1 = time.perf_counter()
+            if k == ETA_AFTER and say is not None and total:
                 per = (time.perf_counter() - t0) / k
                 say(f"{stage}: {per:.3g} s a step here; the remaining {total - step:,} steps take ~"
                     f"{per * (total - step) / 60:.1f} min")
             yield step
+            done = k + 1
     finally:
         STOPPABLE.remove(stage)
+        if times is not None and done >= 2:
+            times[stage] = [done - 1, round(time.perf_counter() - t1, 3)]
 
 
 class TrainingDiverged(RuntimeError):
@@ -543,6 +551,7 @@ class TrainerBase:
         self.init_hash = init.hash if cfg.init_from else ""
         self.init_info = dict(init.info) if cfg.init_from else {}
         self.init_context_noise = init.settings.context_noise if cfg.init_from else 0.0
+        self.times: dict[str, list[float]] = {}  # what each part took here: [units, seconds] (the pipeline's ETA)
         self.step = {"autoencoder": 0, "decoder": 0, "dynamics": 0, "adversarial": 0}  # the step the weights are at, per stage (model.yaml's step)
 
     # -- state -----------------------------------------------------------------------------------------

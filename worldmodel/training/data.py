@@ -5,6 +5,7 @@ on the autoencoder's weights, the recordings and the memory settings)."""
 from __future__ import annotations
 
 import json
+import time
 import os
 
 import numpy as np
@@ -69,6 +70,7 @@ class TrainingData:
         from tqdm import tqdm
 
         N = self.store.frames
+        t_prepare = time.perf_counter()
         lat = torch.zeros((N, *self.mcfg.latent_shape))
         for rows in tqdm(np.array_split(np.arange(N), max(1, N // 256)), desc="encoding frames", disable=not self.progress):
             rgb, depth = self._frames(rows)
@@ -80,6 +82,9 @@ class TrainingData:
                 memory, context = rollouts.memory, rollouts.context
             else:
                 memory = self._memory_latents(lat)
+        # the latents and memory images of every frame, in this memory mode: [frames, seconds]
+        self.times[f"prepare_{self.cfg.memory_mode if memory is not None else 'latents'}"] = [
+            N, round(time.perf_counter() - t_prepare, 3)]
         if self.d.main:
             arrays = {"latents": lat.numpy(), "frames": np.array(N), "memory_mode": np.array(self.cfg.memory_mode),
                       "memory_settings": np.array(self._memory_key()), "key": np.array(key)}

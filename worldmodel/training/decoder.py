@@ -46,7 +46,7 @@ class DecoderStage:
     def _decoder_steps(self, opt: torch.optim.Optimizer, loss_fn: AutoencoderLoss, bar, warmup: int) -> None:
         cfg = self.cfg
         last_ckpt = time.time()
-        for step in stoppable_steps("decoder", bar, self._say):
+        for step in stoppable_steps("decoder", bar, self._say, self.times):
             losses, recon, rgb = self._autoencoder_step(self.ae.decoder, opt, loss_fn,
                                                         lr_at(step, cfg.decoder_steps, cfg.decoder_lr, warmup))
             if step % cfg.log_every == 0:

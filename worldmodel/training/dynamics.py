@@ -39,7 +39,7 @@ class DynamicsStage:
         bar = tqdm(range(start, cfg.steps), desc="dynamics", disable=not self.progress, initial=start, total=cfg.steps)
         last_ckpt = time.time()
         self.dyn.train()
-        for step in stoppable_steps("dynamics", bar, self._say):
+        for step in stoppable_steps("dynamics", bar, self._say, self.times):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
             b = self.clip_batch(data)

@@ -32,11 +32,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from worldmodel.config import ConfigError, ModelConfig
 from worldmodel.training.common import Dist, TrainConfig, play_command, write_run_config
@@ -127,6 +129,7 @@ class Pipeline:
         self._say(f"stage split: {len(train)} recording(s) to train on, {len(val)} held out to choose settings"
                   + ("" if val else " (one recording: nothing held out; the settings keep their defaults)"))
         camera = has_camera([Path(p) for p in train])
+        self._say(self._eta(train, val, camera))
         base = self._train("base", replace(self.cfg, data=tuple(train), **NO_STAGES))
         model_dir = base
         # The camera rules are cheap: fitted now, so that the model published next already dreams as the final one
@@ -145,6 +148,20 @@ class Pipeline:
         chosen = self._choose(model_dir, val, camera, motion)
         self._publish(model_dir, chosen, final=True)
         return self.out
+
+    def _eta(self, train: list[str], val: list[str], camera: bool) -> str:
+        """The ETA line of the stages still to run (training/eta.py), before the first of them starts."""
+        from worldmodel.device import measure_peak_gflops
+        from worldmodel.training.eta import eta_line, frames_in, preset_of, run_units
+
+        if "frames" not in self.state:
+            self.state["frames"] = {"train": frames_in(train), "validation": frames_in(val)}
+            self._save_state()
+        frames = self.state["frames"]
+        units = run_units(self.cfg, frames["train"], len(val), camera)
+        gemm = measure_peak_gflops(torch.float32) if self.d.device.type == "cpu" else None
+        line = eta_line(preset_of(self.mcfg, self.cfg), units, gemm, done=set(self.state["done"]))
+        return line if self.d.device.type == "cpu" else line + " (measured on the CPU; a GPU is faster)"
 
     @staticmethod
     def _provisional(camera: bool, motion: dict[str, Any] | None) -> dict[str, Any]:
@@ -169,8 +186,10 @@ class Pipeline:
         trainer = Trainer(self.mcfg, cfg, sub, (sub / "state").exists(), self.d, progress=self.progress,
                           workers=self.workers)
         trainer.stage_of = str(self.out)
+        t0 = time.perf_counter()
         trainer.run()
-        self._done(name)
+        # what the stage's parts took here ([units, seconds]): bench/bench_presets.py --training reads them
+        self._done(name, seconds=round(time.perf_counter() - t0, 1), times=trainer.times)
         return sub
 
     def _fit_camera(self, train: list[str]) -> dict[str, Any] | None:
@@ -179,6 +198,7 @@ class Pipeline:
 
         if "camera" in self.state["done"]:
             return self.state["done"]["camera"].get("motion")
+        t0 = time.perf_counter()
         episodes = recorded_camera_episodes(train)
         motion = None
         if len(episodes) >= 2:
@@ -189,7 +209,7 @@ class Pipeline:
             except ValueError as e:
                 self._say(f"stage camera: the camera rules could not be fitted ({e}); the learned head moves the camera")
         self._say(f"stage camera: rules {motion}" if motion else "stage camera: too few episodes for the camera rules")
-        self._done("camera", motion=motion)
+        self._done("camera", motion=motion, seconds=round(time.perf_counter() - t0, 3))
         return motion
 
     def _candidate(self, model_dir: Path, name: str, info_update: dict[str, Any]) -> Path:
@@ -214,11 +234,13 @@ class Pipeline:
         scores = self.state.setdefault("scores", {})
         if name not in scores or "selection" not in scores[name]:
             self._say(f"stage choose: evaluating {name} on the held-out recordings")
+            t0 = time.perf_counter()
             report = evaluate(model_dir, self.out / "choose" / name / "eval", data=val, context_noise=context_noise,
                               places=False, device=str(self.d.device))
             scores[name] = {"st_lpips": perceptual_score(report),
                             "psnr": {h: round(v, 3) for h, v in report["psnr"]["model"].items()},
-                            "selection": selection_summary(report)}
+                            "selection": selection_summary(report), "seconds": round(time.perf_counter() - t0, 1),
+                            "recordings": len(val)}
             self._save_state()
         return scores[name]
 
