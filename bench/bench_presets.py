@@ -34,14 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dynamics import _cpu_name, run_ticks  # noqa: E402
 
 from worldmodel.device import measure_peak_gflops  # noqa: E402
-from worldmodel.train import PRESETS, preset_path  # noqa: E402
+from worldmodel.training.common import PRESETS, preset_path  # noqa: E402
 from worldmodel.training.common import load_presets  # noqa: E402
-from worldmodel.training.eta import rates_from_run  # noqa: E402
+from worldmodel.training.eta import estimate, rates_from_run, run_units  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "presets.json"
 TRAINING_STEPS = 40  # steps of each stage a rate is measured over (the first, warm-up step left out)
 TRAINING_EPISODES, TRAINING_TICKS = 3, 200  # 200 ticks: the open loop's longest horizon (8 + 128) fits
+REFERENCE = (100, 500)  # the README guide's recordings (100 explore walks of 500 ticks): the table's training minutes
 
 
 def training_rates(name: str, work: Path) -> dict:
@@ -65,10 +66,18 @@ def training_rates(name: str, work: Path) -> dict:
         raise SystemExit(f"{name}: the training run failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
     wall = time.perf_counter() - t0
     gemm = (gemm_before + measure_peak_gflops(torch.float32)) / 2
-    rates = rates_from_run(json.loads((run / "pipeline.json").read_text()))
+    rates = {k: round(v, 5) for k, v in sorted(rates_from_run(json.loads((run / "pipeline.json").read_text())).items())}
+    # what the rates say of the README guide's run (REFERENCE recordings, a tenth held out), at the speed measured
+    n, ticks = REFERENCE
+    held = max(1, n // 10)
+    units = run_units(tcfg, (n - held) * (ticks + 1), held, camera=True)
+    minutes = {stage: round(v / 60, 1) for stage, v in estimate(units, {"fp32_gemm_gflops": gemm, **rates}).items()
+               if v is not None}
     return {"fp32_gemm_gflops": round(gemm, 1), "steps_timed": TRAINING_STEPS - 1,
             "recordings": f"{TRAINING_EPISODES} arena explore walks of {TRAINING_TICKS} ticks at 128x128, 1 held out",
-            "run_s": round(wall, 1), **{k: round(v, 5) for k, v in sorted(rates.items())}}
+            "run_s": round(wall, 1), **rates,
+            "reference_run": {"recordings": f"{n} x {ticks} ticks, {held} held out", "minutes": minutes,
+                              "total_minutes": round(sum(minutes.values()), 1)}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,7 +58,7 @@ def test_the_line_says_each_stage_and_the_total_or_why_not(tmp_path):
 
 
 def test_a_preset_is_recognised_by_its_shapes_only():
-    from worldmodel.train import preset_path
+    from worldmodel.training.common import preset_path
     from worldmodel.training.common import load_presets
 
     m, t = load_presets(preset_path("small"))

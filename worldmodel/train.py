@@ -32,10 +32,11 @@ run's train.yaml; a command whose config differs is refused, naming the differen
 `--override-config`. The frame and latent caches in `state/` are keyed on the recordings' contents and the
 autoencoder's weights: an edited recording or another autoencoder rebuilds them.
 
-The code is in worldmodel/training/: common.py (the train: config, distributed set-up, logging,
-apply_gradients, the trainer's state/checkpoint helpers), data.py (frames and latents, cached),
-autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py (the memory-image generators, memory_batch), dynamics.py
-(stage 2) and adversarial.py (stage 2b). This module is the command line, and its Trainer combines those parts.
+The code is in worldmodel/training/: common.py (the train: config, distributed set-up, logging, apply_gradients),
+context.py (TrainContext: the run's set-up and its state/checkpoint helpers), and the stages as functions of that
+context: data.py (frames and latents, cached), autoencoder.py (stage 1), decoder.py (stage 1b), memory_images.py
+(the memory-image generators, memory_batch), dynamics.py (stage 2) and adversarial.py (stage 2b). This module is the
+command line, and its Trainer runs the stages in order.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ import contextlib
 import signal
 import sys
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -59,42 +59,17 @@ from worldmodel.config import ConfigError, ModelConfig, _build, _plain
 from worldmodel.data import DataError
 from worldmodel.device import DEVICE_CHOICES, DeviceError
 from worldmodel.evaluation.trajectories import recordings_setup
-from worldmodel.training.adversarial import AdversarialStage
-from worldmodel.training.autoencoder import AutoencoderStage
-from worldmodel.training.common import (HOOKS, RUN_CONFIG, STOP, STOPPABLE, TrainConfig, TrainerBase, TrainingDiverged,
-                                        TrainingStopped, apply_gradients, play_command,
-                                        bf16_is_faster, init_distributed, load_presets)
-from worldmodel.training.data import TrainingData
-from worldmodel.training.decoder import DecoderStage
-from worldmodel.training.dynamics import DynamicsStage
-from worldmodel.training.memory_images import MemoryImages, memory_batch
+from worldmodel.training.common import (HOOKS, PRESETS, RUN_CONFIG, STOP, STOPPABLE, TrainConfig, TrainingDiverged,
+                                        TrainingStopped, apply_gradients, bf16_is_faster, init_distributed,
+                                        load_presets, preset_path)
+from worldmodel.training.memory_images import memory_batch
+from worldmodel.training.trainer import Trainer
 
 TRAIN_LOCK = ".train.lock"  # held in --out while a training run writes there
 
 # What tests and scripts import from here (the fault hooks, main, the config, ...); most now live in training/.
 __all__ = ["HOOKS", "TrainConfig", "Trainer", "apply_gradients", "bf16_is_faster", "load_presets", "main",
            "memory_batch", "resolve_config"]
-
-
-class Trainer(AutoencoderStage, DecoderStage, DynamicsStage, AdversarialStage, MemoryImages, TrainingData, TrainerBase):
-    """Holds the data, the two networks and the run directory; `run()` does both stages, resumably."""
-
-    stage_of: str = ""  # the staged run (worldmodel/training/pipeline.py) this is a stage of, if any
-
-    def run(self) -> None:
-        t0 = time.time()
-        self.train_autoencoder()
-        self.sharpen_decoder()
-        self.ae.eval()
-        stage = "decoder" if self.cfg.steps == 0 else "dynamics"  # steps 0: init_from's dynamics kept
-        if stage == "dynamics":
-            self.train_dynamics()
-        if self.cfg.adv_steps > 0:
-            self.adversarial_post_train()
-            stage = "adversarial"
-        self.export(stage, self.step[stage])  # the step the weights are at (not train.steps)
-        self._say(f"done in {(time.time() - t0) / 60:.1f} min at {stage} step {self.step[stage]}: model in {self.out}"
-                  + ("" if self.stage_of else f" (play it: {play_command(self.out, self._prompt_info()['prompt_world'])})"))
 
 
 # Keys a resumed run may change without --override-config: they change when and what is logged, not the result.
@@ -115,17 +90,6 @@ def config_differences(a: tuple[ModelConfig, TrainConfig], b: tuple[ModelConfig,
     new = flat("model", b[0].to_dict(), flat("train", _plain(asdict(b[1])), {}))
     return [f"{k}: {new.get(k)!r} (the run's: {old.get(k)!r})" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
-
-
-# The named sizes for `--preset` (assets/configs/NAME.yaml), smallest first; their cost per tick: bench/bench_presets.py.
-PRESETS = ("tiny", "small", "medium", "large")
-PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "configs"
-
-
-def preset_path(name: str) -> Path:
-    if name not in PRESETS:
-        raise ConfigError(f"--preset {name!r} is not one of {list(PRESETS)} (or give your own file with --config)")
-    return PRESET_DIR / ("model_tiny.yaml" if name == "tiny" else f"{name}.yaml")
 
 
 def _set_model_keys(mcfg: ModelConfig, items: dict[str, Any]) -> ModelConfig:

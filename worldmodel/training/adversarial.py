@@ -49,12 +49,14 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
+    from worldmodel.training.context import TrainContext
     from worldmodel.training.dynamics import ClipBatch
 
 from worldmodel.tick import shown_cells
 from worldmodel.flow import FlowMatching
 from worldmodel.training.autoencoder import batch_sharpness
 from worldmodel.training.common import _hook, apply_gradients, lr_at, stoppable_steps
+from worldmodel.training.dynamics import clip_batch, clip_data, student_levels
 
 
 class PatchDiscriminator(nn.Module):
@@ -129,102 +131,102 @@ def shown_latents(fake: torch.Tensor, real: torch.Tensor, batch: "ClipBatch",
     return cell * mem[:, :-1] + (1 - cell) * fake, cell * mem[:, :-1] + (1 - cell) * real
 
 
-class AdversarialStage:
-    """Stage 2b of the trainer (a part of worldmodel.train.Trainer)."""
+# Stage 2b of the trainer (a function of training.context.TrainContext).
 
-    def adversarial_post_train(self) -> None:
-        cfg = self.cfg
-        if cfg.adv_steps == 0:
-            return
-        data = self.clip_data()
-        dev = self.device
-        anchored = cfg.adv_depth_anchor > 0  # depth held to the starting dynamics', RGB alone judged
-        teacher = copy.deepcopy(self.dyn).eval().requires_grad_(False) if anchored else None
-        disc = PatchDiscriminator(channels=4 if self.use_depth and not anchored else 3).to(dev)
-        pair = nn.ModuleDict({"dyn": self.dyn, "disc": disc})  # one state file for the stage (weights, both optimizers' moments)
-        opt = torch.optim.AdamW([{"params": self.dyn.parameters(), "lr": cfg.adv_lr, "weight_decay": cfg.weight_decay},
-                                 {"params": disc.parameters(), "lr": cfg.adv_d_lr, "weight_decay": 0.0}],
-                                betas=(0.5, 0.99))
-        start = self._begin_stage("adv", "adversarial", pair, opt, seed=4)
-        if start >= cfg.adv_steps:
-            return
-        level = self.dream_context_noise()
-        objective = FlowMatching(context_noise_max=cfg.context_noise_max, pose_weight=cfg.pose_weight)
-        self._say(f"adversarial: steps {start}..{cfg.adv_steps}, context at noise {level:g}, adversarial weight "
-                  f"{cfg.adv_weight}, R1/R2 gamma {cfg.adv_gamma}"
-                  + (f", unseen depth held to the start's (weight {cfg.adv_depth_anchor})" if anchored else ""))
-        from tqdm import tqdm
 
-        bar = tqdm(range(start, cfg.adv_steps), desc="adversarial", disable=not self.progress, initial=start,
-                   total=cfg.adv_steps)
-        warmup = min(cfg.warmup, cfg.adv_steps // 10)
-        for p in self.ae.parameters():  # the frames are judged through the frozen decoder
-            p.requires_grad_(False)
-        self.dyn.train()
-        last_ckpt = time.time()
-        B = cfg.batch_size
-        try:
-            for step in stoppable_steps("adversarial", bar, self._say, self.times):
-                scale = lr_at(step, cfg.adv_steps, 1.0, warmup)
-                opt.param_groups[0]["lr"] = cfg.adv_lr * scale
-                opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale
-                b = self.clip_batch(data)
-                t = self.student_levels(B)[0]  # the dream's regime; the sample: the last frame from pure noise
-                inputs = dict(memory=b.memory, memory_present=b.present, pose_target=b.pose, pose_valid=b.pose_valid,
-                              t=t, x_in=b.x_in)
-                gens = self._twin_generators() if anchored else (None, None)
-                anchor = torch.zeros((), device=dev)
-                with self.autocast:
-                    losses = objective.loss(self.dyn, b.x0, b.actions, generator=gens[0], **inputs)
-                    own = losses.x0[:, -1]
-                    fake_z, real_z = shown_latents(own, b.x0[:, -1], b, cfg.adv_judge)
-                    fake = self._judged(fake_z)
+def adversarial_post_train(ctx: TrainContext) -> None:
+    cfg = ctx.cfg
+    if cfg.adv_steps == 0:
+        return
+    data = clip_data(ctx)
+    dev = ctx.device
+    anchored = cfg.adv_depth_anchor > 0  # depth held to the starting dynamics', RGB alone judged
+    teacher = copy.deepcopy(ctx.dyn).eval().requires_grad_(False) if anchored else None
+    disc = PatchDiscriminator(channels=4 if ctx.use_depth and not anchored else 3).to(dev)
+    pair = nn.ModuleDict({"dyn": ctx.dyn, "disc": disc})  # one state file for the stage (weights, both optimizers' moments)
+    opt = torch.optim.AdamW([{"params": ctx.dyn.parameters(), "lr": cfg.adv_lr, "weight_decay": cfg.weight_decay},
+                             {"params": disc.parameters(), "lr": cfg.adv_d_lr, "weight_decay": 0.0}],
+                            betas=(0.5, 0.99))
+    start = ctx.begin_stage("adv", "adversarial", pair, opt, seed=4)
+    if start >= cfg.adv_steps:
+        return
+    level = ctx.dream_context_noise()
+    objective = FlowMatching(context_noise_max=cfg.context_noise_max, pose_weight=cfg.pose_weight)
+    ctx.say(f"adversarial: steps {start}..{cfg.adv_steps}, context at noise {level:g}, adversarial weight "
+              f"{cfg.adv_weight}, R1/R2 gamma {cfg.adv_gamma}"
+              + (f", unseen depth held to the start's (weight {cfg.adv_depth_anchor})" if anchored else ""))
+    from tqdm import tqdm
+
+    bar = tqdm(range(start, cfg.adv_steps), desc="adversarial", disable=not ctx.progress, initial=start,
+               total=cfg.adv_steps)
+    warmup = min(cfg.warmup, cfg.adv_steps // 10)
+    for p in ctx.ae.parameters():  # the frames are judged through the frozen decoder
+        p.requires_grad_(False)
+    ctx.dyn.train()
+    last_ckpt = time.time()
+    B = cfg.batch_size
+    try:
+        for step in stoppable_steps("adversarial", bar, ctx.say, ctx.times):
+            scale = lr_at(step, cfg.adv_steps, 1.0, warmup)
+            opt.param_groups[0]["lr"] = cfg.adv_lr * scale
+            opt.param_groups[1]["lr"] = cfg.adv_d_lr * scale
+            b = clip_batch(ctx, data)
+            t = student_levels(ctx, B)[0]  # the dream's regime; the sample: the last frame from pure noise
+            inputs = dict(memory=b.memory, memory_present=b.present, pose_target=b.pose, pose_valid=b.pose_valid,
+                          t=t, x_in=b.x_in)
+            gens = _twin_generators(ctx) if anchored else (None, None)
+            anchor = torch.zeros((), device=dev)
+            with ctx.autocast:
+                losses = objective.loss(ctx.dyn, b.x0, b.actions, generator=gens[0], **inputs)
+                own = losses.x0[:, -1]
+                fake_z, real_z = shown_latents(own, b.x0[:, -1], b, cfg.adv_judge)
+                fake = _judged(ctx, fake_z)
+                with torch.no_grad():
+                    real = _judged(ctx, real_z)
+                if anchored:
                     with torch.no_grad():
-                        real = self._judged(real_z)
-                    if anchored:
-                        with torch.no_grad():
-                            held = objective.loss(teacher, b.x0, b.actions, generator=gens[1], **inputs).x0[:, -1]
-                            held_depth = self._judged(held)[:, 3:]
-                        own_depth = (fake if fake_z is own else self._judged(own))[:, 3:]
-                        anchor = depth_anchor_loss(own_depth, held_depth, unseen_weights(b, own_depth.shape[-2:]))
-                        fake, real = fake[:, :3], real[:, :3]
-                # the discriminator's step (its inputs detached: only its parameters get gradients, so the shared
-                # optimizer moves only them), then the generator's with the discriminator held fixed
-                with self.autocast:
-                    d_loss, margin = discriminator_loss(disc, real.float(), fake.float(), cfg.adv_gamma)
-                apply_gradients(disc, opt, d_loss, cfg.grad_clip, self.d)
-                disc.requires_grad_(False)
-                with self.autocast:
-                    g_adv = generator_loss(disc, real.float(), fake.float())
-                gnorm = apply_gradients(self.dyn, opt, losses.total + cfg.adv_weight * g_adv
-                                        + cfg.adv_depth_anchor * anchor, cfg.grad_clip, self.d)
-                disc.requires_grad_(True)
-                if step % cfg.log_every == 0:
-                    self.log.write("adversarial", step, flow=losses.flow.item(), pose=losses.pose.item(),
-                                   g_adv=g_adv.item(), d_loss=d_loss.item(), d_margin=margin.item(),
-                                   depth_anchor=anchor.item(),
-                                   grad_norm=float(gnorm), sharpness=batch_sharpness(fake[:, :3], real[:, :3]))
-                    bar.set_postfix(flow=f"{losses.flow.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_adv.item():.3f}")
-                self.step["adversarial"] = step + 1
-                _hook("adv.step", step + 1)
-                if self._checkpoint_due(last_ckpt, step + 1 == cfg.adv_steps):
-                    self._save("adv", pair, opt, self._progress(step + 1, cfg.adv_steps, cfg.adv_lr, warmup))
-                    _hook("adv.saved", step + 1)
-                    self.export("adversarial", step + 1)
-                    last_ckpt = time.time()
-                    self._stop_if_asked("adversarial", step + 1)
-        finally:
-            self.dyn.eval()
-            for p in self.ae.parameters():
-                p.requires_grad_(True)
+                        held = objective.loss(teacher, b.x0, b.actions, generator=gens[1], **inputs).x0[:, -1]
+                        held_depth = _judged(ctx, held)[:, 3:]
+                    own_depth = (fake if fake_z is own else _judged(ctx, own))[:, 3:]
+                    anchor = depth_anchor_loss(own_depth, held_depth, unseen_weights(b, own_depth.shape[-2:]))
+                    fake, real = fake[:, :3], real[:, :3]
+            # the discriminator's step (its inputs detached: only its parameters get gradients, so the shared
+            # optimizer moves only them), then the generator's with the discriminator held fixed
+            with ctx.autocast:
+                d_loss, margin = discriminator_loss(disc, real.float(), fake.float(), cfg.adv_gamma)
+            apply_gradients(disc, opt, d_loss, cfg.grad_clip, ctx.d)
+            disc.requires_grad_(False)
+            with ctx.autocast:
+                g_adv = generator_loss(disc, real.float(), fake.float())
+            gnorm = apply_gradients(ctx.dyn, opt, losses.total + cfg.adv_weight * g_adv
+                                    + cfg.adv_depth_anchor * anchor, cfg.grad_clip, ctx.d)
+            disc.requires_grad_(True)
+            if step % cfg.log_every == 0:
+                ctx.log.write("adversarial", step, flow=losses.flow.item(), pose=losses.pose.item(),
+                               g_adv=g_adv.item(), d_loss=d_loss.item(), d_margin=margin.item(),
+                               depth_anchor=anchor.item(),
+                               grad_norm=float(gnorm), sharpness=batch_sharpness(fake[:, :3], real[:, :3]))
+                bar.set_postfix(flow=f"{losses.flow.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_adv.item():.3f}")
+            ctx.step["adversarial"] = step + 1
+            _hook("adv.step", step + 1)
+            if ctx.checkpoint_due(last_ckpt, step + 1 == cfg.adv_steps):
+                ctx.save_stage("adv", pair, opt, ctx.progress_state(step + 1, cfg.adv_steps, cfg.adv_lr, warmup))
+                _hook("adv.saved", step + 1)
+                ctx.export("adversarial", step + 1)
+                last_ckpt = time.time()
+                ctx.stop_if_asked("adversarial", step + 1)
+    finally:
+        ctx.dyn.eval()
+        for p in ctx.ae.parameters():
+            p.requires_grad_(True)
 
-    def _twin_generators(self) -> tuple[torch.Generator, torch.Generator]:
-        """Two generators at one seed drawn from the run's sampler: the student and its frozen teacher are noised
-        alike, and a resumed run draws what an uninterrupted one does."""
-        seed = int(self.rng.integers(2**62))
-        return tuple(torch.Generator(device=self.device).manual_seed(seed) for _ in range(2))
+def _twin_generators(ctx: TrainContext) -> tuple[torch.Generator, torch.Generator]:
+    """Two generators at one seed drawn from the run's sampler: the student and its frozen teacher are noised
+    alike, and a resumed run draws what an uninterrupted one does."""
+    seed = int(ctx.rng.integers(2**62))
+    return tuple(torch.Generator(device=ctx.device).manual_seed(seed) for _ in range(2))
 
-    def _judged(self, z: torch.Tensor) -> torch.Tensor:
-        """What the discriminator sees of latents [B, C, h, w]: the decoded RGB (+ normalised depth) in [-1, 1]."""
-        return self.ae.decode_raw(z.float()).float().clamp(-1.0, 1.0)
+def _judged(ctx: TrainContext, z: torch.Tensor) -> torch.Tensor:
+    """What the discriminator sees of latents [B, C, h, w]: the decoded RGB (+ normalised depth) in [-1, 1]."""
+    return ctx.ae.decode_raw(z.float()).float().clamp(-1.0, 1.0)
 

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from worldmodel.training.common import PRESETS, load_presets, preset_path
+
 RATES_FILE = Path(__file__).resolve().parents[2] / "bench" / "results" / "presets.json"
 
 # unit name -> what the rate is per; a stage's units are counted by `run_units`
@@ -54,9 +56,6 @@ def run_units(cfg: Any, train_frames: int, val_recordings: int, camera: bool) ->
 
 def preset_of(model_cfg: Any, cfg: Any) -> str | None:
     """The preset whose model and batch shapes this run has (what a step's cost depends on), None for another size."""
-    from worldmodel.train import PRESETS, preset_path
-    from worldmodel.training.common import load_presets
-
     for name in PRESETS:
         m, t = load_presets(preset_path(name))
         if m == model_cfg and (t.ae_batch, t.batch_size, t.clip_frames) == (cfg.ae_batch, cfg.batch_size, cfg.clip_frames):

@@ -177,7 +177,7 @@ class Pipeline:
         return info
 
     def _train(self, name: str, cfg: TrainConfig) -> Path:
-        from worldmodel.train import Trainer
+        from worldmodel.training.trainer import Trainer
 
         sub = self.out / name
         if name in self.state["done"]:
