@@ -85,6 +85,15 @@ HUD_LEGEND = [("HUD: dropped", "ticks skipped: the world ran slower than the tic
               ("HUD: latency", "input to the frame that shows it on screen (look: with frames between ticks, F4)")]
 
 
+def overlay_rect(size: tuple[int, int], window: tuple[int, int], margin: int = 8) -> tuple[int, int, int, int]:
+    """(x, y_top, width, height) of a centred overlay of `size` in `window`: as it is when it fits inside the margins,
+    else scaled down (aspect kept) until it does, so the help and the loading text are never cut at the edges."""
+    (tw, th), (w, h) = size, window
+    scale = min(1.0, max(1, w - 2 * margin) / tw, max(1, h - 2 * margin) / th)
+    sw, sh = max(1, round(tw * scale)), max(1, round(th * scale))
+    return (w - sw) // 2, (h - sh) // 2, sw, sh
+
+
 def wrap_text(text: str, width: int, measure: Callable[[str], int], max_lines: int = MESSAGE_LINES) -> list[str]:
     """`text` as lines no wider than `width` (as `measure` counts): broken at spaces, inside a word only when the
     word alone is too wide (a long path); more than `max_lines` lines are cut, the last one ending in "..."."""
@@ -369,8 +378,7 @@ class WindowFrontend:
         if self.show_hud:
             self._draw_overlay(self._hud_texture(hud, w), HUD_MARGIN, HUD_MARGIN, w, h)
         if hud.show_help:
-            tex = self._help_texture()
-            self._draw_overlay(tex, (w - tex.size[0]) // 2, (h - tex.size[1]) // 2, w, h)
+            self._draw_overlay(self._help_texture(), None, None, w, h)
 
     def loading(self, text: str) -> None:
         """A loading screen while the world starts (instead of a black window): `text` centred, e.g. "loading the
@@ -381,15 +389,20 @@ class WindowFrontend:
         self.ctx.viewport = (0, 0, w, h)
         self.ctx.clear(0.06, 0.07, 0.10)
         tex = self._text_texture([("dreamwalk", (255, 255, 255)), (text, (220, 220, 220))], self.big_font)
-        tw, th = tex.size
-        self._draw_overlay(tex, max(0, (w - tw) // 2), max(0, (h - th) // 2), w, h)
+        self._draw_overlay(tex, None, None, w, h)
         tex.release()
         pygame.display.flip()
 
-    def _draw_overlay(self, tex, x: int, y_top: int, w: int, h: int) -> None:
+    def _draw_overlay(self, tex, x: int | None, y_top: int | None, w: int, h: int) -> None:
+        """Draw a text texture with its top-left at (x, y_top); None for both: centred, and scaled down to fit the
+        window when it is larger (overlay_rect)."""
         import moderngl
 
         tw, th = tex.size
+        if x is None or y_top is None:
+            x, y_top, tw, th = overlay_rect((tw, th), (w, h))
+            mode = moderngl.LINEAR if (tw, th) != tex.size else moderngl.NEAREST
+            tex.filter = (mode, mode)
         self.ctx.viewport = (x, h - y_top - th, tw, th)  # GL's origin is bottom-left
         self.ctx.enable(moderngl.BLEND)
         self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA

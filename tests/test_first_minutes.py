@@ -14,7 +14,7 @@ from engine.input import InputAccumulator, Keymap
 from engine.recording import Recording
 from engine.replay import main as replay_main
 from engine.replay import recorded_pace, verify
-from engine.window import hud_lines, wrap_text
+from engine.window import hud_lines, overlay_rect, wrap_text
 from tests.test_game import FakeClock
 
 
@@ -210,6 +210,15 @@ def test_hud_lines_fit_the_window_explain_dropped_and_say_esc_again_quits():
     assert not any("dropped" in t for t, _ in hud_lines(quiet, True, 400, measure))
     earlier = Hud(world="arena", stats=LoopStats(dropped=40), paused=False, recording=False)  # a start-up hitch, passed
     assert not any("dropped" in t for t, _ in hud_lines(earlier, True, 400, measure))
+
+
+def test_overlays_larger_than_the_window_are_scaled_down_to_fit_centred():
+    assert overlay_rect((300, 200), (640, 640)) == (170, 220, 300, 200)  # fits: as it is, centred
+    x, y, w, h = overlay_rect((812, 420), (640, 640))  # the help at 640 px: wider than the window
+    assert (x, w, h) == (8, 624, round(420 * 624 / 812)) and y == (640 - h) // 2
+    x, y, w, h = overlay_rect((812, 420), (400, 300))  # ... and at 400 x 300: the width decides again
+    assert (x, w, h) == (8, 384, round(420 * 384 / 812)) and 8 <= y and y + h <= 292
+    assert overlay_rect((300, 900), (400, 300))[1:] == (8, round(300 * 284 / 900), 284)  # a tall one: its height
 
 
 def test_hud_lines_fit_with_the_real_font():
