@@ -91,6 +91,8 @@ class MemoryConfig:
     unpremultiply: bool = True  # render rgb as colour / alpha (full colour where covered, black where empty)
     backend: str = "auto"  # rasterize backend: "auto", "cpu" or "gsplat"
     trust_half_life: float = 0.0  # ticks of source_age that halve a frame's trust (0: no trust weighting)
+    carve_dreamed: bool = False  # a dreamed view fades the dreamed Gaussians its depth shows to be free space,
+    # whatever their trust (the geometry follows what is shown; colours still only from views trusted as much)
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -404,7 +406,10 @@ class SceneMemory:
                 step, fade = cfg.color_blend, cfg.fade
                 if trust < 1.0:  # a less trusted view neither recolours nor fades a more trusted Gaussian
                     step = cfg.color_blend * (trust >= g.trust[conf])[:, None]
-                    fade = np.where(trust >= g.trust[faded], cfg.fade, 1.0)
+                    carves = trust >= g.trust[faded]
+                    if cfg.carve_dreamed:  # ... unless both are dreams: then the newer one's free space wins
+                        carves |= g.trust[faded] < 1.0
+                    fade = np.where(carves, cfg.fade, 1.0)
                 g.colors[conf] = np.clip(g.colors[conf] + step * resid, 0.0, 1.0)
                 stats.deduped = self._dedup(conf, r[agree], c[agree], w, trust)
                 g.opacities[faded] *= fade

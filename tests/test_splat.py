@@ -341,6 +341,28 @@ def test_trust_keeps_a_real_view_against_later_dreamed_ones() -> None:
         memory32(trust_half_life=-1.0)
 
 
+def test_carve_dreamed_lets_a_newer_dream_clear_an_older_dreams_wall_but_not_a_real_one() -> None:
+    """A dreamed wall (5 ticks from a real view), then a later dream that sees open space there (sky): without
+    carve_dreamed the older, more trusted dream's wall stays; with it, it fades. A real wall stays either way, and
+    the later dream never recolours the older one's Gaussians."""
+    wall, depth = flat_frame(5.0, color=(200, 40, 40))
+    blue, _ = flat_frame(5.0, color=(40, 40, 200))
+    gone = np.full((32, 32), 150.0, np.float32)
+    alpha = {}
+    for carve in (False, True):
+        for first_age in (5, 0):  # a dreamed wall, a real one
+            mem = memory32(trust_half_life=4.0, carve_dreamed=carve)
+            mem.insert(wall, depth, np.eye(4), K32, 0, source_age=first_age)
+            mem.insert(blue, depth, np.eye(4), K32, 10, source_age=first_age + 10)  # less trusted: no recolouring
+            colour = mem.render(np.eye(4), K32, 11).rgb[8:24, 8:24].reshape(-1, 3).mean(0)
+            assert colour[0] > 150 and colour[2] < 90, (carve, first_age, colour)
+            for t in range(12, 16):
+                mem.insert(wall, gone, np.eye(4), K32, t, source_age=first_age + t)
+            alpha[carve, first_age] = mem.render(np.eye(4), K32, 16).alpha[8:24, 8:24].mean()
+    assert alpha[False, 5] > 0.8 and alpha[True, 5] < 0.2  # the older dream's wall: kept, or carved away
+    assert alpha[False, 0] > 0.8 and alpha[True, 0] > 0.8  # a real wall stays
+
+
 def test_dedup_keeps_the_most_trusted() -> None:
     """Duplicates of a real view's Gaussians, made later by a dreamed view: the confirming view's deduplication
     keeps the real ones when the duplicates are less trusted, and the newer ones when they are trusted alike."""
