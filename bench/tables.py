@@ -221,17 +221,29 @@ def preset_rows(d: dict) -> list[list[Any]]:
     """One row per `--preset`: what it is and its tick (also the README's own-game table)."""
     return [[name, f"{p['frame_size'][0]}×{p['frame_size'][1]}", f"{p['layers']} × {p['dim']}", p["dynamics_params_M"],
              p["tick_ms_median"], f"{p['ae_steps']:,}" + (f" (+{p['decoder_steps']:,} decoder)" if p.get("decoder_steps") else "")
-             + f" + {p['steps']:,} + {p['finetune_steps']:,}"]
+             + f" + {p['steps']:,} + {p['finetune_steps']:,}",
+             fmt((p.get("training") or {}).get("reference_run", {}).get("total_minutes", "—"))]
             for name, p in d["presets"].items()]
 
 
 PRESET_HEADER = ["preset", "frame", "layers × width", "dynamics M params", "tick ms (median)",
-                 "steps: autoencoder + dynamics + memory"]
+                 "steps: autoencoder + dynamics + memory", "training min, 100 × 500 ticks"]
 
 
 def presets(d: dict) -> list[str]:
-    return [f"{d['what']} {d['threads']} threads, fp32 GEMM {fmt(d['fp32_gemm_gflops'])} GFLOP/s, {d['cpu']}, {d['time']}.",
-            table(PRESET_HEADER, preset_rows(d))]
+    out = [f"{d['what']} {d['threads']} threads, fp32 GEMM {fmt(d['fp32_gemm_gflops'])} GFLOP/s, {d['cpu']}, {d['time']}.",
+           table(PRESET_HEADER, preset_rows(d))]
+    trained = {name: p["training"] for name, p in d["presets"].items() if p.get("training")}
+    if trained:  # the rates `python bench/bench_presets.py --training` measured, and what they say of the guide's run
+        keys = sorted({k for t in trained.values() for k in t if k.endswith("_s") and k != "run_s"})
+        out.append("Training rates (`--training`: a short real run per preset, "
+                   + next(iter(trained.values()))["recordings"] + "), seconds per unit, and the minutes they give "
+                   "the guide's 100 × 500-tick run per stage:")
+        out.append(table(["preset", "fp32 GEMM"] + keys + ["minutes per stage"],
+                         [[name, t["fp32_gemm_gflops"]] + [fmt(t.get(k, "—")) for k in keys]
+                          + [", ".join(f"{s} {fmt(m)}" for s, m in t["reference_run"]["minutes"].items())]
+                          for name, t in trained.items()]))
+    return out
 
 
 def window(d: dict) -> list[str]:

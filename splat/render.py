@@ -305,7 +305,8 @@ void main() {
     vec2 hi = min(v_center + ext, u_tile.xy + u_tile.zw);
     if (any(greaterThanEqual(lo, hi))) { cull(); return; }
     vec2 mid = 0.5 * (lo + hi);
-    gl_PointSize = max(hi.x - lo.x, hi.y - lo.y) + 1.0;  // +1: pixel centres on the edge stay inside
+    // no margin: a pixel centre outside the box is past 3.33 sigma on an axis, below the alpha threshold there
+    gl_PointSize = max(hi.x - lo.x, hi.y - lo.y);
     // image pixels (x right, y down) -> this tile's NDC (y up); rows are flipped on readback
     vec2 ndc = 2.0 * (mid - u_tile.xy) / u_tile.zw - 1.0;
     gl_Position = vec4(ndc.x, -ndc.y, 0.0, 1.0);
