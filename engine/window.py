@@ -31,11 +31,12 @@ import pygame  # noqa: E402
 _VERTEX = """
 #version 330
 in vec2 in_pos;
+uniform float depth;  // the quad's NDC z: 1 (the far plane) to fill only what a depth-tested mesh left empty
 out vec2 uv;
 void main() {
     // Texture rows are uploaded top row first, so v runs downwards on screen.
     uv = vec2(in_pos.x * 0.5 + 0.5, 0.5 - in_pos.y * 0.5);
-    gl_Position = vec4(in_pos, 0.0, 1.0);
+    gl_Position = vec4(in_pos, depth, 1.0);
 }
 """
 _FRAGMENT = """
@@ -370,11 +371,20 @@ class WindowFrontend:
         ctx.viewport = ((w - vw) // 2, (h - vh) // 2, vw, vh)
         # The frame as it is; with frames between ticks, behind its reprojection: what the mesh leaves uncovered
         # (its triangles cut by the near plane when the view walks past something the frame shows close) shows the
-        # frame there, never black.
+        # frame there, never black. The mesh is drawn first and the frame after it at the far plane, depth-tested,
+        # so only those holes are shaded twice (llvmpipe, 640 px, a 128 px frame: 7.9 -> 6.3 ms a present).
+        warp = rel is not None and obs.depth is not None and obs.K is not None
+        if warp:
+            self.warp.draw(self.frame_tex, obs.depth, obs.K, rel)
+            ctx.enable(moderngl.DEPTH_TEST)
+            ctx.depth_func = "<="
+        self.prog["depth"].value = 1.0 if warp else 0.0
         self.frame_tex.use(0)
         self.vao.render(moderngl.TRIANGLE_STRIP)
-        if rel is not None and obs.depth is not None and obs.K is not None:
-            self.warp.draw(self.frame_tex, obs.depth, obs.K, rel)
+        if warp:
+            ctx.depth_func = "<"
+            ctx.disable(moderngl.DEPTH_TEST)
+            self.prog["depth"].value = 0.0
         if self.show_hud:
             self._draw_overlay(self._hud_texture(hud, w), HUD_MARGIN, HUD_MARGIN, w, h)
         if hud.show_help:
