@@ -244,7 +244,7 @@ def shown(rel):
     data = fe.ctx.screen.read(viewport=(0, 0, 256, 256), components=3)
     return np.frombuffer(data, np.uint8).reshape(256, 256, 3)[::-1].astype(int)
 plain = shown(None)
-assert (shown(np.eye(4, dtype=np.float32)) == plain).all()
+assert np.abs(shown(np.eye(4, dtype=np.float32)) - plain).max() <= 1  # via the 2x target: rounding only
 rel = warp.relative(c2w, warp.turned(c2w, 10.0, 0.0))
 after = shown(rel)
 expect = warp.project(np.array([[32.5, 32.5]]), obs.depth, K, rel)[0, 0] * 4
@@ -264,7 +264,8 @@ print("OK")
 
 
 def test_the_window_draws_the_warp_the_geometry_gives():
-    """The mesh at the frame's own camera is the plain quad pixel for pixel; turned 10 deg right, the frame's centre
+    """The mesh at the frame's own camera is the plain quad to one level per pixel (it is drawn into a target of twice
+    the frame's size first); turned 10 deg right, the frame's centre
     column lands where engine.warp.project says (x4 in a 256 px window), and nothing is black, not even where the view
     walks past something close (the near plane cuts its triangles). In its own process:
     an offscreen SDL window must not share a process with the arena's EGL contexts."""
