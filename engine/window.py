@@ -357,7 +357,6 @@ class WindowFrontend:
         w, h = pygame.display.get_window_size()
         ctx.screen.use()
         ctx.viewport = (0, 0, w, h)
-        ctx.clear(0.0, 0.0, 0.0)
         fh, fw = obs.rgb.shape[:2]
         if self.frame_tex is None or self.frame_tex.size != (fw, fh):
             if self.frame_tex is not None:
@@ -370,6 +369,8 @@ class WindowFrontend:
         # Letterbox: the largest rectangle of the frame's aspect that fits the window.
         scale = min(w / fw, h / fh)
         vw, vh = max(1, int(round(fw * scale))), max(1, int(round(fh * scale)))
+        if (vw, vh) != (w, h):  # the bars (the frame covers the rest)
+            ctx.clear(0.0, 0.0, 0.0)
         ctx.viewport = ((w - vw) // 2, (h - vh) // 2, vw, vh)
         # The frame as it is; with frames between ticks, its reprojection with the frame behind it: what the mesh
         # leaves uncovered (its triangles cut by the near plane when the view walks past something the frame shows
