@@ -58,6 +58,7 @@ def progress(text: str) -> None:
 DEMO_SCRIPT = ROOT / "assets" / "scripts" / "tour.yaml"
 # People playing the ground truth get a sharper picture than the model's training data (128x128).
 PLAY_DEFAULTS: dict[str, dict[str, Any]] = {"arena": {"width": 256, "height": 256}}
+FLAGGED_SETTINGS = {"checkpoint": "--checkpoint", "device": "--device"}  # world settings play.py takes as flags
 
 
 def default_world() -> str:
@@ -189,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             frontend, headless = open_frontend(False, keymap, f"dreamwalk - {world_name}", (w, h), args.filter)
             if hasattr(frontend, "loading"):
                 frontend.loading(f"starting {world_name}…")
-        config = {**PLAY_DEFAULTS.get(world_name, {}), **parse_set(args.world_set)}
+        given = parse_set(args.world_set)
+        for key, flag in FLAGGED_SETTINGS.items():  # one way in for each setting
+            if key in given:
+                raise ValueError(f"--set {key}=...: give it as {flag} {given[key]} instead")
+        config = {**PLAY_DEFAULTS.get(world_name, {}), **given}
         if args.checkpoint is not None:
             config["checkpoint"] = str(args.checkpoint)
         config = loop_tick_rate(world_name, config, args.tick_rate)  # the world steps at the loop's rate

@@ -50,6 +50,8 @@ def test_no_display_runs_a_recorded_demo_and_says_so(tmp_path):
         (["--world", "plane", "--set", "width=1"], "width/height must be >= 2"),
         (["--world", "plane", "--set", "colour=red"], "world 'plane' has no setting 'colour'; its settings are width, height"),
         (["--world", "plane", "--ticks", "0"], "--ticks must be positive"),
+        (["--world", "dream", "--set", "device=cpu"], "--set device=...: give it as --device cpu instead"),
+        (["--world", "dream", "--set", "checkpoint=assets/model"], "give it as --checkpoint assets/model instead"),
         (["--world", "plane", "--size", "big"], "--size takes WxH"),
     ],
 )
