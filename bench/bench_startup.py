@@ -26,16 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 5.0
 
 
-def gemm_gflops(n: int = 1024, reps: int = 10) -> float:
+def gemm_gflops() -> float:
+    """This machine's fp32 GEMM speed on 2 threads (worldmodel.device.measure_peak_gflops), rounded."""
     import torch
 
+    from worldmodel.device import measure_peak_gflops
+
     torch.set_num_threads(2)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return round(2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9, 1)
+    return round(measure_peak_gflops(torch.float32), 1)
 
 
 def one_run(cmd: list[str]) -> dict[str, float]:
