@@ -4,7 +4,7 @@ scene memory's render comes on top (bench_dream.py). The GEMM speed is recorded 
 drifts between 40 and 177 GFLOP/s.
 
     python bench/bench_presets.py            # writes bench/results/presets.json
-    python bench/bench_presets.py --training tiny small medium   # + each preset's training rates (its `training`)
+    python bench/bench_presets.py --training small medium   # + those presets' training rates (their `training`)
 
 `--training`: for each preset named, a short real staged run (`python -m worldmodel.train --preset NAME` with
 TRAINING_STEPS steps in each stage) on arena recordings made for it (TRAINING_EPISODES explore walks of
@@ -82,8 +82,9 @@ def training_rates(name: str, work: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--training", nargs="*", choices=PRESETS, default=None, metavar="PRESET",
-                   help="also measure these presets' training rates (a short real run each; minutes)")
+    staged = [n for n in PRESETS if load_presets(preset_path(n))[1].staged]  # the presets that run the pipeline
+    p.add_argument("--training", nargs="*", choices=staged, default=None, metavar="PRESET",
+                   help=f"also measure these presets' training rates (a short real run each; minutes): {staged}")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
