@@ -322,13 +322,16 @@ class Game:
         now = self.clock()
         wait = 1.0 / 60.0 if self.paused else self.fixed.time_to_next(now)
         poll_hz = getattr(self.frontend, "max_fps", None)
+        display = None
         if poll_hz:
             display = self._last_present + 1.0 / poll_hz - now if self.warp and wanted else 1.0 / poll_hz
             wait = min(wait, display)
-        if self._inflight is not None:  # overdue or not, nothing can start before it lands: never spin on it
+        if self._inflight is not None:  # nothing can start before it lands: wait for it, or for the next display frame
             from concurrent.futures import wait as wait_for
 
-            wait_for([self._inflight[0]], timeout=wait if wait > 0 else 1.0 / (poll_hz or 60.0))
+            timeout = display if display is not None else 1.0 / 60.0
+            if timeout > 0:  # a display frame already due is presented at once, not after the tick
+                wait_for([self._inflight[0]], timeout=timeout)
         elif wait > 0:
             self.sleep(wait)
 
