@@ -11,15 +11,9 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from worldmodel.training.common import PRESETS, load_presets, preset_path
+from worldmodel.training.common import ETA_AFTER, PRESETS, load_presets, preset_path
 
 RATES_FILE = Path(__file__).resolve().parents[2] / "bench" / "results" / "presets.json"
-
-# unit name -> what the rate is per; a stage's units are counted by `run_units`
-RATE_KEYS = ("autoencoder_step_s", "decoder_step_s", "dynamics_step_s", "adversarial_step_s", "prepare_latents_frame_s",
-             "prepare_reproject_frame_s", "memory_step_s", "prepare_splat_predicted_frame_s", "camera_frame_s",
-             "evaluate_recording_s")
-
 
 def frames_in(paths: list[str] | list[Path]) -> int:
     """The frames (ticks) of the recordings."""
@@ -98,7 +92,7 @@ def eta_line(preset: str | None, units: Mapping[str, Mapping[str, float]], gemm_
         return "ETA: every stage is done"
     if rates is None:
         return (f"ETA: no measured training rates for {'this model config' if preset is None else f'preset {preset}'} "
-                f"(python bench/bench_presets.py --training); each stage says its own after {20} steps")
+                f"(python bench/bench_presets.py --training); each stage says its own after {ETA_AFTER} steps")
     secs = estimate(todo, rates, gemm_now)
     parts = [f"{s} {'?' if v is None else _minutes(v)}" for s, v in secs.items()]
     known = [v for v in secs.values() if v is not None]
@@ -114,7 +108,8 @@ def _minutes(seconds: float) -> str:
 
 def rates_from_run(state: Mapping[str, Any]) -> dict[str, float]:
     """A finished run's pipeline.json (its `done` stages' `times` and `seconds`, the choose stage's evaluations) ->
-    rates (RATE_KEYS that it measured)."""
+    rates: seconds per step of each stage, per frame of each memory-image pass and the camera fit, per held-out
+    recording of an evaluation."""
     done = state.get("done") or {}
     rates: dict[str, float] = {}
 
