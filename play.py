@@ -23,6 +23,7 @@ from typing import Any
 import engine
 from engine import cli
 from engine.app import fail, run_world
+from engine.game import LoopConfig
 from engine.input import Keymap, KeymapError
 from engine.recording import RecordingError, check_record_target
 from engine.script import PolicyError, PolicySource, ScriptError, ScriptSource, load_policy, load_script
@@ -231,10 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
 
     try:
-        code = run_world(world, world_name, headless=headless, ticks=ticks, realtime=args.realtime,
-                         tick_rate=args.tick_rate, max_catchup=args.max_catchup, source=source, seed=args.seed,
-                         record_dir=record, keymap=keymap, size=(w, h), filter=args.filter, video=not args.no_video,
-                         model_hash=getattr(world, "model_hash", None), summary_json=args.summary, frontend=frontend)
+        loop = LoopConfig(tick_rate=args.tick_rate, max_catchup=args.max_catchup, realtime=args.realtime,
+                          max_ticks=ticks, seed=args.seed, record_dir=record, video=not args.no_video,
+                          model_hash=getattr(world, "model_hash", None))
+        code = run_world(world, world_name, loop, headless=headless, source=source, keymap=keymap, size=(w, h),
+                         filter=args.filter, summary_json=args.summary, frontend=frontend)
     except (RecordingError, PolicyError, engine.ObservationError, engine.ActionError) as e:
         return fail(str(e))
     if demo and record is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 import signal
 import sys
 import threading
@@ -34,26 +35,20 @@ def open_frontend(headless: bool, keymap: Keymap, title: str, size: tuple[int, i
 def run_world(
     world: World,
     world_name: str,
+    loop: LoopConfig | None = None,
     headless: bool = False,
-    ticks: int | None = None,
-    realtime: bool = True,
-    tick_rate: float = 20.0,
-    max_catchup: int = 4,
     source: ActionSource | None = None,
-    seed: int = 0,
-    record_dir: Path | None = None,
     keymap: Keymap | None = None,
     size: tuple[int, int] = (640, 640),
     filter: str = "linear",
-    video: bool = True,
-    model_hash: str | None = None,
     summary_json: Path | None = None,
-    end_message: str | None = None,
     log=print,
     frontend: Frontend | None = None,
 ) -> int:
-    """Run `world` until quit / `ticks` / the source ends; print a summary. Returns an exit code.
-    `frontend`: one opened already (a window showing a loading screen while the world started), else one is opened."""
+    """Run `world` by the loop settings `loop` until quit / `loop.max_ticks` / the source ends; print a summary.
+    Returns an exit code. In a window the loop is paced at the tick rate and steps on a worker thread whatever `loop`
+    says; headless with neither a tick limit nor a source, it runs 200 ticks. `frontend`: one opened already (a
+    window showing a loading screen while the world started), else one is opened."""
     keymap = (keymap or Keymap.load()).for_world(world_name, getattr(world, "commands", None))  # + the world's keys
     if frontend is None:
         frontend, is_headless = open_frontend(headless, keymap, f"dreamwalk - {world_name}", size, filter, log)
@@ -61,21 +56,13 @@ def run_world(
         is_headless = bool(getattr(frontend, "headless", False))
         if hasattr(frontend, "keymap"):
             frontend.keymap = keymap  # with the world's own keys, for input and the help overlay
+    loop = loop or LoopConfig()
+    ticks = loop.max_ticks
     if is_headless and ticks is None and source is None:
         ticks = 200
         log(f"headless with no --ticks: running {ticks} ticks")
-    config = LoopConfig(
-        tick_rate=tick_rate,
-        max_catchup=max_catchup,
-        realtime=realtime if is_headless else True,
-        max_ticks=ticks,
-        seed=seed,
-        record_dir=record_dir,
-        video=video,
-        model_hash=model_hash,
-        end_message=end_message,
-        tick_thread=not is_headless,  # the window presents while a tick computes
-    )
+    config = replace(loop, max_ticks=ticks, realtime=loop.realtime if is_headless else True,
+                     tick_thread=not is_headless)  # the window presents while a tick computes
     game = Game(world, frontend, config, input=InputAccumulator.for_keymap(keymap), source=source,
                 world_name=world_name, log=log)
     t0 = time.perf_counter()

@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f"; {lost} logged step(s) at the end have no saved frames and were not compared" if lost else ""))
         return 0 if result.matched else 1
     from engine.app import run_world  # the same runner as play.py, with the recording as the world
+    from engine.game import LoopConfig
 
     pace = recorded_pace(rec)
     rate = pace * args.speed
@@ -333,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(recorded at {pace:.3g}{'' if args.speed == 1 else f', --speed {args.speed:g}'})")
     world = ReplayWorld(str(args.recording))
     # No tick limit: the recorded actions end the run (in a window: the last frame stays, with the end notice).
-    return run_world(world, world_name=f"replay:{rec.meta.world}", headless=args.headless, ticks=None,
-                     realtime=args.realtime or not args.headless, tick_rate=rate, source=RecordedActions(rec),
-                     seed=0, end_message=f"end of the recording ({len(rec)} frames): Esc quits, R plays it again")
+    loop = LoopConfig(tick_rate=rate, realtime=args.realtime or not args.headless, seed=0,
+                      end_message=f"end of the recording ({len(rec)} frames): Esc quits, R plays it again")
+    return run_world(world, f"replay:{rec.meta.world}", loop, headless=args.headless, source=RecordedActions(rec))
 
 
 if __name__ == "__main__":
