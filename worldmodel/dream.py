@@ -152,8 +152,8 @@ class DreamWorld(World):
                              f"one with python -m worldmodel.training.upsampler, or leave upsample unset")
         upsample = self.model.upsampler is not None if upsample is None else bool(upsample)
         self.H, self.W = cfg.frame_size
-        if context_noise is None:  # the level chosen for this model on validation data (model.yaml), else clean
-            context_noise = self.model.settings.context_noise
+        # the level chosen for this model on validation data (model.yaml), else clean; the caller's checked the same way
+        context_noise = self.model.settings.choose(context_noise=context_noise).context_noise
         self.sampler = FlowSampler(steps=steps, context_noise=context_noise)
         self.bf16 = bf16
         if bf16:

@@ -78,7 +78,7 @@ class DreamVectorEnv(VectorEnv):
         # One prompt world serves every env: it only renders the first frame of an episode.
         self.prompt: World = make_world(self.prompt_name, **self.prompt_config)
         # Each dreamed frame enters the context at this noise level (as in DreamWorld; None: the model's own).
-        self.sampler = FlowSampler(steps=steps, context_noise=self.model.settings.context_noise if context_noise is None else context_noise)
+        self.sampler = FlowSampler(steps=steps, context_noise=self.model.settings.choose(context_noise=context_noise).context_noise)
         self.observation = observation
         # Pixels are made only when someone looks at them: rgb observations, hooks, or rgb_array renders.
         self._pixels = observation == "rgb" or reward_fn is not None or terminate_fn is not None \
